@@ -1,0 +1,1 @@
+"""Long-lived actors, one per module, talking only through anyio memory object streams."""

@@ -1,0 +1,113 @@
+"""ConfigActor: owns the validated settings and answers requests for them.
+
+On reload (SIGHUP) it re-reads and re-validates everything; if the new settings are
+invalid it keeps the old ones and says why, so a bad edit never takes a running
+server down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import assert_never
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from actors.mailbox import Reply
+from frontdesk.errors import SettingsError
+from frontdesk.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RELOAD_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetSettings:
+    """Ask for the current settings."""
+
+    reply: Reply[Settings]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reload:
+    """Re-read and re-validate the settings; the reply says whether they changed."""
+
+    reply: Reply[ReloadResult] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReloadResult:
+    """The outcome of a reload: applied, or the problems that kept the old settings."""
+
+    applied: bool
+    problems: tuple[str, ...] = ()
+
+
+ConfigMessage = GetSettings | Reload
+
+
+class ConfigActor:
+    """Holds the one validated :class:`Settings` of the process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        inbox: MemoryObjectReceiveStream[ConfigMessage],
+        load: Callable[[], Settings],
+        on_change: Callable[[Settings], None] | None = None,
+    ) -> None:
+        """Create the actor.
+
+        Args:
+            settings: The settings validated at startup.
+            inbox: Where requests arrive.
+            load: Reads and validates settings afresh; raises ``SettingsError``.
+            on_change: Called with the new settings after a successful reload.
+        """
+        self._settings = settings
+        self._inbox = inbox
+        self._load = load
+        self._on_change = on_change
+
+    @property
+    def settings(self) -> Settings:
+        """The current settings."""
+        return self._settings
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Answer requests until the inbox ends."""
+        task_status.started()
+        async for message in self._inbox:
+            match message:
+                case GetSettings(reply=reply):
+                    reply.send(self._settings)
+                case Reload(reply=reply):
+                    result = await self._reload()
+                    if reply is not None:
+                        reply.send(result)
+                case _:
+                    assert_never(message)
+
+    async def _reload(self) -> ReloadResult:
+        try:
+            with anyio.fail_after(RELOAD_TIMEOUT_SECONDS):
+                fresh = await anyio.to_thread.run_sync(self._load, abandon_on_cancel=True)
+        except SettingsError as exc:
+            logger.error("reload refused, keeping the current settings: %s", exc)
+            return ReloadResult(applied=False, problems=tuple(exc.problems))
+        except TimeoutError:
+            logger.error(
+                "reload took longer than %.0fs; keeping the current settings",
+                RELOAD_TIMEOUT_SECONDS,
+            )
+            return ReloadResult(applied=False, problems=("reload timed out",))
+        self._settings = fresh
+        logger.info("settings reloaded")
+        if self._on_change is not None:
+            self._on_change(fresh)
+        return ReloadResult(applied=True)

@@ -1,0 +1,1 @@
+"""Plain shared modules of Frontdesk: settings, errors, logging, metrics and the like."""

@@ -1,0 +1,119 @@
+"""Prometheus metrics of one Frontdesk process, served at ``GET /metrics``.
+
+Each process (and each server a test starts) has its own registry, so nothing leaks
+between them. Values that already live somewhere else — the supervisor's view of its
+children, breaker states, the outbox depth — are read at scrape time by collectors
+instead of being copied on every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+disable_created_metrics()
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0)
+
+
+class Metrics:
+    """The metrics of one process; actors receive it and update what they own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.calls_active = Gauge("frontdesk_calls_active", "Calls in progress.", registry=r)
+        self.calls_total = Counter(
+            "frontdesk_calls", "Finished calls by outcome.", ["outcome"], registry=r
+        )
+        self.calls_rejected_total = Counter(
+            "frontdesk_calls_rejected",
+            "Incoming calls turned away, by reason (busy, draining).",
+            ["reason"],
+            registry=r,
+        )
+        self.call_crashes_total = Counter(
+            "frontdesk_call_crashes", "Calls whose actor crashed.", registry=r
+        )
+        self.twilio_rejected_total = Counter(
+            "frontdesk_twilio_requests_rejected",
+            "Twilio requests refused, by route and reason.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.media_messages_skipped_total = Counter(
+            "frontdesk_media_messages_skipped",
+            "Media stream messages logged and skipped, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.turn_latency_seconds = Histogram(
+            "frontdesk_turn_latency_seconds",
+            "Caller stops speaking to first bot audio out.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.provider_ttfb_seconds = Histogram(
+            "frontdesk_provider_ttfb_seconds",
+            "Time to first byte per provider.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tts_failovers_total = Counter(
+            "frontdesk_tts_failovers", "Switches from one TTS provider to another.", registry=r
+        )
+        self.turn_limit_total = Counter(
+            "frontdesk_turn_limit_escalations",
+            "Calls escalated to a callback by a turn limit, by limit.",
+            ["limit"],
+            registry=r,
+        )
+        self.draining = Gauge(
+            "frontdesk_draining", "1 while the process drains before shutdown.", registry=r
+        )
+
+    def register(self, collector: Collector) -> None:
+        """Add a collector whose values are read at scrape time."""
+        self.registry.register(collector)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class CallbackCollector(Collector):
+    """A collector that builds its metric families from a callable at scrape time."""
+
+    def __init__(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        self._collect = collect
+
+    def collect(self) -> Iterable[Metric]:
+        """Build the families now."""
+        return list(self._collect())
+
+    def describe(self) -> Iterable[Metric]:
+        """Describe nothing up front: the families are only known at scrape time."""
+        return []
+
+
+def gauge(name: str, documentation: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    """A gauge family to fill in a :class:`CallbackCollector`."""
+    return GaugeMetricFamily(name, documentation, labels=labels)
+
+
+def counter(name: str, documentation: str, labels: list[str] | None = None) -> CounterMetricFamily:
+    """A counter family to fill in a :class:`CallbackCollector`."""
+    return CounterMetricFamily(name, documentation, labels=labels)

@@ -1,0 +1,264 @@
+"""Frontdesk's settings: read from the environment (and a ``.env`` file), validated at once.
+
+Every problem is collected before anything starts, so an operator fixes a broken
+deployment in one pass: :func:`load_settings` raises one :class:`SettingsError`
+naming every missing or malformed setting. Secrets are ``SecretStr`` and are never
+shown — not in logs, not by ``main.py check``, not in error messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticUseDefault
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from frontdesk import netguard
+from frontdesk.errors import SettingsError
+
+logger = logging.getLogger(__name__)
+
+REQUIRED = (
+    "OPENAI_API_KEY",
+    "DEEPGRAM_API_KEY",
+    "INWORLD_API_KEY",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "V2_BACKEND_URL",
+)
+"""The settings without which Frontdesk refuses to start."""
+
+HTTP = frozenset({"http", "https"})
+WEBSOCKET = frozenset({"ws", "wss"})
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """Every setting of Frontdesk; see ``.env.example`` for a line on each."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    # Declared first: the URL checks below read it.
+    app_env: Literal["production", "development"] = "production"
+
+    # Required.
+    openai_api_key: SecretStr
+    deepgram_api_key: SecretStr
+    inworld_api_key: SecretStr
+    twilio_account_sid: Annotated[str, Field(pattern=r"^AC[0-9a-fA-F]{32}$")]
+    twilio_auth_token: SecretStr
+    v2_backend_url: str
+
+    # Optional: warned about when missing.
+    dashboard_jobs_url: str | None = None
+    dashboard_calls_url: str | None = None
+    dashboard_alerts_url: str | None = None
+    dashboard_webhook_secret: SecretStr | None = None
+    dashboard_user_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    inworld_voice_id: str | None = None
+    deepgram_tts_voice: str | None = None
+
+    # Operational.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    host: str = "0.0.0.0"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    public_url: str | None = None
+    max_concurrent_calls: PositiveInt = 50
+    max_request_bytes: PositiveInt = 64 * 1024
+    max_turns_per_state: PositiveInt = 5
+    max_turns_per_call: PositiveInt = 30
+    idle_reprompt_seconds: PositiveFloat = 8.0
+    max_call_seconds: PositiveFloat = 900.0
+    provider_stall_seconds: PositiveFloat = 5.0
+    shutdown_grace_seconds: PositiveFloat = 30.0
+    restart_max: PositiveInt = 5
+    restart_window_seconds: PositiveFloat = 60.0
+    v2_request_timeout_seconds: PositiveFloat = 3.0
+    v2_breaker_failures: PositiveInt = 3
+    v2_breaker_reset_seconds: PositiveFloat = 60.0
+    tts_breaker_failures: PositiveInt = 1
+    tts_breaker_reset_seconds: PositiveFloat = 30.0
+    dashboard_max_retry_seconds: PositiveFloat = 24 * 3600.0
+    outbox_path: Path = Path("data/outbox.sqlite3")
+    agent_profile: Path = Path("profiles/default.yaml")
+    openai_model: str = "gpt-4.1-mini"
+    deepgram_stt_model: str = "nova-3"
+    inworld_tts_model: str = "inworld-tts-1"
+
+    # One base URL per provider, so the same program reaches emulators in development.
+    openai_base_url: str = "https://api.openai.com/v1"
+    deepgram_base_url: str = "https://api.deepgram.com"
+    inworld_tts_url: str = "wss://api.inworld.ai/tts/v1/voice:streamBidirectional"
+    twilio_api_base_url: str = "https://api.twilio.com"
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() == "":
+            raise PydanticUseDefault()
+        return value
+
+    @field_validator("log_level", "log_format", "app_env", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if value.lower() in _LEVELS else value.lower()
+
+    @field_validator(
+        "v2_backend_url",
+        "dashboard_jobs_url",
+        "dashboard_calls_url",
+        "dashboard_alerts_url",
+        "openai_base_url",
+        "deepgram_base_url",
+        "twilio_api_base_url",
+    )
+    @classmethod
+    def _outbound_http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _checked_url(value, info, HTTP)
+
+    @field_validator("inworld_tts_url")
+    @classmethod
+    def _outbound_websocket_url(cls, value: str, info: ValidationInfo) -> str:
+        checked = _checked_url(value, info, WEBSOCKET)
+        assert checked is not None
+        return checked
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        problems = netguard.check_outbound_url(value, production=False, schemes=HTTP)
+        if info.data.get("app_env") == "production" and not value.startswith("https://"):
+            problems.append("must use https in production (Twilio signs the https URL)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value.rstrip("/")
+
+    @property
+    def production(self) -> bool:
+        """Whether the production policy applies."""
+        return self.app_env == "production"
+
+    @property
+    def voice_inworld(self) -> str:
+        """The Inworld voice to speak with."""
+        return self.inworld_voice_id or DEFAULT_INWORLD_VOICE
+
+    @property
+    def voice_deepgram(self) -> str:
+        """The Deepgram TTS voice to fall back to."""
+        return self.deepgram_tts_voice or DEFAULT_DEEPGRAM_VOICE
+
+    def secret_values(self) -> list[str]:
+        """Every secret value that is set, for redaction from logs."""
+        values = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                values.append(value.get_secret_value())
+        return values
+
+
+DEFAULT_INWORLD_VOICE = "Ashley"
+DEFAULT_DEEPGRAM_VOICE = "aura-2-helena-en"
+_LEVELS = {"debug", "info", "warning", "error", "critical"}
+
+
+def _checked_url(value: str | None, info: ValidationInfo, schemes: frozenset[str]) -> str | None:
+    if value is None:
+        return None
+    production = info.data.get("app_env", "production") == "production"
+    problems = netguard.check_outbound_url(value, production=production, schemes=schemes)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
+
+
+def load_settings(env_file: str | Path | None = None) -> Settings:
+    """Read and validate the settings, or raise one ``SettingsError`` naming every problem.
+
+    Args:
+        env_file: A ``.env`` file read beneath the environment (the environment wins).
+            Without one, ``./.env`` is read if it exists.
+    """
+    if env_file is not None and not Path(env_file).is_file():
+        raise SettingsError([f"env file {str(env_file)!r} does not exist"])
+    chosen = env_file if env_file is not None else (".env" if Path(".env").is_file() else None)
+    try:
+        return Settings(_env_file=chosen)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError(_describe_errors(exc)) from None
+
+
+def _describe_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = str(error["loc"][0]).upper() if error["loc"] else "(settings)"
+        if error["type"] == "missing":
+            problems.append(f"{name} is required but not set")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+    return problems
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """The warnings an operator should see at startup: optional settings left unset."""
+    warnings = []
+    for name in ("dashboard_jobs_url", "dashboard_calls_url", "dashboard_alerts_url"):
+        if getattr(settings, name) is None:
+            warnings.append(
+                f"{name.upper()} is not set: those records wait in the outbox until it is"
+            )
+    if settings.dashboard_webhook_secret is None:
+        warnings.append("DASHBOARD_WEBHOOK_SECRET is not set: dashboard records wait unsent")
+    if settings.dashboard_user_email is None:
+        warnings.append("DASHBOARD_USER_EMAIL is not set: records carry no user email")
+    if settings.inworld_voice_id is None:
+        warnings.append(f"INWORLD_VOICE_ID is not set: using {DEFAULT_INWORLD_VOICE!r}")
+    if settings.deepgram_tts_voice is None:
+        warnings.append(f"DEEPGRAM_TTS_VOICE is not set: using {DEFAULT_DEEPGRAM_VOICE!r}")
+    if settings.public_url is None:
+        warnings.append(
+            "PUBLIC_URL is not set: Twilio signatures are checked against the request's "
+            "forwarded host and scheme"
+        )
+    for name in _url_fields():
+        value = getattr(settings, name)
+        if value and settings.production and netguard.unresolved_hosts(value):
+            warnings.append(f"{name.upper()}: host does not resolve right now")
+    return warnings
+
+
+def _url_fields() -> list[str]:
+    return [name for name in Settings.model_fields if name.endswith("_url")]
+
+
+def masked(settings: Settings) -> list[tuple[str, str]]:
+    """Every setting as (ENV_NAME, shown value), secrets masked, for ``main.py check``."""
+    rows = []
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            shown = "********"
+        elif value is None:
+            shown = "(not set)"
+        else:
+            shown = str(value)
+        rows.append((name.upper(), shown))
+    return rows
