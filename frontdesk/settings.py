@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     max_request_bytes: PositiveInt = 64 * 1024
     max_turns_per_state: PositiveInt = 5
     max_turns_per_call: PositiveInt = 30
+    vad_stop_seconds: Annotated[float, Field(ge=0.1, le=2.0)] = 0.5
     idle_reprompt_seconds: PositiveFloat = 8.0
     max_call_seconds: PositiveFloat = 900.0
     provider_stall_seconds: PositiveFloat = 5.0
