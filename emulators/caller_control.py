@@ -1,0 +1,157 @@
+"""The caller simulator's line to the rest of the emulated world: :class:`CallControl`.
+
+A real call has two halves at Twilio: the media stream (which the caller simulator
+plays) and the REST API Frontdesk uses to hang up (which the Twilio emulator serves).
+:class:`CallControl` joins them, and lets the caller tell the world which scenario a
+call runs and when to inject faults.
+
+:class:`HttpCallControl` reaches a world control server over HTTP. The server
+implements exactly these endpoints (JSON bodies; any 2xx means done)::
+
+    POST   /calls                        {"call_sid": "CA…", "scenario": <scenario JSON>}
+           Register the call before its webhook is sent. The scenario JSON is
+           ``Scenario.model_dump(mode="json", by_alias=True)``.
+    POST   /faults/{target}              <fault JSON, as Fault.to_json()>
+           Add a fault to emulator ``target`` (openai, deepgram, inworld, twilio,
+           backend, dashboard).
+    DELETE /faults/{target}
+           Clear every fault of ``target``.
+    GET    /calls/{call_sid}/ended?timeout=S
+           Wait up to S seconds (a float) for the call to end, then answer
+           {"ended": true|false, "by": "rest"|"caller"|null}: "rest" when Frontdesk
+           hung up through Twilio REST, "caller" after caller-hangup below.
+    POST   /calls/{call_sid}/caller-hangup
+           The caller hung up; the call is over (a later REST hang-up gets 404).
+
+Failures reach the simulator as :class:`ControlError`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import httpx
+
+from emulators.scenario import FaultStep, Scenario
+
+EndedBy = Literal["rest", "caller"]
+
+REQUEST_TIMEOUT_SECONDS = 10.0
+
+
+class CallerError(Exception):
+    """Base class of errors the caller simulator raises.
+
+    CallerError
+    └── ControlError    the world control server failed or refused a request
+    """
+
+
+class ControlError(CallerError):
+    """The world control server failed, timed out or refused a request."""
+
+
+class CallControl(Protocol):
+    """What the caller simulator needs from the world around one call."""
+
+    async def register(self, call_sid: str, scenario: Scenario) -> None:
+        """Tell every emulator that ``call_sid`` runs ``scenario`` (before the webhook)."""
+        ...
+
+    async def apply_fault(self, step: FaultStep) -> None:
+        """Add the step's fault to its target emulator, or clear the target's faults."""
+        ...
+
+    async def wait_ended(self, call_sid: str, timeout: float) -> EndedBy | None:
+        """Wait up to ``timeout`` s for the call to end; who ended it, or ``None`` if not yet."""
+        ...
+
+    async def caller_hung_up(self, call_sid: str) -> None:
+        """The caller hung up; the call is over at Twilio."""
+        ...
+
+
+class HttpCallControl:
+    """:class:`CallControl` over HTTP, against a world control server (see module docs)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """Create the client; ``transport`` replaces the network (e.g. in tests)."""
+        self._timeout = timeout
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> HttpCallControl:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def register(self, call_sid: str, scenario: Scenario) -> None:
+        """``POST /calls``."""
+        body = {"call_sid": call_sid, "scenario": scenario.model_dump(mode="json", by_alias=True)}
+        await self._request("POST", "/calls", json=body)
+
+    async def apply_fault(self, step: FaultStep) -> None:
+        """``POST /faults/{target}`` with the fault, or ``DELETE`` it for a clear."""
+        fault = step.to_fault()
+        if fault is None:
+            await self._request("DELETE", f"/faults/{step.target}")
+        else:
+            await self._request("POST", f"/faults/{step.target}", json=fault.to_json())
+
+    async def wait_ended(self, call_sid: str, timeout: float) -> EndedBy | None:
+        """``GET /calls/{sid}/ended?timeout=S``."""
+        response = await self._request(
+            "GET",
+            f"/calls/{call_sid}/ended",
+            params={"timeout": f"{timeout:g}"},
+            timeout=timeout + self._timeout,
+        )
+        try:
+            data = response.json()
+            ended, by = bool(data["ended"]), data.get("by")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ControlError(f"GET /calls/{call_sid}/ended: unreadable answer") from exc
+        if not ended:
+            return None
+        if by not in ("rest", "caller"):
+            raise ControlError(f"GET /calls/{call_sid}/ended: unknown ender {by!r}")
+        return by
+
+    async def caller_hung_up(self, call_sid: str) -> None:
+        """``POST /calls/{sid}/caller-hangup``."""
+        await self._request("POST", f"/calls/{call_sid}/caller-hangup")
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object = None,
+        params: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        try:
+            response = await self._client.request(
+                method,
+                path,
+                json=json,
+                params=params,
+                timeout=timeout if timeout is not None else self._timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise ControlError(f"{method} {path}: {exc!r}") from exc
+        if not response.is_success:
+            raise ControlError(f"{method} {path} answered {response.status_code}: {response.text}")
+        return response

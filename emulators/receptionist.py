@@ -1,0 +1,376 @@
+"""The built-in receptionist policy: what the OpenAI emulator answers when no turn is scripted.
+
+Given a chat request's ``messages`` and offered ``tools`` it decides, deterministically,
+between one tool call and a short spoken text, roughly as a good receptionist LLM would:
+
+1. The **node's user text** is the caller lines since the current conversation node's
+   instructions: every user message after the last ``developer`` or ``system`` message
+   (the very first system message, the persona, does not count).
+2. If the last message is a tool result, the tool has answered: if the result reads
+   like an error and names one of the first tool's arguments, ask for that argument
+   again; otherwise ask for the first tool's first missing argument, or say "Thanks.".
+3. Otherwise, for each offered tool in order: if every required argument can be read
+   from the node's user text (see :func:`extract`), call it, with the optional
+   arguments that could be read too. A tool that needs no arguments is called when the
+   caller's newest line says one of its :data:`TRIGGERS` (``prefer_callback`` on "can
+   someone call me back?"), or, when it is the only tool offered, at once (after any
+   text its node asks to say).
+4. Failing that, ask for the first missing required argument of the first tool, with a
+   fixed phrase per argument (:data:`ASK_PHRASES`).
+5. With no tools: say the quoted sentence the node's instructions ask for
+   (``Say "…"``), a goodbye if they mention one, else "Okay.".
+
+After a tool error that names an argument, caller lines before that error are no
+longer used for that argument, so a corrected value wins.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulators import extractors
+
+ASK_PHRASES: dict[str, str] = {
+    "service": "What can we help you with today?",
+    "name": "May I have your name, please?",
+    "address": "What's the address where you need the work done?",
+    "zip": "And what's the ZIP code there?",
+    "urgency": "How soon do you need someone out?",
+    "slot_id": "Which of those times works best for you?",
+    "confirmed": "Is that right?",
+    "accept": "Would you like someone from our team to call you back?",
+    "callback_number": "What's the best number to reach you?",
+}
+DEFAULT_ASK = "Could you tell me a bit more?"
+FREE_TEXT_ARGS = ("description", "reason", "details", "issue", "problem", "notes", "summary")
+
+_ASK_FOR_PEOPLE = ("talk to someone", "talk to a person", "real person", "human", "operator")
+TRIGGERS: dict[str, tuple[str, ...]] = {
+    "callback": (
+        "call me back",
+        "call back",
+        "callback",
+        "call-back",
+        "someone call",
+        "none of those",
+        "none of them",
+        "neither",
+        "doesn't work",
+        "don't work",
+        *_ASK_FOR_PEOPLE,
+    ),
+    "transfer": _ASK_FOR_PEOPLE,
+    "human": _ASK_FOR_PEOPLE,
+    "end": ("bye", "goodbye", "that's all", "that's it", "nothing else"),
+    "hangup": ("bye", "goodbye", "that's all", "that's it", "nothing else"),
+    "emergency": extractors.SYNONYMS["emergency"],
+}
+"""Caller phrases that select a tool without required arguments, by a word of its name."""
+
+# Rules mapping an argument name that is not in ASK_PHRASES to the phrase of a known one.
+_ASK_ALIASES: tuple[tuple[str, str], ...] = (
+    ("zip", "zip"),
+    ("postal", "zip"),
+    ("phone", "callback_number"),
+    ("number", "callback_number"),
+    ("slot", "slot_id"),
+    ("address", "address"),
+    ("street", "address"),
+    ("urgen", "urgency"),
+    ("service", "service"),
+    ("name", "name"),
+    ("confirm", "confirmed"),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolChoice:
+    """A tool call the policy makes."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """What to answer: text, a tool call, or text followed by a tool call."""
+
+    text: str | None = None
+    tool_call: ToolChoice | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Tool:
+    name: str
+    properties: dict[str, dict[str, Any]]
+    required: list[str]
+
+
+@dataclass(slots=True, kw_only=True)
+class _Node:
+    """The current node's part of the conversation."""
+
+    messages: list[dict[str, Any]]
+    instructions: str = ""
+    cutoffs: dict[str, int] = field(default_factory=dict)
+
+    def lines(self, arg: str | None = None) -> list[str]:
+        """The caller's lines in this node, oldest first (after ``arg``'s last error)."""
+        start = self.cutoffs.get(arg, -1) if arg else -1
+        return [
+            message_text(m)
+            for i, m in enumerate(self.messages)
+            if i > start and m.get("role") == "user" and message_text(m).strip()
+        ]
+
+
+def respond(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None) -> Reply:
+    """The receptionist's answer to a chat request (see the module docstring)."""
+    messages = [m for m in messages if isinstance(m, dict)]
+    offered = [_parse_tool(t) for t in tools or () if isinstance(t, dict)]
+    offered = [t for t in offered if t is not None]
+    known_args = {arg for tool in offered for arg in tool.properties}
+    node = _current_node(messages, known_args)
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        return Reply(text=_after_tool_result(node, offered, message_text(last)))
+    lines = node.lines()
+    for tool in offered:
+        if not tool.required:
+            if _triggered(tool, lines[-1] if lines else None):
+                return Reply(tool_call=ToolChoice(name=tool.name, arguments=_optional(tool, node)))
+            continue
+        arguments = _fill(tool, node)
+        if arguments is not None:
+            return Reply(tool_call=ToolChoice(name=tool.name, arguments=arguments))
+    if len(offered) == 1 and not offered[0].required:
+        return Reply(
+            text=_scripted_text(node.instructions),
+            tool_call=ToolChoice(name=offered[0].name, arguments=_optional(offered[0], node)),
+        )
+    if offered:
+        missing = _missing(offered[0], node)
+        if missing:
+            return Reply(text=ask_phrase(missing[0]))
+    return Reply(text=_scripted_text(node.instructions) or "Okay.")
+
+
+def ask_phrase(arg: str) -> str:
+    """The question that asks the caller for argument ``arg``."""
+    if arg in ASK_PHRASES:
+        return ASK_PHRASES[arg]
+    lowered = arg.lower()
+    for fragment, known in _ASK_ALIASES:
+        if fragment in lowered:
+            return ASK_PHRASES[known]
+    return DEFAULT_ASK
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """A message's text, whether ``content`` is a string or a list of parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def extract(arg: str, schema: dict[str, Any], lines: list[str], context: str = "") -> Any | None:
+    """The value of argument ``arg`` (JSON-schema ``schema``) said in ``lines``, or ``None``.
+
+    By schema first, then by name, newest line first:
+
+    - ``enum``: a value or one of its synonyms (:data:`extractors.SYNONYMS`), not
+      negated ("not an emergency"); slot ids (``slot_1``…) by ordinal ("the second
+      one") or by id.
+    - ``boolean``: yes/no words in the last line only; the earliest one wins.
+    - a name with ``slot`` (no enum): slot ids named in ``context`` (the node's
+      instructions and tool results), picked by ordinal.
+    - ``phone`` / ``number``: a phone number as ``+1XXXXXXXXXX``; ``zip`` / ``postal``: a
+      5-digit ZIP; ``address`` / ``street``: "<number> <Name> <Street|Ave|…>";
+      ``name``: "my name is X", "this is X", "I'm X", "it's X".
+    - ``service`` / ``urgency`` (no enum): the known trades and urgencies.
+    - ``description``, ``reason``, ``details``…: the newest line of three words or more.
+    - anything else: the last line; ``integer`` / ``number`` types take its first number.
+    """
+    lowered = arg.lower()
+    kind = schema.get("type")
+    values = schema.get("enum")
+    last = lines[-1] if lines else None
+    if values:
+        if "slot" in lowered or all(extractors.slot_ids(str(v)) for v in values):
+            value = extractors.ordinal_choice(lines, [str(v) for v in values])
+        else:
+            value = extractors.enum_value(lines, values)
+    elif kind == "boolean":
+        value = extractors.yes_no(last)
+    elif "slot" in lowered:
+        value = extractors.ordinal_choice(lines, extractors.slot_ids(context))
+    else:
+        value = _by_name(lowered, lines)
+    return _coerce(value, kind)
+
+
+def _by_name(lowered: str, lines: list[str]) -> Any | None:
+    rules: tuple[tuple[Callable[[str], bool], Callable[[list[str]], Any]], ...] = (
+        (lambda a: "phone" in a or "number" in a, extractors.phone_number),
+        (lambda a: "zip" in a or "postal" in a, extractors.zip_code),
+        (lambda a: "address" in a or "street" in a, extractors.street_address),
+        (
+            lambda a: a == "name" or a.endswith("_name") or a.startswith("name"),
+            extractors.person_name,
+        ),
+        (lambda a: "service" in a, _service),
+        (lambda a: "urgen" in a, lambda ls: extractors.enum_value(ls, extractors.URGENCY_VALUES)),
+        (lambda a: any(word in a for word in FREE_TEXT_ARGS), extractors.substantive_line),
+    )
+    for applies, read in rules:
+        if applies(lowered):
+            return read(lines)
+    return lines[-1].strip() if lines else None
+
+
+def _service(lines: list[str]) -> str | None:
+    """A known trade named in ``lines``, else what the caller said they need."""
+    return extractors.enum_value(lines, extractors.SERVICE_VALUES) or extractors.substantive_line(
+        lines
+    )
+
+
+def _coerce(value: Any, kind: Any) -> Any | None:
+    if value is None:
+        return None
+    if kind == "integer":
+        number = extractors.number(str(value))
+        return int(number) if number is not None else None
+    if kind == "number":
+        return extractors.number(str(value))
+    return value
+
+
+def _parse_tool(tool: dict[str, Any]) -> _Tool | None:
+    function = tool.get("function", tool)
+    if not isinstance(function, dict) or not function.get("name"):
+        return None
+    parameters = function.get("parameters")
+    parameters = parameters if isinstance(parameters, dict) else {}
+    properties = {
+        arg: schema
+        for arg, schema in (parameters.get("properties") or {}).items()
+        if isinstance(schema, dict)
+    }
+    required = [r for r in parameters.get("required") or [] if r in properties]
+    return _Tool(name=str(function["name"]), properties=properties, required=required)
+
+
+def _current_node(messages: list[dict[str, Any]], known_args: set[str]) -> _Node:
+    first_system = next((i for i, m in enumerate(messages) if m.get("role") == "system"), None)
+    start = 0
+    instructions = ""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") in ("developer", "system") and index != first_system:
+            start = index + 1
+            instructions = message_text(messages[index])
+            break
+    segment = messages[start:]
+    node = _Node(messages=segment, instructions=instructions)
+    for index, message in enumerate(segment):
+        if message.get("role") == "tool" and _looks_like_error(message_text(message)):
+            names = known_args | _called_args(segment)
+            for arg in _named_args(message_text(message), names):
+                node.cutoffs[arg] = index
+    return node
+
+
+def _called_args(segment: list[dict[str, Any]]) -> set[str]:
+    names: set[str] = set()
+    for message in segment:
+        for call in message.get("tool_calls") or []:
+            try:
+                names.update(json.loads(call.get("function", {}).get("arguments") or "{}"))
+            except (ValueError, TypeError):
+                continue
+    return names
+
+
+def _looks_like_error(text: str) -> bool:
+    return bool(re.search(r"error|invalid|fail|not (?:valid|available|in)|outside", text, re.I))
+
+
+def _named_args(text: str, names: Sequence[str] | set[str]) -> list[str]:
+    """Argument names (or their words, e.g. ``zip`` of ``zip_code``) mentioned in ``text``."""
+    lowered = text.lower()
+    found = []
+    for name in sorted(names):
+        words = [w for w in name.lower().split("_") if len(w) >= 3 and w not in ("the", "id")]
+        if any(re.search(rf"\b{re.escape(w)}\b", lowered) for w in words):
+            found.append(name)
+    return found
+
+
+def _context(node: _Node) -> str:
+    texts = [node.instructions]
+    texts += [message_text(m) for m in node.messages if m.get("role") == "tool"]
+    return "\n".join(reversed(texts))
+
+
+def _read(tool: _Tool, arg: str, node: _Node) -> Any | None:
+    return extract(arg, tool.properties.get(arg, {}), node.lines(arg), _context(node))
+
+
+def _missing(tool: _Tool, node: _Node) -> list[str]:
+    return [arg for arg in tool.required if _read(tool, arg, node) is None]
+
+
+def _triggered(tool: _Tool, line: str | None) -> bool:
+    """Whether the caller's newest line asks for argument-less ``tool`` by its trigger words."""
+    words = tool.name.lower().split("_")
+    return any(extractors.says_any(line, TRIGGERS.get(word, ())) for word in words)
+
+
+def _fill(tool: _Tool, node: _Node) -> dict[str, Any] | None:
+    arguments: dict[str, Any] = {}
+    for arg in tool.required:
+        value = _read(tool, arg, node)
+        if value is None:
+            return None
+        arguments[arg] = value
+    arguments.update(_optional(tool, node))
+    return arguments
+
+
+def _optional(tool: _Tool, node: _Node) -> dict[str, Any]:
+    found = {}
+    for arg in tool.properties:
+        if arg in tool.required:
+            continue
+        value = _read(tool, arg, node)
+        if value is not None:
+            found[arg] = value
+    return found
+
+
+def _after_tool_result(node: _Node, offered: list[_Tool], result: str) -> str:
+    if not offered:
+        return "Thanks."
+    first = offered[0]
+    if _looks_like_error(result):
+        named = _named_args(result, first.required or list(first.properties))
+        if named:
+            return ask_phrase(named[0])
+    missing = _missing(first, node)
+    return ask_phrase(missing[0]) if missing else "Thanks."
+
+
+def _scripted_text(instructions: str) -> str | None:
+    quoted = re.search(r"\b[Ss]ay(?: exactly)?[:,]?\s*[\"“]([^\"”]+)[\"”]", instructions)
+    if quoted:
+        return quoted.group(1).strip()
+    if re.search(r"good-?bye", instructions, re.IGNORECASE):
+        return "Thanks for calling. Goodbye!"
+    return None

@@ -1,0 +1,235 @@
+"""Scenarios: one simulated phone call, from both sides, as a YAML file in ``scenarios/``.
+
+A scenario says what the caller says and does (lines of speech, pauses, barge-ins,
+DTMF, hanging up), what the backend knows (seeded customers), what the LLM answers
+where the built-in receptionist policy is not wanted, which faults to inject and when,
+and what must have happened by the end (outcome, records the dashboard received,
+whether the bot hung up).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from emulators.faults import Fault, FaultKind
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+Target = Literal["openai", "deepgram", "inworld", "twilio", "backend", "dashboard"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CallerStep(_Strict):
+    """One thing the caller does, in order.
+
+    Exactly one of ``say``, ``dtmf``, ``silence`` or ``hangup`` is set.
+
+    Attributes:
+        say: A line of speech (played from its clip in ``emulators/speech/clips``).
+        dtmf: Digits to press.
+        silence: Stay silent this many seconds (the line still counts as waited for).
+        hangup: Hang up (after waiting for the bot, unless ``wait`` is ``none``).
+        wait: Before acting, wait for the bot to finish speaking (``bot``, the default),
+            for the bot to start speaking (``bot_start``), or not at all (``none``).
+        pause: Seconds of silence after the wait, before acting.
+        barge_in: Start speaking this many seconds after the bot starts its next
+            utterance instead of waiting for it to finish.
+        hangup_after: Hang up this many seconds into saying the line (mid-sentence).
+    """
+
+    say: str | None = None
+    dtmf: str | None = None
+    silence: float | None = None
+    hangup: bool = False
+    wait: Literal["bot", "bot_start", "none"] = "bot"
+    pause: float = 0.4
+    barge_in: float | None = None
+    hangup_after: float | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> CallerStep:
+        actions = [
+            self.say is not None,
+            self.dtmf is not None,
+            self.silence is not None,
+            self.hangup,
+        ]
+        if sum(actions) != 1:
+            raise ValueError("exactly one of say, dtmf, silence or hangup per step")
+        if (self.barge_in is not None or self.hangup_after is not None) and self.say is None:
+            raise ValueError("barge_in and hangup_after apply to a 'say' step")
+        return self
+
+
+class Customer(_Strict):
+    """A customer the backend already knows."""
+
+    phone: str
+    name: str
+    address: str | None = None
+    zip: str | None = None
+    city: str | None = None
+
+
+class Backend(_Strict):
+    """What the V2 backend emulator is seeded with."""
+
+    customers: list[Customer] = Field(default_factory=list)
+    taken_slots: list[str] = Field(default_factory=list)
+
+
+class ToolCall(_Strict):
+    """A tool call the scripted LLM makes."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class LLMTurn(_Strict):
+    """A scripted LLM answer, replacing the receptionist policy for one request.
+
+    Attributes:
+        after_caller_line: Answer the first completion request made after the caller's
+            Nth line (1-based) was transcribed; 0 means before any caller line.
+        tool_calls: Tool calls to make, with arguments split across stream chunks.
+        say: Text to say (alone, or before the tool calls in the same answer).
+    """
+
+    after_caller_line: int
+    say: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+
+
+class FaultStep(_Strict):
+    """A fault switched on or off at a point of the call.
+
+    Attributes:
+        at: ``start`` (before the call is placed), ``after_caller_line: N`` (once the
+            caller finished line N), or ``after_seconds: S`` (S seconds into the call).
+        target: Which emulator.
+        fault: The fault to add; ``None`` with ``clear`` clears every fault of the target.
+        clear: Clear the target's faults instead of adding one.
+    """
+
+    at: Literal["start"] | dict[Literal["after_caller_line", "after_seconds"], float]
+    target: Target
+    fault: dict[str, Any] | None = None
+    clear: bool = False
+
+    @model_validator(mode="after")
+    def _fault_or_clear(self) -> FaultStep:
+        if (self.fault is None) == (not self.clear):
+            raise ValueError("give either a fault or clear: true")
+        if self.fault is not None:
+            Fault.from_json(self.fault)
+        return self
+
+    def to_fault(self) -> Fault | None:
+        """The fault to add, or ``None`` for a clear."""
+        return Fault.from_json(self.fault) if self.fault is not None else None
+
+
+class RecordCounts(_Strict):
+    """How many records of each kind the dashboard must have received."""
+
+    calls: int | None = None
+    jobs: int | None = None
+    alerts: int | None = None
+
+
+class Expectations(_Strict):
+    """What must be true once the call has ended.
+
+    Attributes:
+        outcome: The call record's outcome.
+        hung_up_by: ``bot`` (hang-up through Twilio REST) or ``caller``.
+        states_visited: Conversation states that must appear in the call record, in order.
+        bot_said: Phrases that must appear in what the bot said (from the call record).
+        records: Records the dashboard must have received for this call.
+        alert_kinds: Alert kinds that must be among the alerts received.
+        booked: Whether the backend must hold an appointment for the caller.
+        callbacks: How many callbacks the backend must hold for the caller.
+    """
+
+    outcome: str | None = None
+    hung_up_by: Literal["bot", "caller"] | None = None
+    states_visited: list[str] = Field(default_factory=list)
+    bot_said: list[str] = Field(default_factory=list)
+    records: RecordCounts = Field(default_factory=RecordCounts)
+    alert_kinds: list[str] = Field(default_factory=list)
+    booked: bool | None = None
+    callbacks: int | None = None
+
+
+class CallSetup(_Strict):
+    """The numbers of the simulated call."""
+
+    from_: Annotated[str, Field(alias="from")] = "+14155550123"
+    to: str = "+14155550100"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Scenario(_Strict):
+    """One simulated call."""
+
+    name: str
+    description: str
+    call: CallSetup = Field(default_factory=CallSetup)
+    caller: list[CallerStep]
+    backend: Backend = Field(default_factory=Backend)
+    llm: list[LLMTurn] = Field(default_factory=list)
+    faults: list[FaultStep] = Field(default_factory=list)
+    expect: Expectations = Field(default_factory=Expectations)
+    max_seconds: float = 90.0
+
+    @property
+    def lines(self) -> list[str]:
+        """Every line the caller speaks, in order (what the STT emulator transcribes)."""
+        return [step.say for step in self.caller if step.say is not None]
+
+    def faults_at_start(self) -> list[FaultStep]:
+        """Fault steps applied before the call is placed."""
+        return [f for f in self.faults if f.at == "start"]
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a scenario by name (``scenarios/<name>.yaml``) or path.
+
+    Raises:
+        FileNotFoundError: No such scenario.
+        ValueError: The file is not a valid scenario (the message names the problem).
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+    data = yaml.safe_load(path.read_text())
+    try:
+        return Scenario.model_validate(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def all_scenarios() -> list[str]:
+    """Names of every scenario shipped in ``scenarios/``."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+__all__ = [
+    "CallerStep",
+    "Customer",
+    "Expectations",
+    "FaultKind",
+    "FaultStep",
+    "LLMTurn",
+    "Scenario",
+    "all_scenarios",
+    "load_scenario",
+]

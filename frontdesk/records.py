@@ -1,0 +1,243 @@
+"""What Frontdesk sends the dashboard: call records, job records and alerts.
+
+These pydantic models are the contract with the dashboard's owners; their JSON Schemas
+are exported to ``docs/schemas/`` (``python -m frontdesk.records``) and a test fails if
+the files drift from the models. Every record carries a ``record_id`` that is also its
+``Idempotency-Key``, so a record delivered twice is recognised as one.
+
+:class:`CallLog` accumulates what happens during a call and builds its records at the end.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+class Outcome(enum.StrEnum):
+    """How a call ended, from the business's point of view."""
+
+    BOOKED = "booked"
+    CALLBACK = "callback"
+    OUT_OF_AREA = "out_of_area"
+    EMERGENCY = "emergency"
+    TURN_LIMIT = "turn_limit"
+    ABANDONED = "abandoned"
+    ERROR = "error"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    record_id: Annotated[str, Field(description="Unique id; also the Idempotency-Key.")]
+    user_email: Annotated[str | None, Field(description="The dashboard user it belongs to.")]
+
+
+class TranscriptEntry(BaseModel):
+    """One thing said on the call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["caller", "bot"]
+    text: str
+    at: datetime
+
+
+class ToolCallEntry(BaseModel):
+    """One tool the conversation used, with what it sent and got back."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    arguments: dict[str, Any]
+    result: dict[str, Any]
+    ok: bool
+    at: datetime
+
+
+class FailoverEntry(BaseModel):
+    """A provider switch during the call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["tts"]
+    from_provider: str
+    to_provider: str
+    at: datetime
+
+
+class Lead(BaseModel):
+    """What the caller told us about themselves and the job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customer_id: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    address: str | None = None
+    zip: str | None = None
+    service: str | None = None
+    description: str | None = None
+    urgency: str | None = None
+
+
+class TurnCounts(BaseModel):
+    """How many caller turns the call had, in all and per conversation state."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    total: int
+    per_state: dict[str, int]
+
+
+class CallRecord(_Record):
+    """Everything about one call. Every call produces exactly one."""
+
+    kind: Literal["call"] = "call"
+    call_sid: str
+    from_number: str
+    to_number: str
+    started_at: datetime
+    ended_at: datetime
+    duration_seconds: float
+    outcome: Outcome
+    ended_by: Literal["bot", "caller", "shutdown", "error", "timeout"]
+    hangup: Literal["hung_up", "already_ended", "failed", "not_attempted"]
+    states_visited: list[str]
+    turns: TurnCounts
+    transcript: list[TranscriptEntry]
+    tool_calls: list[ToolCallEntry]
+    failovers: list[FailoverEntry]
+    lead: Lead
+    greeting_latency_seconds: float | None
+    turn_latencies_seconds: list[float]
+    error: str | None = None
+
+
+class Appointment(BaseModel):
+    """An appointment the backend confirmed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    appointment_id: str
+    slot_start: str
+    slot_end: str
+    technician: str | None = None
+
+
+class Callback(BaseModel):
+    """A callback promised to the caller."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    callback_id: str | None = Field(
+        description="The backend's id; null while the request waits to reach the backend."
+    )
+    reason: str
+    urgency: str
+    promise: str
+
+
+class JobRecord(_Record):
+    """A job created or a callback promised: a lead the business must act on."""
+
+    kind: Literal["job"] = "job"
+    call_sid: str
+    created_at: datetime
+    job_type: Literal["appointment", "callback"]
+    lead: Lead
+    appointment: Appointment | None = None
+    callback: Callback | None = None
+
+
+class AlertKind(enum.StrEnum):
+    """What an alert is about."""
+
+    BREAKER_OPENED = "breaker_opened"
+    BREAKER_CLOSED = "breaker_closed"
+    TTS_FAILOVER = "tts_failover"
+    TURN_LIMIT = "turn_limit"
+    EMERGENCY = "emergency"
+    CALL_CRASHED = "call_crashed"
+    ACTOR_RESTARTED = "actor_restarted"
+    RECORD_DEAD_LETTERED = "record_dead_lettered"
+    CALLBACK_PENDING = "callback_pending"
+    CALLBACK_DELIVERED = "callback_delivered"
+
+
+class Alert(_Record):
+    """Something an operator or the business should know about now."""
+
+    kind: Literal["alert"] = "alert"
+    alert: AlertKind
+    severity: Literal["info", "warning", "critical"]
+    message: str
+    at: datetime
+    call_sid: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+Record = CallRecord | JobRecord | Alert
+
+RECORD_TYPES: dict[str, type[BaseModel]] = {"call": CallRecord, "job": JobRecord, "alert": Alert}
+
+
+def new_record_id() -> str:
+    """A fresh record id."""
+    return str(uuid.uuid4())
+
+
+def alert(
+    kind: AlertKind,
+    message: str,
+    *,
+    severity: Literal["info", "warning", "critical"] = "warning",
+    call_sid: str | None = None,
+    user_email: str | None = None,
+    **details: Any,
+) -> Alert:
+    """Build an alert stamped now."""
+    return Alert(
+        record_id=new_record_id(),
+        user_email=user_email,
+        alert=kind,
+        severity=severity,
+        message=message,
+        at=utcnow(),
+        call_sid=call_sid,
+        details=details,
+    )
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each record kind."""
+    return {kind: model.model_json_schema() for kind, model in RECORD_TYPES.items()}
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+    """Export every record schema to ``directory`` as ``<kind>.schema.json``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind, schema in schemas().items():
+        path = directory / f"{kind}.schema.json"
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for written_path in write_schemas():
+        print(written_path)
