@@ -6,41 +6,145 @@ port. Construct it inside a running event loop.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 
 import anyio
 from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
 from prometheus_client.core import Metric
 
+from actors.call import CallDeps
 from actors.config import ConfigActor, ConfigMessage, Reload, ReloadResult
+from actors.dashboard_sync import DashboardMessage, DashboardSync, RecordsQueued
 from actors.mailbox import ask
-from actors.web import WebActor
+from actors.telephony import TelephonyEdge
+from actors.v2_gateway import GatewayClient, GatewayMessage, V2Gateway
+from actors.web import Check, WebActor
+from frontdesk.breaker import BreakerState, CircuitBreaker
+from frontdesk.config import Config
 from frontdesk.metrics import CallbackCollector, Metrics, counter, gauge
-from frontdesk.settings import Settings
+from frontdesk.outbox import Outbox
+from frontdesk.records import AlertKind, Record, alert
 from supervisor import ChildSpec, Restart, Supervisor
+from voice.apology import ApologyVoice
+from voice.providers import Providers
+from voice.twilio_rest import TwilioRest
+from voice.vad import silero_session
 
 CONFIG_INBOX_SIZE = 64
+GATEWAY_INBOX_SIZE = 256
+DASHBOARD_INBOX_SIZE = 64
 RELOAD_ASK_TIMEOUT_SECONDS = 15.0
+BREAKER_VALUES = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
+
+
+class OutboxSink:
+    """Commits records to the durable outbox, then tells the dashboard sync."""
+
+    def __init__(self, outbox: Outbox, notify: MemoryObjectSendStream[DashboardMessage]) -> None:
+        self._outbox = outbox
+        self._notify = notify
+
+    async def submit(self, records: list[Record]) -> None:
+        """Commit ``records`` to disk; returns once they are durable."""
+        await anyio.to_thread.run_sync(self._outbox.put, records)
+        self.queued()
+
+    def submit_now(self, records: list[Record]) -> None:
+        """Commit ``records`` from synchronous code (rare events only: it blocks)."""
+        self._outbox.put(records)
+        self.queued()
+
+    def queued(self) -> None:
+        """Nudge the dashboard sync; if its inbox is full it will find them anyway."""
+        with contextlib.suppress(
+            anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
+        ):
+            self._notify.send_nowait(RecordsQueued())
 
 
 class Frontdesk:
     """Every long-lived actor of one process and the supervisor that owns them."""
 
-    def __init__(self, settings: Settings, *, load_settings: Callable[[], Settings]) -> None:
+    def __init__(self, config: Config, *, load_config: Callable[[], Config]) -> None:
         """Wire the actors.
 
         Args:
-            settings: Validated settings.
-            load_settings: Re-reads settings on reload (SIGHUP).
+            config: Validated settings and agent profile.
+            load_config: Re-reads them on reload (SIGHUP).
         """
+        settings = config.settings
         self.metrics = Metrics()
         self.supervisor = Supervisor(
-            max_restarts=settings.restart_max, window_seconds=settings.restart_window_seconds
+            max_restarts=settings.restart_max,
+            window_seconds=settings.restart_window_seconds,
+            on_restart=self._actor_restarted,
         )
         self._config_inbox, config_receive = anyio.create_memory_object_stream[ConfigMessage](
             CONFIG_INBOX_SIZE
         )
-        self.config = ConfigActor(settings, inbox=config_receive, load=load_settings)
+        self.config = ConfigActor(config, inbox=config_receive, load=load_config)
+        self.tts_breaker = CircuitBreaker(
+            "inworld",
+            failure_threshold=settings.tts_breaker_failures,
+            reset_seconds=settings.tts_breaker_reset_seconds,
+        )
+        self.providers = Providers(settings, tts_breaker=self.tts_breaker)
+        self.twilio = TwilioRest(
+            base_url=settings.twilio_api_base_url,
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.get_secret_value(),
+        )
+        self.apology = ApologyVoice(
+            base_url=settings.deepgram_base_url,
+            api_key=settings.deepgram_api_key.get_secret_value(),
+            voice=settings.voice_deepgram,
+        )
+        self.outbox = Outbox(settings.outbox_path)
+        dashboard_inbox, dashboard_receive = anyio.create_memory_object_stream[DashboardMessage](
+            DASHBOARD_INBOX_SIZE
+        )
+        self.records = OutboxSink(self.outbox, dashboard_inbox)
+        self.dashboard_sync = DashboardSync(
+            outbox=self.outbox, inbox=dashboard_receive, settings=lambda: self.config.settings
+        )
+        self.pending_callbacks = Outbox(
+            settings.outbox_path.with_name(f"{settings.outbox_path.stem}-callbacks.sqlite3")
+        )
+        gateway_inbox, gateway_receive = anyio.create_memory_object_stream[GatewayMessage](
+            GATEWAY_INBOX_SIZE
+        )
+        self.gateway = V2Gateway(
+            base_url=settings.v2_backend_url,
+            inbox=gateway_receive,
+            pending=self.pending_callbacks,
+            submit_records=self.records.submit,
+            timeout=settings.v2_request_timeout_seconds,
+            failure_threshold=settings.v2_breaker_failures,
+            reset_seconds=settings.v2_breaker_reset_seconds,
+            user_email=lambda: self.config.settings.dashboard_user_email,
+        )
+        self.backend = GatewayClient(
+            gateway_inbox,
+            timeout=lambda: self.config.settings.v2_request_timeout_seconds,
+            pending=self.pending_callbacks,
+        )
+        self.telephony = TelephonyEdge(
+            settings=lambda: self.config.settings,
+            supervisor=self.supervisor,
+            deps=CallDeps(
+                settings=lambda: self.config.settings,
+                profile=lambda: self.config.profile,
+                providers=self.providers,
+                backend=self.backend,
+                metrics=self.metrics,
+                twilio=self.twilio,
+                apology=self.apology,
+                records=self.records,
+            ),
+            metrics=self.metrics,
+        )
         self.web = WebActor(
             supervisor=self.supervisor,
             metrics=self.metrics,
@@ -49,29 +153,46 @@ class Frontdesk:
             max_calls=lambda: self.config.settings.max_concurrent_calls,
             max_request_bytes=settings.max_request_bytes,
             development=not settings.production,
+            routes=[self.telephony.install],
+            checks=[self._breaker_checks],
         )
         self.metrics.register(CallbackCollector(self._supervisor_metrics))
+        self.metrics.register(CallbackCollector(self.dashboard_sync.metric_families))
 
     def children(self) -> list[ChildSpec]:
         """The permanent actors, in start order (they stop in reverse)."""
         return [
             ChildSpec(name="config", run=self.config.run, restart=Restart.PERMANENT),
+            ChildSpec(name="v2_gateway", run=self.gateway.run, restart=Restart.PERMANENT),
+            ChildSpec(
+                name="dashboard_sync", run=self.dashboard_sync.run, restart=Restart.PERMANENT
+            ),
             ChildSpec(name="web", run=self.web.run, restart=Restart.PERMANENT),
         ]
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until :meth:`shutdown` completes (or escalation raises)."""
-        await self.supervisor.run(self.children(), task_status=task_status)
-
-    async def shutdown(self) -> None:
-        """Drain and stop everything, bounded by the shutdown grace period."""
-        self.drain()
-        await self.supervisor.shutdown(grace=self.config.settings.shutdown_grace_seconds)
+        # Load the shared VAD model before the first call rather than during it.
+        await anyio.to_thread.run_sync(silero_session)
+        try:
+            await self.supervisor.run(self.children(), task_status=task_status)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self.providers.aclose()
+                await self.twilio.aclose()
+                await self.apology.aclose()
+            self.outbox.close()
+            self.pending_callbacks.close()
 
     def drain(self) -> None:
         """Refuse new calls from now on; readiness turns 503."""
         self.metrics.draining.set(1)
         self.supervisor.drain()
+
+    async def shutdown(self) -> None:
+        """Drain and stop everything, bounded by the shutdown grace period."""
+        self.drain()
+        await self.supervisor.shutdown(grace=self.config.settings.shutdown_grace_seconds)
 
     async def reload(self) -> ReloadResult:
         """Re-read settings; invalid ones are refused and the old ones kept."""
@@ -90,6 +211,9 @@ class Frontdesk:
             "Finished temporary children by group and how.",
             ["group", "how"],
         )
+        breakers = gauge(
+            "frontdesk_breaker_state", "Breaker state: 0 closed, 1 half-open, 2 open.", ["breaker"]
+        )
         for child in self.supervisor.children():
             if child.restart is Restart.TEMPORARY:
                 continue
@@ -98,4 +222,32 @@ class Frontdesk:
         for group in self.supervisor.group_exits():
             exits.add_metric([group.group, "normal"], float(group.normal))
             exits.add_metric([group.group, "crashed"], float(group.crashed))
-        return [up, restarts, exits]
+        for breaker in (self.tts_breaker, self.gateway.breaker):
+            breakers.add_metric([breaker.name], BREAKER_VALUES[breaker.state])
+        return [up, restarts, exits, breakers]
+
+    def _actor_restarted(self, name: str, reason: str) -> None:
+        self.records.submit_now(
+            [
+                alert(
+                    AlertKind.ACTOR_RESTARTED,
+                    f"actor {name} was restarted: {reason[:300]}",
+                    user_email=self.config.settings.dashboard_user_email,
+                    actor=name,
+                )
+            ]
+        )
+
+    def _breaker_checks(self) -> list[Check]:
+        # An open breaker degrades service (callbacks instead of bookings, the fallback
+        # voice) but the process can still take calls: reported, never unready.
+        return [
+            Check(
+                name=f"breaker:{breaker.name}",
+                ok=True,
+                detail="closed"
+                if breaker.state is BreakerState.CLOSED
+                else f"degraded: {breaker.state.value}",
+            )
+            for breaker in (self.gateway.breaker, self.tts_breaker)
+        ]

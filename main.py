@@ -1,4 +1,4 @@
-"""Frontdesk's command line: ``serve`` and ``check``.
+"""Frontdesk's command line: ``serve``, ``check``, ``demo``, ``emulators``, ``call``, ``outbox``.
 
 Logging is configured before anything else, from ``LOG_LEVEL`` / ``LOG_FORMAT``, and
 again once the settings are validated. Signals: SIGTERM or SIGINT drains and stops
@@ -13,14 +13,16 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskStatus
 
 from frontdesk import logs
+from frontdesk.config import Config, load_config
 from frontdesk.errors import RestartIntensityExceeded, SettingsError
-from frontdesk.settings import Settings, load_settings, masked, startup_warnings
+from frontdesk.settings import masked, startup_warnings
 
 if TYPE_CHECKING:
     from app import Frontdesk
@@ -43,6 +45,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve_command(args.env_file)
         case "check":
             return _check_command(args.env_file)
+        case "demo":
+            from emulators import cli
+
+            return cli.run(cli.demo)
+        case "emulators":
+            from emulators import cli
+
+            return cli.run(
+                cli.serve_emulators,
+                Path(args.env_file),
+                realistic=args.realistic,
+                chars_per_second=args.chars_per_second,
+            )
+        case "call":
+            from emulators import cli
+
+            return cli.run(
+                cli.place_calls,
+                url=args.url,
+                scenario_name=args.scenario,
+                calls=args.calls,
+                concurrency=args.concurrency,
+                json_out=args.json,
+                env=cli.env_from_file(args.env_file),
+            )
+        case "outbox":
+            return _outbox_command(args.env_file, args.action, args.status, args.deliver)
         case _:
             raise AssertionError(f"unhandled command {args.command!r}")
 
@@ -52,45 +81,83 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("serve", "run the production server on PORT"),
-        ("check", "validate settings and print them, secrets masked"),
+        ("check", "validate settings and the agent profile; print them, secrets masked"),
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--env-file", default=None, help="a .env file beneath the environment")
+    commands.add_parser("demo", help="one simulated call on loopback emulators, printed live")
+    emulators = commands.add_parser("emulators", help="run every emulator until SIGTERM")
+    emulators.add_argument("--env-file", required=True, help="where to write the settings")
+    emulators.add_argument("--realistic", action="store_true", help="add provider latencies")
+    emulators.add_argument(
+        "--chars-per-second", type=float, default=15.0, help="how fast the emulated voices speak"
+    )
+    call = commands.add_parser("call", help="act as Twilio: place scenario calls to a server")
+    call.add_argument("--url", required=True, help="the Frontdesk server's base URL")
+    call.add_argument("--scenario", required=True, help="a name in scenarios/ or a path")
+    call.add_argument("--calls", type=int, default=1)
+    call.add_argument("--concurrency", type=int, default=1)
+    call.add_argument("--json", type=Path, default=None, help="write per-call metrics here")
+    call.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        help="the file `main.py emulators` wrote (Twilio credentials, control URL)",
+    )
+    outbox = commands.add_parser("outbox", help="inspect and re-send dashboard records")
+    outbox.add_argument("action", choices=["list", "retry"])
+    outbox.add_argument("--status", choices=["pending", "delivered", "dead"], default=None)
+    outbox.add_argument(
+        "--deliver", action="store_true", help="with retry: deliver now from this process"
+    )
+    outbox.add_argument("--env-file", default=None)
     return parser
 
 
-def _load(env_file: str | None) -> Settings | None:
+def _load(env_file: str | None) -> Config | None:
     try:
-        settings = load_settings(env_file)
+        config = load_config(env_file)
     except SettingsError as exc:
         print(f"frontdesk: cannot start: {exc}", file=sys.stderr)
         return None
-    logs.configure(settings.log_level, settings.log_format)
-    logs.redactor.set_secrets(settings.secret_values())
-    return settings
+    logs.configure(config.settings.log_level, config.settings.log_format)
+    logs.redactor.set_secrets(config.settings.secret_values())
+    return config
 
 
 def _check_command(env_file: str | None) -> int:
-    settings = _load(env_file)
-    if settings is None:
+    config = _load(env_file)
+    if config is None:
         return EXIT_BAD_SETTINGS
-    width = max(len(name) for name, _ in masked(settings))
+    rows = masked(config.settings)
+    width = max(len(name) for name, _ in rows)
     print("Settings")
-    for name, shown in masked(settings):
+    for name, shown in rows:
         print(f"  {name.ljust(width)}  {shown}")
-    for warning in startup_warnings(settings):
+    profile = config.profile
+    print(f"Agent profile ({config.settings.agent_profile})")
+    print(f"  business     {profile.business_name} (agent: {profile.agent_name})")
+    print(f"  services     {', '.join(s.name for s in profile.services)}")
+    area = profile.service_area
+    print(f"  area         {len(area.zips)} ZIP codes; {', '.join(area.cities) or 'no cities'}")
+    days = ", ".join(
+        f"{day} {h.open}-{h.close}" for day, h in profile.hours.weekly.items() if h is not None
+    )
+    print(f"  hours        {days} ({profile.hours.timezone})")
+    print(f"  emergencies  {', '.join(profile.emergency.keywords)}")
+    for warning in startup_warnings(config.settings):
         print(f"warning: {warning}")
     return EXIT_OK
 
 
 def _serve_command(env_file: str | None) -> int:
-    settings = _load(env_file)
-    if settings is None:
+    config = _load(env_file)
+    if config is None:
         return EXIT_BAD_SETTINGS
-    for warning in startup_warnings(settings):
+    for warning in startup_warnings(config.settings):
         logger.warning("%s", warning)
     try:
-        return anyio.run(_serve, settings, env_file, backend="asyncio")
+        return anyio.run(_serve, config, env_file, backend="asyncio")
     except RestartIntensityExceeded as exc:
         logger.critical("stopping: %s", exc)
         return EXIT_ESCALATED
@@ -99,15 +166,15 @@ def _serve_command(env_file: str | None) -> int:
         return EXIT_FAILED
 
 
-async def _serve(settings: Settings, env_file: str | None) -> int:
+async def _serve(config: Config, env_file: str | None) -> int:
     from app import Frontdesk
 
-    def reload_settings() -> Settings:
-        fresh = load_settings(env_file)
-        logs.redactor.set_secrets(fresh.secret_values())
+    def reload_config() -> Config:
+        fresh = load_config(env_file)
+        logs.redactor.set_secrets(fresh.settings.secret_values())
         return fresh
 
-    frontdesk = Frontdesk(settings, load_settings=reload_settings)
+    frontdesk = Frontdesk(config, load_config=reload_config)
     exit_code = EXIT_OK
     async with anyio.create_task_group() as tg:
 
@@ -133,6 +200,37 @@ async def _serve(settings: Settings, env_file: str | None) -> int:
                     break
     logger.info("frontdesk stopped")
     return exit_code
+
+
+def _outbox_command(env_file: str | None, action: str, status: str | None, deliver: bool) -> int:
+    config = _load(env_file)
+    if config is None:
+        return EXIT_BAD_SETTINGS
+    from frontdesk.outbox import Outbox
+
+    outbox = Outbox(config.settings.outbox_path)
+    try:
+        if action == "list":
+            for record in outbox.records(status):  # type: ignore[arg-type]
+                print(
+                    f"{record.status:<9} {record.kind:<5} {record.record_id} "
+                    f"call={record.call_sid or '-'} attempts={record.attempts} "
+                    f"{record.last_error or ''}".rstrip()
+                )
+            stats = outbox.stats()
+            print(f"{stats.pending} pending, {stats.delivered} delivered, {stats.dead} dead")
+            return EXIT_OK
+        requeued = outbox.requeue()
+        print(f"{requeued} dead-lettered records queued again")
+        if deliver:
+            from actors.dashboard_sync import DashboardSync
+
+            sync = DashboardSync(outbox=outbox, inbox=None, settings=lambda: config.settings)  # type: ignore[arg-type]
+            left = anyio.run(sync.deliver_due, backend="asyncio")
+            print(f"delivery pass done; {left} still pending")
+        return EXIT_OK
+    finally:
+        outbox.close()
 
 
 async def _reload(frontdesk: Frontdesk) -> None:

@@ -1,8 +1,8 @@
-"""ConfigActor: owns the validated settings and answers requests for them.
+"""ConfigActor: owns the validated settings and agent profile, and answers requests for them.
 
-On reload (SIGHUP) it re-reads and re-validates everything; if the new settings are
-invalid it keeps the old ones and says why, so a bad edit never takes a running
-server down.
+On reload (SIGHUP) it re-reads and re-validates everything; if the new settings or
+profile are invalid it keeps the old ones and says why, so a bad edit never takes a
+running server down. New calls pick up a reloaded profile; running calls keep theirs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from actors.mailbox import Reply
+from frontdesk.config import Config
 from frontdesk.errors import SettingsError
+from frontdesk.profile import AgentProfile
 from frontdesk.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -26,10 +28,10 @@ RELOAD_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GetSettings:
-    """Ask for the current settings."""
+class GetConfig:
+    """Ask for the current settings and profile."""
 
-    reply: Reply[Settings]
+    reply: Reply[Config]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,45 +49,55 @@ class ReloadResult:
     problems: tuple[str, ...] = ()
 
 
-ConfigMessage = GetSettings | Reload
+ConfigMessage = GetConfig | Reload
 
 
 class ConfigActor:
-    """Holds the one validated :class:`Settings` of the process."""
+    """Holds the one validated :class:`Config` of the process."""
 
     def __init__(
         self,
-        settings: Settings,
+        config: Config,
         *,
         inbox: MemoryObjectReceiveStream[ConfigMessage],
-        load: Callable[[], Settings],
-        on_change: Callable[[Settings], None] | None = None,
+        load: Callable[[], Config],
+        on_change: Callable[[Config], None] | None = None,
     ) -> None:
         """Create the actor.
 
         Args:
-            settings: The settings validated at startup.
+            config: The configuration validated at startup.
             inbox: Where requests arrive.
-            load: Reads and validates settings afresh; raises ``SettingsError``.
-            on_change: Called with the new settings after a successful reload.
+            load: Reads and validates the configuration afresh; raises ``SettingsError``.
+            on_change: Called with the new configuration after a successful reload.
         """
-        self._settings = settings
+        self._config = config
         self._inbox = inbox
         self._load = load
         self._on_change = on_change
 
     @property
+    def config(self) -> Config:
+        """The current configuration."""
+        return self._config
+
+    @property
     def settings(self) -> Settings:
         """The current settings."""
-        return self._settings
+        return self._config.settings
+
+    @property
+    def profile(self) -> AgentProfile:
+        """The current agent profile."""
+        return self._config.profile
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Answer requests until the inbox ends."""
         task_status.started()
         async for message in self._inbox:
             match message:
-                case GetSettings(reply=reply):
-                    reply.send(self._settings)
+                case GetConfig(reply=reply):
+                    reply.send(self._config)
                 case Reload(reply=reply):
                     result = await self._reload()
                     if reply is not None:
@@ -106,7 +118,7 @@ class ConfigActor:
                 RELOAD_TIMEOUT_SECONDS,
             )
             return ReloadResult(applied=False, problems=("reload timed out",))
-        self._settings = fresh
+        self._config = fresh
         logger.info("settings reloaded")
         if self._on_change is not None:
             self._on_change(fresh)

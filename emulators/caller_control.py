@@ -21,14 +21,16 @@ implements exactly these endpoints (JSON bodies; any 2xx means done)::
            {"ended": true|false, "by": "rest"|"caller"|null}: "rest" when Frontdesk
            hung up through Twilio REST, "caller" after caller-hangup below.
     POST   /calls/{call_sid}/caller-hangup
-           The caller hung up; the call is over (a later REST hang-up gets 404).
+           The caller hung up; the call is over.
+    GET    /calls/{call_sid}/outcome
+           What the world saw of the call (records received, bookings, hang-ups).
 
 Failures reach the simulator as :class:`ControlError`.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -132,6 +134,14 @@ class HttpCallControl:
     async def caller_hung_up(self, call_sid: str) -> None:
         """``POST /calls/{sid}/caller-hangup``."""
         await self._request("POST", f"/calls/{call_sid}/caller-hangup")
+
+    async def outcome(self, call_sid: str) -> dict[str, Any]:
+        """``GET /calls/{sid}/outcome``: what the world saw of the call."""
+        response = await self._request("GET", f"/calls/{call_sid}/outcome")
+        try:
+            return dict(response.json())
+        except (ValueError, TypeError) as exc:
+            raise ControlError(f"GET /calls/{call_sid}/outcome: unreadable answer") from exc
 
     async def _request(
         self,

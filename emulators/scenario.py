@@ -112,13 +112,14 @@ class FaultStep(_Strict):
 
     Attributes:
         at: ``start`` (before the call is placed), ``after_caller_line: N`` (once the
-            caller finished line N), or ``after_seconds: S`` (S seconds into the call).
+            caller finished line N), ``after_seconds: S`` (S seconds into the call), or
+            ``end`` (once the call is over, e.g. a dashboard coming back).
         target: Which emulator.
         fault: The fault to add; ``None`` with ``clear`` clears every fault of the target.
         clear: Clear the target's faults instead of adding one.
     """
 
-    at: Literal["start"] | dict[Literal["after_caller_line", "after_seconds"], float]
+    at: Literal["start", "end"] | dict[Literal["after_caller_line", "after_seconds"], float]
     target: Target
     fault: dict[str, Any] | None = None
     clear: bool = False
@@ -198,6 +199,10 @@ class Scenario(_Strict):
     def faults_at_start(self) -> list[FaultStep]:
         """Fault steps applied before the call is placed."""
         return [f for f in self.faults if f.at == "start"]
+
+    def faults_at_end(self) -> list[FaultStep]:
+        """Fault steps applied once the call is over."""
+        return [f for f in self.faults if f.at == "end"]
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:

@@ -183,8 +183,14 @@ class EmulatorWorld:
             ]
             for kind in ("calls", "jobs", "alerts")
         }
+        alerts_seen = [
+            r["body"]
+            for r in self.dashboard.received("alerts")
+            if r["body"].get("call_sid") in (call_sid, None)
+        ]
         return {
             "dashboard": received,
+            "alerts_seen": alerts_seen,
             "appointments": [
                 a for a in self.backend.appointments() if a.get("call_sid") == call_sid
             ],

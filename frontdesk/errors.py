@@ -66,9 +66,10 @@ class ActorKilled(SupervisorError):
 class ProviderError(FrontdeskError):
     """An outside system failed."""
 
-    def __init__(self, provider: str, detail: str) -> None:
+    def __init__(self, provider: str, detail: str, *, status: int | None = None) -> None:
         self.provider = provider
         self.detail = detail
+        self.status = status
         super().__init__(f"{provider}: {detail}")
 
 

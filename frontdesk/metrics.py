@@ -65,6 +65,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.turn_own_seconds = Histogram(
+            "frontdesk_turn_own_seconds",
+            "Frontdesk's own share of a turn: latency minus provider time to first byte.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.provider_ttfb_seconds = Histogram(
             "frontdesk_provider_ttfb_seconds",
             "Time to first byte per provider.",

@@ -31,6 +31,7 @@ REQUIRED = (
 )
 """The settings without which Frontdesk refuses to start."""
 
+DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "default.yaml"
 HTTP = frozenset({"http", "https"})
 WEBSOCKET = frozenset({"ws", "wss"})
 
@@ -72,6 +73,7 @@ class Settings(BaseSettings):
     # Operational.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    log_conversation: bool | None = None
     host: str = "0.0.0.0"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     public_url: str | None = None
@@ -93,7 +95,7 @@ class Settings(BaseSettings):
     tts_breaker_reset_seconds: PositiveFloat = 30.0
     dashboard_max_retry_seconds: PositiveFloat = 24 * 3600.0
     outbox_path: Path = Path("data/outbox.sqlite3")
-    agent_profile: Path = Path("profiles/default.yaml")
+    agent_profile: Path = DEFAULT_PROFILE
     openai_model: str = "gpt-4.1-mini"
     deepgram_stt_model: str = "nova-3"
     inworld_tts_model: str = "inworld-tts-1"
@@ -149,6 +151,11 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return value.rstrip("/")
+
+    @property
+    def conversation_logged(self) -> bool:
+        """Whether what callers and the bot say is logged (personal details: off in production)."""
+        return self.log_conversation if self.log_conversation is not None else not self.production
 
     @property
     def production(self) -> bool:

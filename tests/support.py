@@ -76,43 +76,62 @@ class ServerProcess:
 
 
 class LineReader:
-    """Reads a byte stream line by line, remembering every line."""
+    """Every line a process writes, collected by a background task; waits are event-driven."""
 
     def __init__(self, stream, sink: list[str]) -> None:
         self._stream = stream
-        self._buffer = b""
         self._sink = sink
+        self._cursor = 0
+        self._changed = anyio.Event()
+        self.closed = False
+
+    async def pump(self) -> None:
+        """Read until end of stream (run as a task)."""
+        buffer = b""
+        try:
+            async for chunk in self._stream:
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    self._sink.append(line.decode(errors="replace"))
+                    self._notify()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+        finally:
+            self.closed = True
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
 
     async def next_line(self) -> str | None:
-        """The next line, or ``None`` at end of stream."""
-        while b"\n" not in self._buffer:
-            try:
-                chunk = await self._stream.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+        """The next line not yet consumed, or ``None`` at end of stream."""
+        while self._cursor >= len(self._sink):
+            if self.closed:
                 return None
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        text = line.decode(errors="replace")
-        self._sink.append(text)
-        return text
+            await self._changed.wait()
+        line = self._sink[self._cursor]
+        self._cursor += 1
+        return line
 
     async def wait_for(self, pattern: str) -> re.Match[str]:
-        """Read lines until one matches ``pattern``."""
+        """Consume lines until one matches ``pattern``."""
         regex = re.compile(pattern)
         while True:
             line = await self.next_line()
             if line is None:
                 raise AssertionError(
-                    f"stream ended before {pattern!r}; saw:\n" + "\n".join(self._sink)
+                    f"stream ended before {pattern!r}; saw:\n" + "\n".join(self._sink[-40:])
                 )
             match = regex.search(line)
             if match:
                 return match
 
     async def drain(self) -> None:
-        """Read until end of stream."""
-        while await self.next_line() is not None:
-            pass
+        """Wait for the end of the stream."""
+        while not self.closed:
+            await self._changed.wait()
 
 
 @asynccontextmanager
@@ -131,9 +150,13 @@ async def running_server(
     assert process.stderr is not None
     reader = LineReader(process.stderr, lines)
     try:
-        with anyio.fail_after(30):
-            match = await reader.wait_for(r"serving on port (\d+)")
-        yield ServerProcess(process=process, port=int(match.group(1)), lines=lines), reader
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader.pump)
+            with anyio.fail_after(60):
+                match = await reader.wait_for(r"serving on port (\d+)")
+            yield ServerProcess(process=process, port=int(match.group(1)), lines=lines), reader
+            if process.returncode is None:
+                process.send_signal(signal.SIGKILL)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGKILL)

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import Frontdesk
-from frontdesk.settings import load_settings
+from frontdesk.config import load_config
 from supervisor import ChildSpec, Restart
 from tests.support import base_env
 
@@ -53,8 +53,7 @@ class FrontdeskWithFlaky(Frontdesk):
 async def serving(tmp_path, monkeypatch, cls=Frontdesk, **env):
     for key, value in base_env(tmp_path, **env).items():
         monkeypatch.setenv(key, value)
-    settings = load_settings(None)
-    frontdesk = cls(settings, load_settings=lambda: load_settings(None))
+    frontdesk = cls(load_config(None), load_config=lambda: load_config(None))
     async with anyio.create_task_group() as tg:
         await tg.start(frontdesk.run)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{frontdesk.web.port}") as http:

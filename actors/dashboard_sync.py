@@ -1,0 +1,284 @@
+"""DashboardSyncActor: delivers every record in the outbox to the dashboard, losing none.
+
+Records are already on disk (``frontdesk/outbox.py``) before the actor hears of them;
+its inbox only carries notifications, so a call never waits for the dashboard and a
+restart (of the actor or the process) simply resumes from disk.
+
+Delivery, per endpoint (jobs, calls, alerts) in its own lane so one slow endpoint never
+holds up the others; within a lane, a call's records go in the order they were made:
+
+- signed: ``X-Frontdesk-Signature: v1=HMAC-SHA256(secret, timestamp + "." + body)`` with
+  ``X-Frontdesk-Timestamp``, re-signed on every attempt, plus ``Idempotency-Key`` (the
+  record id) so the dashboard keeps one copy however often a record arrives;
+- 2xx: delivered;
+- 408, 429, 5xx, timeouts, refused connections: retried with exponential backoff and
+  jitter, honouring ``Retry-After``, until ``DASHBOARD_MAX_RETRY_SECONDS`` old;
+- any other 4xx, or too old: dead-lettered with the response logged (that is how a 400
+  gets diagnosed instead of lost), an alert raised, and kept on disk for
+  ``python main.py outbox retry``;
+- no URL or no secret configured for a kind: its records wait until there is one.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import hashlib
+import hmac
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import assert_never
+
+import anyio
+import httpx
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
+from prometheus_client.core import Metric
+
+from frontdesk.metrics import counter, gauge
+from frontdesk.outbox import Outbox, OutboxRecord
+from frontdesk.records import AlertKind, alert
+from frontdesk.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("call", "job", "alert")
+REQUEST_TIMEOUT_SECONDS = 10.0
+RETRY_INITIAL_SECONDS = 1.0
+RETRY_MAX_SECONDS = 300.0
+IDLE_RECHECK_SECONDS = 30.0
+RETRYABLE = frozenset({408, 429})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordsQueued:
+    """New records are in the outbox."""
+
+
+DashboardMessage = RecordsQueued
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Frontdesk-Signature`` value for ``body`` sent at ``timestamp``."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return f"v1={digest.hexdigest()}"
+
+
+class DashboardSync:
+    """Owns delivery of the outbox to the dashboard's three webhooks."""
+
+    def __init__(
+        self,
+        *,
+        outbox: Outbox,
+        inbox: MemoryObjectReceiveStream[DashboardMessage],
+        settings: Callable[[], Settings],
+        clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """Create the actor.
+
+        Args:
+            outbox: The durable records to deliver.
+            inbox: Notifications that records were queued.
+            settings: The current settings (URLs and secret can change on reload).
+            clock: Wall time, the outbox's clock (tests pass their own).
+            transport: An httpx transport instead of the network (tests).
+        """
+        self._outbox = outbox
+        self._inbox = inbox
+        self._settings = settings
+        self._clock = clock
+        self._transport = transport
+        self._wake = {kind: anyio.Event() for kind in KINDS}
+        self.delivered = 0
+        self.retried = 0
+        self.dead_lettered = 0
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Deliver until the inbox ends; start with whatever is already on disk."""
+        async with (
+            httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, transport=self._transport) as http,
+            anyio.create_task_group() as tg,
+        ):
+            for kind in KINDS:
+                tg.start_soon(self._lane, http, kind)
+            task_status.started()
+            async for message in self._inbox:
+                match message:
+                    case RecordsQueued():
+                        self.wake()
+                    case _:
+                        assert_never(message)
+            tg.cancel_scope.cancel()
+
+    async def deliver_due(self) -> int:
+        """One delivery pass over every due record, outside :meth:`run`; how many left pending.
+
+        For ``python main.py outbox retry --deliver`` when no server is running.
+        """
+        async with httpx.AsyncClient(
+            timeout=REQUEST_TIMEOUT_SECONDS, transport=self._transport
+        ) as http:
+            for kind in KINDS:
+                for record in await anyio.to_thread.run_sync(
+                    functools.partial(self._outbox.due, kind=kind)
+                ):
+                    await self._deliver(http, record)
+        return (await anyio.to_thread.run_sync(self._outbox.stats)).pending
+
+    def wake(self) -> None:
+        """Look at the outbox now rather than at the next scheduled time."""
+        for event in self._wake.values():
+            event.set()
+
+    # ------------------------------------------------------------------- delivery
+
+    async def _lane(self, http: httpx.AsyncClient, kind: str) -> None:
+        while True:
+            self._wake[kind] = anyio.Event()
+            due = await anyio.to_thread.run_sync(functools.partial(self._outbox.due, kind=kind))
+            blocked: set[str] = set()
+            for record in due:
+                if record.call_sid is not None and record.call_sid in blocked:
+                    continue
+                if not await self._deliver(http, record) and record.call_sid is not None:
+                    # Keep this call's later records behind the one that failed.
+                    blocked.add(record.call_sid)
+            next_at = await anyio.to_thread.run_sync(
+                functools.partial(self._outbox.next_due_at, kind=kind)
+            )
+            wait = IDLE_RECHECK_SECONDS if next_at is None else next_at - self._clock()
+            with anyio.move_on_after(min(max(wait, 0.01), IDLE_RECHECK_SECONDS)):
+                await self._wake[kind].wait()
+
+    async def _deliver(self, http: httpx.AsyncClient, record: OutboxRecord) -> bool:
+        """Try once; True when the record left the pending state."""
+        settings = self._settings()
+        url = {
+            "call": settings.dashboard_calls_url,
+            "job": settings.dashboard_jobs_url,
+            "alert": settings.dashboard_alerts_url,
+        }.get(record.kind)
+        if url is None or settings.dashboard_webhook_secret is None:
+            await self._retry_later(
+                record, "dashboard not configured", delay=IDLE_RECHECK_SECONDS, count=False
+            )
+            return False
+        if self._clock() - record.created_at > settings.dashboard_max_retry_seconds:
+            await self._dead_letter(
+                record, f"undelivered for over {settings.dashboard_max_retry_seconds:.0f}s"
+            )
+            return True
+        body = record.body.encode()
+        timestamp = str(int(self._clock()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Frontdesk-Timestamp": timestamp,
+            "X-Frontdesk-Signature": sign(
+                settings.dashboard_webhook_secret.get_secret_value(), timestamp, body
+            ),
+            "Idempotency-Key": record.record_id,
+        }
+        try:
+            response = await http.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            await self._retry_later(record, f"{type(exc).__name__}")
+            return False
+        status = response.status_code
+        if 200 <= status < 300:
+            await anyio.to_thread.run_sync(self._outbox.mark_delivered, record.record_id)
+            self.delivered += 1
+            return True
+        if status >= 500 or status in RETRYABLE:
+            await self._retry_later(
+                record, f"HTTP {status}", delay=_retry_after(response.headers.get("Retry-After"))
+            )
+            return False
+        await self._dead_letter(record, f"HTTP {status}: {response.text[:1000]}")
+        return True
+
+    async def _retry_later(
+        self, record: OutboxRecord, why: str, *, delay: float | None = None, count: bool = True
+    ) -> None:
+        if delay is None:
+            # Full jitter: a dashboard coming back is not hit by every record at once.
+            ceiling = min(RETRY_MAX_SECONDS, RETRY_INITIAL_SECONDS * 2 ** min(record.attempts, 10))
+            delay = random.uniform(ceiling / 2, ceiling)
+        if count:
+            self.retried += 1
+            logger.warning(
+                "%s record %s not delivered (%s); retrying in %.1fs",
+                record.kind,
+                record.record_id,
+                why,
+                delay,
+            )
+        await anyio.to_thread.run_sync(
+            functools.partial(
+                self._outbox.mark_retry,
+                record.record_id,
+                at=self._clock() + delay,
+                error=why,
+                count=count,
+            )
+        )
+
+    async def _dead_letter(self, record: OutboxRecord, why: str) -> None:
+        logger.error("%s record %s dead-lettered: %s", record.kind, record.record_id, why)
+        await anyio.to_thread.run_sync(
+            functools.partial(self._outbox.mark_dead, record.record_id, error=why)
+        )
+        self.dead_lettered += 1
+        if record.kind == "alert":
+            return  # an alert about an undeliverable alert could loop forever
+        notice = alert(
+            AlertKind.RECORD_DEAD_LETTERED,
+            f"a {record.kind} record could not be delivered: {why[:300]}",
+            severity="critical",
+            call_sid=record.call_sid,
+            user_email=self._settings().dashboard_user_email,
+            record_id=record.record_id,
+        )
+        await anyio.to_thread.run_sync(self._outbox.put, [notice])
+        self._wake["alert"].set()
+
+    # --------------------------------------------------------------------- metrics
+
+    def metric_families(self) -> Iterable[Metric]:
+        """Outbox depth and delivery counts, read at scrape time."""
+        stats = self._outbox.stats()
+        pending = gauge("frontdesk_outbox_pending", "Records waiting for the dashboard.")
+        pending.add_metric([], stats.pending)
+        dead = gauge("frontdesk_outbox_dead_letters", "Records dead-lettered, kept on disk.")
+        dead.add_metric([], stats.dead)
+        oldest = gauge(
+            "frontdesk_outbox_oldest_pending_seconds",
+            "Age of the oldest record waiting for the dashboard.",
+        )
+        oldest.add_metric([], stats.oldest_pending_age)
+        totals = counter(
+            "frontdesk_outbox_deliveries", "Delivery attempts since start, by result.", ["result"]
+        )
+        totals.add_metric(["delivered"], self.delivered)
+        totals.add_metric(["retried"], self.retried)
+        totals.add_metric(["dead_lettered"], self.dead_lettered)
+        return [pending, dead, oldest, totals]
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), if usable."""
+    if not value:
+        return None
+    try:
+        return min(RETRY_MAX_SECONDS, max(0.0, float(value)))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(RETRY_MAX_SECONDS, max(0.0, moment.timestamp() - time.time()))

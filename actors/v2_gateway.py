@@ -1,0 +1,453 @@
+"""V2Gateway: every request to the business backend, behind one circuit breaker.
+
+Calls ask through the inbox and get an answer within the per-request timeout, always:
+
+- while the backend answers, requests go through (writes with an ``Idempotency-Key``);
+- after ``V2_BREAKER_FAILURES`` consecutive failures the breaker opens for
+  ``V2_BREAKER_RESET_SECONDS``, then lets one probe through;
+- while it is open or a request fails: a lookup answers "unknown caller", a booking
+  fails (the conversation offers a callback), and a callback is **kept on disk** and
+  re-sent until the backend takes it, with an alert so the business knows meanwhile.
+
+Each request runs in its own task, so one slow request never holds up another call's.
+Breaker changes are alerted to the dashboard and shown in ``/metrics`` and ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from pydantic import BaseModel, ValidationError
+
+from actors.mailbox import Reply, ask
+from frontdesk.backend import (
+    BookedAppointment,
+    BookingRequest,
+    BookingResult,
+    CallbackRequest,
+    CallbackResult,
+    Customer,
+    LookupResult,
+    PendingCallback,
+)
+from frontdesk.breaker import BreakerState, CircuitBreaker
+from frontdesk.errors import ActorError, ProviderRejected, ProviderUnavailable
+from frontdesk.outbox import Outbox, OutboxRecord
+from frontdesk.records import AlertKind, Record, alert
+
+logger = logging.getLogger(__name__)
+
+RETRY_INITIAL_SECONDS = 2.0
+RETRY_MAX_SECONDS = 300.0
+RECORD_SUBMIT_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LookupCaller:
+    """Ask who is calling from ``phone``."""
+
+    phone: str
+    call_sid: str
+    reply: Reply[LookupResult]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookAppointment:
+    """Book the visit in ``request``."""
+
+    request: BookingRequest
+    call_sid: str
+    idempotency_key: str
+    reply: Reply[BookingResult]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateCallback:
+    """Promise a callback; never lost."""
+
+    request: CallbackRequest
+    call_sid: str
+    idempotency_key: str
+    reply: Reply[CallbackResult]
+
+
+GatewayMessage = LookupCaller | BookAppointment | CreateCallback
+
+ANSWER_SLACK_SECONDS = 1.0
+
+SubmitRecords = Callable[[list[Record]], Any]
+
+
+class V2Gateway:
+    """Owns the HTTP client to the backend, its breaker and the pending callbacks."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        inbox: MemoryObjectReceiveStream[GatewayMessage],
+        pending: Outbox,
+        submit_records: SubmitRecords,
+        timeout: float,
+        failure_threshold: int,
+        reset_seconds: float,
+        user_email: Callable[[], str | None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """Create the gateway.
+
+        Args:
+            base_url: ``V2_BACKEND_URL``.
+            inbox: Where calls' requests arrive.
+            pending: Durable queue of callbacks the backend has not taken yet.
+            submit_records: Hands alerts to the dashboard outbox (awaitable).
+            timeout: Bound on each request, in seconds.
+            failure_threshold: Consecutive failures that open the breaker.
+            reset_seconds: How long the breaker stays open before a probe.
+            user_email: The dashboard user alerts belong to.
+            clock: Monotonic time for the breaker (tests pass their own).
+            wall_clock: Wall time for retries of kept callbacks, which outlive the process;
+                must be the clock ``pending`` uses.
+            transport: An httpx transport to use instead of the network (tests).
+        """
+        self._base_url = base_url.rstrip("/")
+        self._inbox = inbox
+        self._pending = pending
+        self._submit_records = submit_records
+        self._timeout = timeout
+        self._user_email = user_email
+        self._wall_clock = wall_clock
+        self._transport = transport
+        self.breaker = CircuitBreaker(
+            "v2_backend",
+            failure_threshold=failure_threshold,
+            reset_seconds=reset_seconds,
+            clock=clock,
+            on_change=self._breaker_changed,
+        )
+        self._client: httpx.AsyncClient | None = None
+        self._tg: TaskGroup | None = None
+        self._pending_changed = anyio.Event()
+
+    def resend_now(self) -> None:
+        """Try the kept callbacks that are due now, without waiting for the timer."""
+        self._pending_changed.set()
+
+    @property
+    def degraded(self) -> bool:
+        """Whether the backend is being avoided right now."""
+        return self.breaker.state is not BreakerState.CLOSED
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve requests until the inbox ends; re-send pending callbacks meanwhile."""
+        async with httpx.AsyncClient(
+            base_url=self._base_url,
+            timeout=self._timeout,
+            transport=self._transport,
+            headers={"Content-Type": "application/json"},
+        ) as client:
+            self._client = client
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    tg.start_soon(self._resend_pending)
+                    task_status.started()
+                    async for message in self._inbox:
+                        tg.start_soon(self._handle, message)
+                    tg.cancel_scope.cancel()
+            finally:
+                self._client = self._tg = None
+
+    # ------------------------------------------------------------------- requests
+
+    async def _handle(self, message: GatewayMessage) -> None:
+        match message:
+            case LookupCaller(phone=phone, call_sid=call_sid, reply=reply):
+                reply.send(await self._lookup(phone, call_sid))
+            case BookAppointment(
+                request=request, call_sid=call_sid, idempotency_key=key, reply=reply
+            ):
+                reply.send(await self._book(request, call_sid, key))
+            case CreateCallback(
+                request=request, call_sid=call_sid, idempotency_key=key, reply=reply
+            ):
+                reply.send(await self._callback(request, call_sid, key))
+            case _:
+                assert_never(message)
+
+    async def _lookup(self, phone: str, call_sid: str) -> LookupResult:
+        try:
+            body = await self._post("/v2/callers/lookup", {"phone": phone}, call_sid)
+        except ProviderUnavailable:
+            return LookupResult(customer=None, degraded=True)
+        except ProviderRejected as exc:
+            logger.error("backend refused a caller lookup: %s", exc.detail)
+            return LookupResult(customer=None)
+        if not body.get("found"):
+            return LookupResult(customer=None)
+        try:
+            return LookupResult(customer=Customer.model_validate(body.get("customer")))
+        except ValidationError:
+            logger.error("backend answered a lookup with a malformed customer")
+            return LookupResult(customer=None)
+
+    async def _book(self, request: BookingRequest, call_sid: str, key: str) -> BookingResult:
+        try:
+            body = await self._post("/v2/appointments", request, call_sid, key=key)
+        except ProviderUnavailable:
+            return BookingResult(failure="backend_unavailable")
+        except ProviderRejected as exc:
+            failure = "slot_unavailable" if exc.status == 409 else "invalid"
+            if failure == "invalid":
+                logger.error("backend refused a booking: %s", exc.detail)
+            return BookingResult(failure=failure)
+        try:
+            return BookingResult(appointment=BookedAppointment.model_validate(body))
+        except ValidationError:
+            logger.error("backend confirmed a booking without the confirmation fields")
+            return BookingResult(failure="invalid")
+
+    async def _callback(self, request: CallbackRequest, call_sid: str, key: str) -> CallbackResult:
+        try:
+            body = await self._post("/v2/callbacks", request, call_sid, key=key)
+        except ProviderRejected as exc:
+            logger.error("backend refused a callback: %s", exc.detail)
+            await self._alert(
+                AlertKind.CALLBACK_PENDING,
+                "the backend refused a callback request; call the customer back by hand",
+                severity="critical",
+                call_sid=call_sid,
+                phone=request.phone,
+                reason=request.reason,
+            )
+            return CallbackResult(callback_id=None, queued=False)
+        except ProviderUnavailable:
+            await self._keep(PendingCallback(record_id=key, call_sid=call_sid, request=request))
+            return CallbackResult(callback_id=None, queued=True)
+        return CallbackResult(callback_id=str(body.get("callback_id") or "") or None)
+
+    async def _post(
+        self, path: str, body: BaseModel | dict, call_sid: str, *, key: str | None = None
+    ) -> dict[str, Any]:
+        """Send one request through the breaker.
+
+        Raises:
+            ProviderUnavailable: Breaker open, refused, timed out, 5xx or 429.
+            ProviderRejected: Any other 4xx (the request itself was wrong).
+        """
+        if not self.breaker.allow():
+            raise ProviderUnavailable("v2", "breaker open")
+        assert self._client is not None
+        headers = {"X-Frontdesk-Call-Sid": call_sid}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        content = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
+        try:
+            with anyio.fail_after(self._timeout):
+                response = await self._client.post(path, content=content, headers=headers)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            self.breaker.record_failure()
+            raise ProviderUnavailable("v2", f"{path}: {type(exc).__name__}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            self.breaker.record_failure()
+            raise ProviderUnavailable("v2", f"{path}: HTTP {response.status_code}")
+        self.breaker.record_success()
+        if response.status_code >= 400:
+            raise ProviderRejected(
+                "v2",
+                f"{path}: HTTP {response.status_code}: {response.text[:300]}",
+                status=response.status_code,
+            )
+        try:
+            parsed = response.json()
+        except ValueError as exc:
+            raise ProviderRejected("v2", f"{path}: answer is not JSON") from exc
+        return parsed if isinstance(parsed, dict) else {}
+
+    # ------------------------------------------------------------ pending callbacks
+
+    async def _keep(self, pending: PendingCallback) -> None:
+        await anyio.to_thread.run_sync(self._pending.put, [pending])
+        self._pending_changed.set()
+        logger.warning("backend unavailable: callback kept on disk until it takes it")
+        await self._alert(
+            AlertKind.CALLBACK_PENDING,
+            "the backend is unavailable; a callback is waiting to reach it",
+            call_sid=pending.call_sid,
+            phone=pending.request.phone,
+            reason=pending.request.reason,
+            urgency=pending.request.urgency,
+        )
+
+    async def _resend_pending(self) -> None:
+        while True:
+            # A fresh event before looking, so a wake-up during the pass is not lost.
+            self._pending_changed = anyio.Event()
+            for entry in await anyio.to_thread.run_sync(self._pending.due):
+                await self._resend(entry)
+            next_at = await anyio.to_thread.run_sync(self._pending.next_due_at)
+            wait = RETRY_MAX_SECONDS if next_at is None else next_at - self._wall_clock()
+            with anyio.move_on_after(min(max(wait, 0.05), RETRY_MAX_SECONDS)):
+                await self._pending_changed.wait()
+
+    async def _resend(self, entry: OutboxRecord) -> None:
+        pending = PendingCallback.model_validate_json(entry.body)
+        try:
+            body = await self._post(
+                "/v2/callbacks", pending.request, pending.call_sid, key=pending.record_id
+            )
+        except ProviderUnavailable as exc:
+            delay = min(RETRY_MAX_SECONDS, RETRY_INITIAL_SECONDS * 2 ** min(entry.attempts, 8))
+            await anyio.to_thread.run_sync(
+                functools.partial(
+                    self._pending.mark_retry,
+                    entry.record_id,
+                    at=self._wall_clock() + delay,
+                    error=str(exc),
+                )
+            )
+            return
+        except ProviderRejected as exc:
+            await anyio.to_thread.run_sync(
+                functools.partial(self._pending.mark_dead, entry.record_id, error=str(exc))
+            )
+            await self._alert(
+                AlertKind.CALLBACK_PENDING,
+                "the backend refused a kept callback; call the customer back by hand",
+                severity="critical",
+                call_sid=pending.call_sid,
+                phone=pending.request.phone,
+            )
+            return
+        await anyio.to_thread.run_sync(self._pending.mark_delivered, entry.record_id)
+        logger.info("kept callback reached the backend as %s", body.get("callback_id"))
+        await self._alert(
+            AlertKind.CALLBACK_DELIVERED,
+            "a kept callback reached the backend",
+            severity="info",
+            call_sid=pending.call_sid,
+            callback_id=body.get("callback_id"),
+        )
+
+    # ---------------------------------------------------------------------- alerts
+
+    def _breaker_changed(
+        self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState
+    ) -> None:
+        if new is BreakerState.OPEN and self._tg is not None:
+            self._tg.start_soon(
+                lambda: self._alert(
+                    AlertKind.BREAKER_OPENED,
+                    "the V2 backend is failing; bookings fall back to callbacks",
+                    severity="critical",
+                    breaker=breaker.name,
+                )
+            )
+        elif new is BreakerState.CLOSED and old is not BreakerState.CLOSED and self._tg:
+            self._pending_changed.set()
+            self._tg.start_soon(
+                lambda: self._alert(
+                    AlertKind.BREAKER_CLOSED,
+                    "the V2 backend answers again",
+                    severity="info",
+                    breaker=breaker.name,
+                )
+            )
+
+    async def _alert(
+        self,
+        kind: AlertKind,
+        message: str,
+        *,
+        severity: str = "warning",
+        call_sid: str | None = None,
+        **details: Any,
+    ) -> None:
+        record = alert(
+            kind,
+            message,
+            severity=severity,
+            call_sid=call_sid,  # type: ignore[arg-type]
+            user_email=self._user_email(),
+            **details,
+        )
+        with anyio.move_on_after(RECORD_SUBMIT_TIMEOUT_SECONDS, shield=True):
+            await self._submit_records([record])
+
+
+class GatewayClient:
+    """How a call asks the gateway: every question answered in time, whatever happens.
+
+    If the gateway itself cannot answer (it is restarting, say), a lookup is "unknown
+    caller", a booking fails, and a callback is written straight to the durable queue the
+    gateway re-sends from, so it still reaches the backend.
+    """
+
+    def __init__(
+        self,
+        inbox: MemoryObjectSendStream[GatewayMessage],
+        *,
+        timeout: Callable[[], float],
+        pending: Outbox,
+    ) -> None:
+        """Create the client over the gateway's inbox."""
+        self._inbox = inbox
+        self._timeout = timeout
+        self._pending = pending
+
+    async def lookup(self, phone: str, call_sid: str) -> LookupResult:
+        """Who is calling from ``phone``."""
+        try:
+            return await ask(
+                self._inbox,
+                lambda reply: LookupCaller(phone=phone, call_sid=call_sid, reply=reply),
+                timeout=self._timeout() + ANSWER_SLACK_SECONDS,
+                what="caller lookup",
+            )
+        except ActorError as exc:
+            logger.warning("caller lookup unanswered: %s", exc)
+            return LookupResult(customer=None, degraded=True)
+
+    async def book(self, request: BookingRequest, call_sid: str, key: str) -> BookingResult:
+        """Book a visit; a failure never promises anything."""
+        try:
+            return await ask(
+                self._inbox,
+                lambda reply: BookAppointment(
+                    request=request, call_sid=call_sid, idempotency_key=key, reply=reply
+                ),
+                timeout=self._timeout() + ANSWER_SLACK_SECONDS,
+                what="booking",
+            )
+        except ActorError as exc:
+            logger.warning("booking unanswered: %s", exc)
+            return BookingResult(failure="backend_unavailable")
+
+    async def callback(self, request: CallbackRequest, call_sid: str, key: str) -> CallbackResult:
+        """Promise a callback; if the gateway cannot answer, keep it on disk for it."""
+        try:
+            return await ask(
+                self._inbox,
+                lambda reply: CreateCallback(
+                    request=request, call_sid=call_sid, idempotency_key=key, reply=reply
+                ),
+                timeout=self._timeout() + ANSWER_SLACK_SECONDS,
+                what="callback",
+            )
+        except ActorError as exc:
+            logger.warning("callback unanswered (%s): kept on disk for the gateway", exc)
+            pending = PendingCallback(record_id=key, call_sid=call_sid, request=request)
+            await anyio.to_thread.run_sync(self._pending.put, [pending])
+            return CallbackResult(callback_id=None, queued=True)

@@ -1,0 +1,114 @@
+"""Run a scenario against a running Frontdesk and judge it by what the world saw.
+
+:func:`run_scenario` places the call (the caller simulator), applies the scenario's
+end-of-call faults, then waits — bounded — until the world shows what the scenario
+expects: the dashboard's records, the backend's bookings and callbacks, who hung up.
+Records arrive asynchronously after a call, so expectations are polled, not asserted
+once. What is still missing when time runs out is returned, one sentence per problem.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from emulators.caller import HttpCallControl, place_call
+from emulators.caller_report import CallReport
+from emulators.scenario import Scenario
+
+SETTLE_SECONDS = 20.0
+POLL_SECONDS = 0.2
+
+
+@dataclass
+class ScenarioResult:
+    """One scenario's call, what the world saw, and what did not match."""
+
+    scenario: str
+    report: CallReport
+    outcome: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every expectation held."""
+        return not self.failures
+
+
+async def run_scenario(
+    scenario: Scenario,
+    *,
+    server_url: str,
+    control_url: str,
+    account_sid: str,
+    auth_token: str,
+    settle_seconds: float = SETTLE_SECONDS,
+) -> ScenarioResult:
+    """Place one call of ``scenario`` and check its expectations."""
+    async with HttpCallControl(control_url) as control:
+        report = await place_call(
+            scenario,
+            server_url=server_url,
+            account_sid=account_sid,
+            auth_token=auth_token,
+            control=control,
+        )
+        for step in scenario.faults_at_end():
+            await control.apply_fault(step)
+        result = ScenarioResult(scenario=scenario.name, report=report)
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            result.outcome = await control.outcome(report.call_sid)
+            result.failures = check(scenario, report, result.outcome)
+            if not result.failures or time.monotonic() >= deadline:
+                return result
+            await anyio.sleep(POLL_SECONDS)
+
+
+def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> list[str]:
+    """Every way the call differs from what ``scenario`` expects."""
+    expect = scenario.expect
+    failures = [f"caller simulator: {error}" for error in report.errors]
+    received = outcome.get("dashboard", {})
+    calls = received.get("calls", [])
+    record = calls[0] if calls else None
+    if expect.hung_up_by is not None and report.hung_up_by != expect.hung_up_by:
+        failures.append(f"hung up by {report.hung_up_by}, expected {expect.hung_up_by}")
+    counts = {
+        "calls": expect.records.calls,
+        "jobs": expect.records.jobs,
+        "alerts": expect.records.alerts,
+    }
+    for kind, wanted in counts.items():
+        got = len(received.get(kind, []))
+        if wanted is not None and got != wanted:
+            failures.append(f"dashboard received {got} {kind} records, expected {wanted}")
+    if record is None:
+        return [*failures, "no call record reached the dashboard"]
+    if expect.outcome is not None and record.get("outcome") != expect.outcome:
+        failures.append(f"outcome {record.get('outcome')}, expected {expect.outcome}")
+    if expect.states_visited and record.get("states_visited") != expect.states_visited:
+        failures.append(
+            f"states visited {record.get('states_visited')}, expected {expect.states_visited}"
+        )
+    said = " ".join(e["text"] for e in record.get("transcript", []) if e["role"] == "bot")
+    for phrase in expect.bot_said:
+        if phrase.lower() not in said.lower():
+            failures.append(f"the bot never said {phrase!r}")
+    alert_kinds = {a.get("alert") for a in outcome.get("alerts_seen", [])}
+    for kind in expect.alert_kinds:
+        if kind not in alert_kinds:
+            failures.append(f"no {kind} alert reached the dashboard")
+    if expect.booked is not None and bool(outcome.get("appointments")) != expect.booked:
+        failures.append(f"backend appointment {'missing' if expect.booked else 'unexpected'}")
+    if expect.callbacks is not None and len(outcome.get("callbacks", [])) != expect.callbacks:
+        failures.append(
+            f"backend holds {len(outcome.get('callbacks', []))} callbacks, "
+            f"expected {expect.callbacks}"
+        )
+    if not report.rejected and outcome.get("hangups") != 1:
+        failures.append(f"{outcome.get('hangups')} REST hang-ups, expected exactly one")
+    return failures

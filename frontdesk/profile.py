@@ -1,0 +1,236 @@
+"""The agent profile: the business Frontdesk answers for, as a validated YAML file.
+
+Operators change the business — name, services, service area, hours, emergency policy,
+voices, extra prompt text — without touching code. Validation names the field and the
+problem; unknown keys are refused; names are sanitised; text that reaches the LLM may
+not carry template or tool syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from frontdesk.errors import SettingsError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 &'.,()/-]*$")
+# Text that reaches the LLM must not smuggle template syntax (which would be rendered
+# from conversation state) or tool-call / chat-markup syntax.
+FORBIDDEN_TEXT = re.compile(
+    r"[{}<>`]|\b(tool_calls?|function_call|system:|assistant:)\b", re.IGNORECASE
+)
+
+
+def _plain_text(value: str) -> str:
+    if FORBIDDEN_TEXT.search(value):
+        raise ValueError("may not contain braces, angle brackets, backticks or tool/role markers")
+    return " ".join(value.split())
+
+
+def _name(value: str) -> str:
+    value = " ".join(value.split())
+    if not NAME_PATTERN.match(value):
+        raise ValueError("use letters, digits, spaces and & ' . , ( ) / - only")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_name)]
+PlainText = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_plain_text)]
+Zip = Annotated[str, Field(pattern=r"^\d{5}$")]
+HourMinute = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Service(_Strict):
+    """A kind of work the business does."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,30}$")]
+    name: Name
+    description: PlainText
+
+
+class ServiceArea(_Strict):
+    """Where the business works: ZIP codes and/or city names."""
+
+    zips: list[Zip] = Field(default_factory=list)
+    cities: list[Name] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ServiceArea:
+        if not self.zips and not self.cities:
+            raise ValueError("list at least one ZIP code or city")
+        return self
+
+    def covers(self, *, zip_code: str | None, city: str | None = None) -> bool:
+        """Whether a job at ``zip_code`` (or ``city``) is inside the area."""
+        if zip_code and zip_code[:5] in self.zips:
+            return True
+        return bool(city) and city.strip().lower() in {c.lower() for c in self.cities}
+
+
+class OpeningHours(_Strict):
+    """Opening and closing time of one day."""
+
+    open: HourMinute
+    close: HourMinute
+
+    @model_validator(mode="after")
+    def _order(self) -> OpeningHours:
+        if self.close <= self.open:
+            raise ValueError("close must be after open")
+        return self
+
+
+class Hours(_Strict):
+    """When the business works, in its own time zone."""
+
+    timezone: str
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], OpeningHours | None]
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The business's time zone."""
+        return ZoneInfo(self.timezone)
+
+    def open_at(self, moment: datetime) -> bool:
+        """Whether the business is open at ``moment``."""
+        local = moment.astimezone(self.zone)
+        day = self.weekly.get(WEEKDAYS[local.weekday()])
+        if day is None:
+            return False
+        return day.open <= local.strftime("%H:%M") < day.close
+
+    def slots(
+        self, *, after: datetime, length: timedelta, count: int
+    ) -> list[tuple[datetime, datetime]]:
+        """The next ``count`` appointment windows of ``length`` starting after ``after``."""
+        found: list[tuple[datetime, datetime]] = []
+        local = after.astimezone(self.zone)
+        day = local.date()
+        for _ in range(14):
+            hours = self.weekly.get(WEEKDAYS[day.weekday()])
+            if hours is not None:
+                start = datetime.combine(day, time.fromisoformat(hours.open), self.zone)
+                close = datetime.combine(day, time.fromisoformat(hours.close), self.zone)
+                while start + length <= close and len(found) < count:
+                    if start > local:
+                        found.append((start, start + length))
+                    start += length
+            if len(found) >= count:
+                break
+            day += timedelta(days=1)
+        return found
+
+
+class Emergency(_Strict):
+    """What counts as an emergency and what to tell the caller first."""
+
+    keywords: list[Annotated[str, Field(min_length=2, max_length=40)]]
+    safety_message: PlainText
+
+    @field_validator("keywords")
+    @classmethod
+    def _lowercase(cls, value: list[str]) -> list[str]:
+        return [" ".join(k.lower().split()) for k in value]
+
+    def detect(self, text: str) -> str | None:
+        """The first emergency keyword in ``text``, if any (whole words only)."""
+        lowered = f" {' '.join(re.findall(r'[a-z0-9]+', text.lower()))} "
+        for keyword in self.keywords:
+            if f" {keyword} " in lowered:
+                return keyword
+        return None
+
+
+class Voices(_Strict):
+    """Voices that override the settings' defaults."""
+
+    inworld: Name | None = None
+    deepgram: Name | None = None
+
+
+class Prompts(_Strict):
+    """Extra instructions per conversation state, added to what Frontdesk says."""
+
+    greeting: PlainText | None = None
+    identify: PlainText | None = None
+    collect_job: PlainText | None = None
+    book: PlainText | None = None
+    callback: PlainText | None = None
+    out_of_area: PlainText | None = None
+
+
+class AgentProfile(_Strict):
+    """Everything Frontdesk knows about the business it answers for."""
+
+    business_name: Name
+    agent_name: Name
+    greeting: PlainText
+    services: list[Service] = Field(min_length=1)
+    service_area: ServiceArea
+    hours: Hours
+    appointment_minutes: Annotated[int, Field(ge=30, le=480)] = 120
+    emergency: Emergency
+    callback_promise: PlainText
+    voices: Voices = Field(default_factory=Voices)
+    prompts: Prompts = Field(default_factory=Prompts)
+
+    @model_validator(mode="after")
+    def _unique_services(self) -> AgentProfile:
+        ids = [s.id for s in self.services]
+        if len(ids) != len(set(ids)):
+            raise ValueError("service ids must be unique")
+        return self
+
+    def service(self, service_id: str) -> Service | None:
+        """The service with ``service_id``."""
+        return next((s for s in self.services if s.id == service_id), None)
+
+
+def load_profile(path: str | Path) -> AgentProfile:
+    """Read and validate the profile, or raise one ``SettingsError`` naming every problem."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(
+            [f"AGENT_PROFILE: {path} does not exist"], what="agent profile"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SettingsError([f"{path}: not valid YAML ({exc})"], what="agent profile") from None
+    try:
+        return AgentProfile.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in error['loc']) or '(profile)'}: "
+            f"{error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors(include_input=False, include_url=False)
+        ]
+        raise SettingsError(problems, what="agent profile") from None

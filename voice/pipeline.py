@@ -1,0 +1,174 @@
+"""One call's Pipecat pipeline, assembled and run under its own runner.
+
+::
+
+    transport in → Deepgram STT → user context (shared Silero VAD, turn end) → drop caller audio
+      → turn gate (limits, emergencies) → OpenAI LLM (+ the flow's tools) → TTS (Inworld ⇢
+      Deepgram) → utterance marks → transport out → turn timer → assistant context
+
+Choices that differ from Pipecat's defaults, and why:
+
+- one ``WorkerRunner`` per call, without signal handlers (a shared runner ends every call
+  when one ends; the process owns its signals);
+- no RTVI, no turn-tracking observer, no idle timeout (our actor bounds the call): each
+  would add work to every frame;
+- caller audio is dropped right after the user context, which is the last processor that
+  needs it — otherwise every 20 ms frame travels through the LLM, TTS and output too;
+- the turn ends on VAD silence plus a finalised transcript, not on the smart-turn model,
+  which costs an ONNX session and per-frame work per call;
+- 8 kHz end to end: Twilio's rate, so nothing is resampled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame, TTSSpeakFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.service_switcher import ServiceSwitcher
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.turns.user_start import (
+    TranscriptionUserTurnStartStrategy,
+    VADUserTurnStartStrategy,
+)
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+from pipecat.workers.runner import WorkerRunner
+
+from frontdesk.metrics import Metrics
+from frontdesk.settings import Settings
+from voice.providers import SAMPLE_RATE, Providers
+from voice.transport import Send, TwilioTransport, UtteranceMarker
+from voice.tts_failover import EagerFailover
+from voice.turn_gate import TurnGate
+from voice.turn_metrics import TurnTimer
+from voice.vad import SharedSileroVAD
+
+logger = logging.getLogger(__name__)
+
+CANCEL_TIMEOUT_SECONDS = 5.0
+SETUP_TIMEOUT_SECONDS = 10.0
+
+
+class DropCallerAudio(FrameProcessor):
+    """Stops caller audio frames once nothing downstream needs them."""
+
+    def __init__(self) -> None:
+        super().__init__(enable_direct_mode=True)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Pass on everything but input audio."""
+        await super().process_frame(frame, direction)
+        if not isinstance(frame, InputAudioRawFrame):
+            await self.push_frame(frame, direction)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallInfo:
+    """Who is calling whom, on which stream."""
+
+    call_sid: str
+    stream_sid: str
+    from_number: str
+    to_number: str
+
+
+class CallPipeline:
+    """The assembled pipeline of one call and the runner that runs it."""
+
+    def __init__(
+        self,
+        *,
+        call: CallInfo,
+        settings: Settings,
+        providers: Providers,
+        metrics: Metrics,
+        send: Send,
+    ) -> None:
+        """Assemble the pipeline (nothing connects until :meth:`run`)."""
+        self.call = call
+        self.transport = TwilioTransport(
+            send=send, stream_sid=call.stream_sid, call_sid=call.call_sid
+        )
+        self.stt = providers.stt(call.call_sid)
+        self.llm = providers.llm(call.call_sid)
+        self.voices = providers.voices()
+        self.tts = ServiceSwitcher(services=self.voices, strategy_type=EagerFailover)
+        self.context = LLMContext()
+        self.aggregators = LLMContextAggregatorPair(
+            self.context,
+            user_params=LLMUserAggregatorParams(
+                vad_analyzer=SharedSileroVAD(params=VADParams(stop_secs=settings.vad_stop_seconds)),
+                user_turn_strategies=UserTurnStrategies(
+                    start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
+                    stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.0)],
+                ),
+                user_idle_timeout=settings.idle_reprompt_seconds,
+            ),
+        )
+        self.turn_timer = TurnTimer(metrics)
+        self.turn_gate = TurnGate()
+        pipeline = Pipeline(
+            [
+                self.transport.input(),
+                self.stt,
+                self.aggregators.user(),
+                DropCallerAudio(),
+                self.turn_gate,
+                self.llm,
+                self.tts,
+                UtteranceMarker(),
+                self.transport.output(),
+                self.turn_timer,
+                self.aggregators.assistant(),
+            ]
+        )
+        self.worker = PipelineWorker(
+            pipeline,
+            params=PipelineParams(
+                audio_in_sample_rate=SAMPLE_RATE,
+                audio_out_sample_rate=SAMPLE_RATE,
+                enable_metrics=True,
+                report_only_initial_ttfb=False,
+                send_initial_empty_metrics=False,
+            ),
+            enable_rtvi=False,
+            enable_turn_tracking=False,
+            idle_timeout_secs=None,
+            cancel_timeout_secs=CANCEL_TIMEOUT_SECONDS,
+            setup_timeout_secs=SETUP_TIMEOUT_SECONDS,
+            start_timeout_secs=SETUP_TIMEOUT_SECONDS,
+            name=f"call-{call.call_sid}",
+        )
+        self.runner = WorkerRunner(
+            name=f"runner-{call.call_sid}", handle_sigint=False, handle_sigterm=False
+        )
+
+    async def run(self) -> None:
+        """Run until the pipeline ends (an ``EndFrame`` played out, or a cancel)."""
+        await self.runner.add_workers(self.worker)
+        await self.runner.run()
+
+    async def say(self, text: str, *, interruptible: bool = True) -> None:
+        """Speak ``text`` outside the LLM (greetings, reprompts, goodbyes)."""
+        frame = TTSSpeakFrame(text)
+        frame.interruptible = interruptible
+        await self.worker.queue_frame(frame)
+
+    async def end(self, goodbye: str | None = None) -> None:
+        """Say ``goodbye`` (not interruptible), let it play out, then end the pipeline."""
+        if goodbye:
+            await self.say(goodbye, interruptible=False)
+        await self.worker.queue_frame(EndFrame())
+
+    async def cancel(self, reason: str) -> None:
+        """End the pipeline now, without waiting for audio."""
+        await self.worker.cancel(reason=reason)

@@ -1,0 +1,125 @@
+"""The speech and language providers of a call, built from settings.
+
+Process-wide pieces live here once: the OpenAI HTTP client (so every call reuses warm
+connections instead of paying a TLS handshake on its first turn) and the TTS breaker
+that decides whether a new call starts on Inworld or straight on Deepgram. Per call,
+:class:`Providers` builds the STT, LLM and TTS services, tagging provider requests with
+the call SID (Deepgram usage tag, OpenAI prompt-cache key) so usage can be attributed
+per call.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient, Timeout
+from pipecat.services.deepgram.stt import DeepgramSTTService
+from pipecat.services.deepgram.tts import DeepgramTTSService
+from pipecat.services.inworld.tts import InworldTTSService
+from pipecat.services.openai.llm import OpenAILLMService
+from pipecat.services.tts_service import TTSService
+
+from frontdesk.breaker import CircuitBreaker
+from frontdesk.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 8000
+LLM_MAX_RETRIES = 1
+
+
+class SharedClientLLM(OpenAILLMService):
+    """Pipecat's OpenAI service on the process's shared client instead of one per call."""
+
+    def __init__(self, *, client: AsyncOpenAI, **kwargs) -> None:
+        self._shared_client = client
+        super().__init__(**kwargs)
+
+    def create_client(self, *args, **kwargs) -> AsyncOpenAI:
+        """Reuse the shared client (and its warm connections)."""
+        return self._shared_client
+
+
+def websocket_base(http_base: str) -> str:
+    """The websocket twin of an http(s) base URL: same host, ``ws``/``wss`` scheme."""
+    parts = urlsplit(http_base)
+    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+class Providers:
+    """Builds each call's provider services; owns what calls share."""
+
+    def __init__(self, settings: Settings, *, tts_breaker: CircuitBreaker) -> None:
+        """Create the shared pieces.
+
+        Args:
+            settings: Current settings (base URLs, keys, models, voices, timeouts).
+            tts_breaker: Process-wide breaker over Inworld.
+        """
+        self.settings = settings
+        self.tts_breaker = tts_breaker
+        self.openai = AsyncOpenAI(
+            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=settings.openai_base_url,
+            max_retries=LLM_MAX_RETRIES,
+            # A stream that stops making progress counts as a failed provider.
+            timeout=Timeout(settings.provider_stall_seconds, connect=3.0),
+            http_client=DefaultAsyncHttpxClient(),
+        )
+
+    async def aclose(self) -> None:
+        """Close the shared HTTP client."""
+        await self.openai.close()
+
+    def stt(self, call_sid: str) -> DeepgramSTTService:
+        """Deepgram live transcription for one call."""
+        s = self.settings
+        return DeepgramSTTService(
+            api_key=s.deepgram_api_key.get_secret_value(),
+            base_url=s.deepgram_base_url,
+            sample_rate=SAMPLE_RATE,
+            tag=call_sid,
+            settings=DeepgramSTTService.Settings(model=s.deepgram_stt_model),
+        )
+
+    def llm(self, call_sid: str) -> SharedClientLLM:
+        """The OpenAI chat model for one call."""
+        s = self.settings
+        return SharedClientLLM(
+            client=self.openai,
+            api_key=s.openai_api_key.get_secret_value(),
+            settings=SharedClientLLM.Settings(
+                model=s.openai_model, extra={"prompt_cache_key": call_sid}
+            ),
+            function_call_timeout_secs=s.v2_request_timeout_seconds + 2.0,
+        )
+
+    def inworld(self) -> InworldTTSService:
+        """The primary voice."""
+        s = self.settings
+        return InworldTTSService(
+            api_key=s.inworld_api_key.get_secret_value(),
+            url=s.inworld_tts_url,
+            sample_rate=SAMPLE_RATE,
+            settings=InworldTTSService.Settings(voice=s.voice_inworld, model=s.inworld_tts_model),
+        )
+
+    def deepgram_tts(self) -> DeepgramTTSService:
+        """The fallback voice."""
+        s = self.settings
+        return DeepgramTTSService(
+            api_key=s.deepgram_api_key.get_secret_value(),
+            base_url=websocket_base(s.deepgram_base_url),
+            sample_rate=SAMPLE_RATE,
+            encoding="linear16",
+            settings=DeepgramTTSService.Settings(voice=s.voice_deepgram),
+        )
+
+    def voices(self) -> list[TTSService]:
+        """The voices a new call may use, in order: Inworld first unless its breaker is open."""
+        if self.tts_breaker.allow():
+            return [self.inworld(), self.deepgram_tts()]
+        logger.info("Inworld breaker open: this call starts on Deepgram TTS")
+        return [self.deepgram_tts()]
