@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: test lint format serve check bootstrap
+.PHONY: test lint format serve check bootstrap demo clips
 
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -18,6 +18,13 @@ test: .venv/.synced
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen pytest -q
+
+demo: .venv/.synced
+	$(UV) run --frozen python main.py demo
+
+# Regenerate the caller's speech clips after adding scenario lines (needs espeak-ng).
+clips: .venv/.synced
+	$(UV) run --frozen python -m emulators.speech.make_clips
 
 lint: .venv/.synced
 	$(UV) run --frozen ruff check .
