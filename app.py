@@ -89,6 +89,7 @@ class Frontdesk:
             "inworld",
             failure_threshold=settings.tts_breaker_failures,
             reset_seconds=settings.tts_breaker_reset_seconds,
+            on_change=self._voice_breaker_changed,
         )
         self.providers = Providers(settings, tts_breaker=self.tts_breaker)
         self.twilio = TwilioRest(
@@ -225,6 +226,27 @@ class Frontdesk:
         for breaker in (self.tts_breaker, self.gateway.breaker):
             breakers.add_metric([breaker.name], BREAKER_VALUES[breaker.state])
         return [up, restarts, exits, breakers]
+
+    def _voice_breaker_changed(
+        self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState
+    ) -> None:
+        if new is BreakerState.OPEN:
+            kind, message = AlertKind.BREAKER_OPENED, "Inworld is failing; new calls use Deepgram"
+        elif new is BreakerState.CLOSED:
+            kind, message = AlertKind.BREAKER_CLOSED, "Inworld speaks again; new calls use it"
+        else:
+            return
+        self.records.submit_now(
+            [
+                alert(
+                    kind,
+                    message,
+                    severity="warning" if new is BreakerState.OPEN else "info",
+                    user_email=self.config.settings.dashboard_user_email,
+                    breaker=breaker.name,
+                )
+            ]
+        )
 
     def _actor_restarted(self, name: str, reason: str) -> None:
         self.records.submit_now(

@@ -303,6 +303,7 @@ class CallActor:
         @pipeline.tts.strategy.event_handler("on_service_switched")
         async def _switched(strategy, service) -> None:
             self._voice_switched(service.name)
+            await pipeline.speech.replay()
 
     async def _caller_silent(self) -> None:
         assert self.pipeline is not None
@@ -342,6 +343,15 @@ class CallActor:
         self._deps.metrics.tts_failovers_total.inc()
         self._deps.providers.tts_breaker.record_failure()
         logger.warning("voice failed over from %s to %s", from_name, to_name)
+        notice = alert(
+            AlertKind.TTS_FAILOVER,
+            f"the primary voice failed during call {self.call.call_sid}; the fallback took over",
+            call_sid=self.call.call_sid,
+            user_email=self._settings.dashboard_user_email,
+            from_provider=from_name,
+            to_provider=to_name,
+        )
+        self._spawn(lambda: self._deps.records.submit([notice]))
 
     # -------------------------------------------------------------------- ending
 

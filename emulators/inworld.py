@@ -6,7 +6,8 @@ otherwise) and multiplexes up to :data:`MAX_CONTEXTS` contexts on one socket:
 
 - ``create`` → ``contextCreated``.
 - ``send_text`` → ``audioChunk`` messages for that text (base64 audio at the context's
-  ``audioConfig.sampleRateHertz``; the first chunk carries ``timestampInfo.wordAlignment``).
+  ``audioConfig.sampleRateHertz``; each chunk carries the ``timestampInfo.wordAlignment``
+  of the words that start in it).
   Empty text is the client's keepalive and gets no answer.
 - ``flush_context`` → ``flushCompleted`` once the context's audio so far has been sent.
 - ``close_context`` after a flush (end of turn) → ``contextClosed`` after the remaining
@@ -225,8 +226,9 @@ class _Session:
         data = audio.speech_audio(seconds, context.sample_rate, context.encoding)
         size = round(context.sample_rate * CHUNK_SECONDS) * audio.bytes_per_sample(context.encoding)
         alignment = _word_alignment(text, context.generation_seconds, seconds)
+        chunk_start = context.generation_seconds
         context.generation_seconds += seconds
-        for index, piece in enumerate(audio.chunks(data, size)):
+        for piece in audio.chunks(data, size):
             try:
                 await self._emulator.stream_fault("tts", self._chunks_sent)
             except StreamCut as cut:
@@ -235,8 +237,14 @@ class _Session:
             if context.wav:
                 piece = audio.wav_header(len(piece), context.sample_rate, context.encoding) + piece
             chunk: dict[str, Any] = {"audioContent": base64.b64encode(piece).decode()}
-            if index == 0:
-                chunk["timestampInfo"] = {"wordAlignment": alignment}
+            chunk_end = chunk_start + len(piece) / (
+                context.sample_rate * audio.bytes_per_sample(context.encoding)
+            )
+            # Like Inworld, each chunk carries the timings of the words it starts.
+            words = _words_starting(alignment, chunk_start, chunk_end)
+            if words["words"]:
+                chunk["timestampInfo"] = {"wordAlignment": words}
+            chunk_start = chunk_end
             async with self._sending:
                 if context.dropped:
                     return True
@@ -266,6 +274,16 @@ class _Error:
         if self.context_id:
             result["contextId"] = self.context_id
         return {"result": result}
+
+
+def _words_starting(
+    alignment: dict[str, list[Any]], start: float, end: float
+) -> dict[str, list[Any]]:
+    """The part of ``alignment`` whose words start in ``[start, end)``."""
+    picked = [
+        i for i, begin in enumerate(alignment["wordStartTimeSeconds"]) if start <= begin < end
+    ]
+    return {key: [values[i] for i in picked] for key, values in alignment.items()}
 
 
 def _word_alignment(text: str, offset: float, seconds: float) -> dict[str, list[Any]]:

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     idle_reprompt_seconds: PositiveFloat = 8.0
     max_call_seconds: PositiveFloat = 900.0
     provider_stall_seconds: PositiveFloat = 5.0
+    tts_stall_seconds: PositiveFloat = 1.5
     shutdown_grace_seconds: PositiveFloat = 30.0
     restart_max: PositiveInt = 5
     restart_window_seconds: PositiveFloat = 60.0

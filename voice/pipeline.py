@@ -3,8 +3,9 @@
 ::
 
     transport in → Deepgram STT → user context (shared Silero VAD, turn end) → drop caller audio
-      → turn gate (limits, emergencies) → OpenAI LLM (+ the flow's tools) → TTS (Inworld ⇢
-      Deepgram) → utterance marks → transport out → turn timer → assistant context
+      → turn gate (limits, emergencies) → OpenAI LLM (+ the flow's tools) → speech ledger
+      → TTS (Inworld ⇢ Deepgram) → speech ledger → utterance marks → transport out
+      → turn timer → assistant context
 
 Choices that differ from Pipecat's defaults, and why:
 
@@ -47,7 +48,7 @@ from frontdesk.metrics import Metrics
 from frontdesk.settings import Settings
 from voice.providers import SAMPLE_RATE, Providers
 from voice.transport import Send, TwilioTransport, UtteranceMarker
-from voice.tts_failover import EagerFailover
+from voice.tts_failover import EagerFailover, SpeechLedger
 from voice.turn_gate import TurnGate
 from voice.turn_metrics import TurnTimer
 from voice.vad import SharedSileroVAD
@@ -102,6 +103,24 @@ class CallPipeline:
         self.llm = providers.llm(call.call_sid)
         self.voices = providers.voices()
         self.tts = ServiceSwitcher(services=self.voices, strategy_type=EagerFailover)
+        primary = self.voices[0]
+        breaker = providers.tts_breaker
+
+        def primary_spoke() -> None:
+            # The first audio of a call from Inworld is what closes its breaker again.
+            if len(self.voices) > 1 and self.tts.strategy.active_service is primary:
+                breaker.record_success()
+
+        self.speech = SpeechLedger(
+            stall_seconds=settings.tts_stall_seconds,
+            on_first_audio=primary_spoke,
+            on_stall=self._voice_stalled if len(self.voices) > 1 else None,
+        )
+
+        @primary.event_handler("on_tts_request")
+        async def _sent(tts, context_id: str, text: str) -> None:
+            self.speech.sent(text)
+
         self.context = LLMContext()
         self.aggregators = LLMContextAggregatorPair(
             self.context,
@@ -124,7 +143,9 @@ class CallPipeline:
                 DropCallerAudio(),
                 self.turn_gate,
                 self.llm,
+                self.speech.before,
                 self.tts,
+                self.speech.after,
                 UtteranceMarker(),
                 self.transport.output(),
                 self.turn_timer,
@@ -151,6 +172,13 @@ class CallPipeline:
         self.runner = WorkerRunner(
             name=f"runner-{call.call_sid}", handle_sigint=False, handle_sigterm=False
         )
+
+    async def _voice_stalled(self) -> None:
+        active = self.tts.strategy.active_service
+        if len(self.voices) > 1 and active is self.voices[0]:
+            await active.push_error(
+                "the voice stalled with words unsaid", force_treat_as_permanent=True
+            )
 
     async def run(self) -> None:
         """Run until the pipeline ends (an ``EndFrame`` played out, or a cancel)."""

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 8000
 LLM_MAX_RETRIES = 1
+STT_FINALIZE_SECONDS = 0.35
 
 
 class SharedClientLLM(OpenAILLMService):
@@ -82,6 +83,9 @@ class Providers:
             sample_rate=SAMPLE_RATE,
             tag=call_sid,
             settings=DeepgramSTTService.Settings(model=s.deepgram_stt_model),
+            # How long after the caller stops a final transcript may take; the turn ends
+            # as soon as Deepgram finalises, this only bounds the wait when it does not.
+            ttfs_p99_latency=s.vad_stop_seconds + STT_FINALIZE_SECONDS,
         )
 
     def llm(self, call_sid: str) -> SharedClientLLM:
@@ -104,6 +108,9 @@ class Providers:
             url=s.inworld_tts_url,
             sample_rate=SAMPLE_RATE,
             settings=InworldTTSService.Settings(voice=s.voice_inworld, model=s.inworld_tts_model),
+            # A dropped connection is a failure to fail over from, not something to
+            # reconnect quietly while the sentence in flight is lost.
+            reconnect_on_error=False,
         )
 
     def deepgram_tts(self) -> DeepgramTTSService:
