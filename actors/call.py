@@ -38,6 +38,7 @@ from voice.flow import Backend, Receptionist
 from voice.pipeline import CallInfo, CallPipeline
 from voice.providers import Providers
 from voice.transport import Send
+from voice.turn_metrics import provider_of
 from voice.twilio_protocol import mark_message
 from voice.twilio_rest import TwilioRest
 
@@ -47,7 +48,17 @@ END_TIMEOUT_SECONDS = 20.0
 FINISH_TIMEOUT_SECONDS = 20.0
 APOLOGY_TIMEOUT_SECONDS = 8.0
 MAX_REPROMPTS = 2
+MAX_UNHEARD_TURNS = 2
 LOOKUP_WAIT_SECONDS = 0.5
+GIVE_UP_SECONDS = 8.0
+TROUBLE_GOODBYE = (
+    "I'm sorry, I'm having trouble on my end. Someone from our team will call you back "
+    "shortly. Goodbye."
+)
+TIMEOUT_GOODBYE = (
+    "I'm sorry, I have to end the call now. Someone from our team will call you back "
+    "shortly. Goodbye."
+)
 APOLOGY = "I'm sorry, something went wrong on our end. Someone from our team will call you back."
 
 
@@ -140,6 +151,7 @@ class CallActor:
         self._ended_by: EndedBy | None = None
         self._ending = False
         self._reprompts = 0
+        self._unheard = 0
         self._started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -241,7 +253,7 @@ class CallActor:
                 case CallerHungUp():
                     await self._caller_gone()
                 case EndPolitely(reason=reason, goodbye=goodbye):
-                    await self.end(goodbye=goodbye, reason=reason)
+                    await self._give_up(goodbye=goodbye, why=reason, ended_by=reason)
                 case InjectCrash():
                     raise CrashInjected("crash injected on request")
                 case _:
@@ -250,11 +262,20 @@ class CallActor:
     async def _limit_duration(self) -> None:
         await anyio.sleep(self._settings.max_call_seconds)
         logger.warning("call reached MAX_CALL_SECONDS")
-        await self.end(
-            goodbye="I'm sorry, I have to end the call now. Someone from our team will "
-            "call you back.",
-            reason="timeout",
-        )
+        await self._give_up(goodbye=TIMEOUT_GOODBYE, why="call too long", ended_by="timeout")
+
+    async def _give_up(self, *, goodbye: str | None, why: str, ended_by: EndedBy) -> None:
+        """End early, promising (and creating) a callback so the lead is not lost."""
+        if self._ending:
+            return
+        if self.receptionist is None or self.pipeline is None:
+            await self.end(goodbye=goodbye, reason=ended_by)
+            return
+        with anyio.move_on_after(GIVE_UP_SECONDS) as scope:
+            await self.receptionist.give_up(goodbye=goodbye, reason=why, ended_by=ended_by)
+        if scope.cancelled_caught:
+            logger.error("could not arrange a callback in time; ending anyway")
+            await self.end(goodbye=goodbye, reason=ended_by)
 
     async def _bound_ending(self) -> None:
         await anyio.sleep(END_TIMEOUT_SECONDS)
@@ -286,7 +307,12 @@ class CallActor:
         @user.event_handler("on_user_turn_message_added")
         async def _caller_said(aggregator, message) -> None:
             self._reprompts = 0
+            self._unheard = 0
             self.log.said("caller", message.content)
+
+        @user.event_handler("on_user_turn_stop_timeout")
+        async def _unheard(aggregator) -> None:
+            await self._caller_unheard()
 
         @assistant.event_handler("on_assistant_turn_stopped")
         async def _bot_said(aggregator, message) -> None:
@@ -320,20 +346,38 @@ class CallActor:
             "any time. Goodbye."
         )
 
+    async def _caller_unheard(self) -> None:
+        # The caller spoke but no transcript came: once is noise, twice in a row means
+        # speech recognition is not working for this call.
+        assert self.pipeline is not None
+        if self._ending:
+            return
+        self._unheard += 1
+        logger.warning("caller spoke but nothing was transcribed (%d in a row)", self._unheard)
+        if self._unheard < MAX_UNHEARD_TURNS:
+            await self.pipeline.say("Sorry, I didn't catch that. Could you say that again?")
+            return
+        await self._give_up(
+            goodbye=TROUBLE_GOODBYE, why="speech recognition stalled", ended_by="error"
+        )
+
     async def _provider_error(self, frame: ErrorFrame) -> None:
         processor = frame.processor
-        if processor is None or processor.is_usable or self._ending:
+        if processor is None or self._ending or self.pipeline is None:
+            return
+        # The LLM has no fallback: one failed completion (after the client's own
+        # retry) leaves the caller without an answer, so it counts as failing.
+        if processor.is_usable and processor is not self.pipeline.llm:
             return
         logger.error("%s failed for this call: %s", processor.name, frame.error)
         if self.pipeline is not None and processor is self.pipeline.tts:
-            # No voice left: nothing can be said, so end without a goodbye.
-            self._ended_by = "error"
-            await self.pipeline.cancel("no voice left")
+            # No voice left: nothing can be said, but the callback is still made.
+            await self._give_up(goodbye=None, why="no voice could speak", ended_by="error")
+            if self.pipeline is not None:
+                await self.pipeline.cancel("no voice left")
             return
-        await self.end(
-            goodbye="I'm sorry, I'm having trouble on my end. Someone from our team will "
-            "call you back shortly.",
-            reason="error",
+        await self._give_up(
+            goodbye=TROUBLE_GOODBYE, why=f"{provider_of(processor.name)} failed", ended_by="error"
         )
 
     def _voice_switched(self, to_name: str) -> None:

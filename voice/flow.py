@@ -577,6 +577,23 @@ class Receptionist:
         )
         return result
 
+    async def give_up(self, *, goodbye: str | None, reason: str, ended_by: str) -> None:
+        """End the call early without losing the lead: promise a callback, and make it.
+
+        For a provider that failed, the time limit, or a shutdown. ``goodbye`` is said
+        first unless it is ``None`` (no voice left to say it with).
+        """
+        if self._taken_over and self._log.state == "wrap_up":
+            return
+        self._taken_over = True
+        if self._log.callback is None and self._log.outcome not in (Outcome.BOOKED,):
+            result = await self._request_callback(notes=reason)
+            self._log.tool("create_callback", {"reason": reason}, result.model_dump(), ok=True)
+            if self._log.outcome is None:
+                self._log.outcome = Outcome.CALLBACK
+        self._log.enter_state("wrap_up")
+        await self._end(goodbye=goodbye, reason=ended_by)
+
     def _wrap_up(self, goodbye: str) -> None:
         self._taken_over = True
         self._spawn(lambda: self._finish(goodbye))
