@@ -32,7 +32,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 &'.,()/-]*$")
 # Text that reaches the LLM must not smuggle template syntax (which would be rendered
 # from conversation state) or tool-call / chat-markup syntax.
 FORBIDDEN_TEXT = re.compile(
-    r"[{}<>`]|\b(tool_calls?|function_call|system:|assistant:)\b", re.IGNORECASE
+    r"[{}<>`]|\b(?:tool_calls?|function_call)\b|\b(?:system|assistant|user|developer):",
+    re.IGNORECASE,
 )
 
 
@@ -105,6 +106,13 @@ class Hours(_Strict):
     timezone: str
     weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], OpeningHours | None]
 
+    @field_validator("weekly")
+    @classmethod
+    def _some_day_open(cls, value: dict) -> dict:
+        if not any(hours is not None for hours in value.values()):
+            raise ValueError("no day is open: appointments could never be offered")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -157,16 +165,24 @@ class Emergency(_Strict):
 
     @field_validator("keywords")
     @classmethod
-    def _lowercase(cls, value: list[str]) -> list[str]:
-        return [" ".join(k.lower().split()) for k in value]
+    def _as_words(cls, value: list[str]) -> list[str]:
+        # Matched against the caller's words, so normalised the same way.
+        words = [_words(keyword) for keyword in value]
+        if not all(words):
+            raise ValueError("every keyword needs a letter or digit")
+        return words
 
     def detect(self, text: str) -> str | None:
         """The first emergency keyword in ``text``, if any (whole words only)."""
-        lowered = f" {' '.join(re.findall(r'[a-z0-9]+', text.lower()))} "
+        spoken = f" {_words(text)} "
         for keyword in self.keywords:
-            if f" {keyword} " in lowered:
+            if f" {keyword} " in spoken:
                 return keyword
         return None
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 class Voices(_Strict):
@@ -194,6 +210,16 @@ class AgentProfile(_Strict):
     agent_name: Name
     greeting: PlainText
     services: list[Service] = Field(min_length=1)
+
+    @field_validator("services")
+    @classmethod
+    def _unique_services(cls, value: list[Service]) -> list[Service]:
+        ids = [s.id for s in value]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate service id(s): {', '.join(duplicates)}")
+        return value
+
     service_area: ServiceArea
     hours: Hours
     appointment_minutes: Annotated[int, Field(ge=30, le=480)] = 120
@@ -201,13 +227,6 @@ class AgentProfile(_Strict):
     callback_promise: PlainText
     voices: Voices = Field(default_factory=Voices)
     prompts: Prompts = Field(default_factory=Prompts)
-
-    @model_validator(mode="after")
-    def _unique_services(self) -> AgentProfile:
-        ids = [s.id for s in self.services]
-        if len(ids) != len(set(ids)):
-            raise ValueError("service ids must be unique")
-        return self
 
     def service(self, service_id: str) -> Service | None:
         """The service with ``service_id``."""

@@ -24,7 +24,7 @@ def to_e164(value: str, *, default_country: str = "1") -> str:
         ValueError: It is not a phone number.
     """
     digits = re.sub(r"\D", "", value)
-    if value.strip().startswith("+") and 8 <= len(digits) <= 15:
+    if value.strip().startswith("+") and 8 <= len(digits) <= 15 and digits[0] != "0":
         return f"+{digits}"
     if len(digits) == 10 and default_country == "1":
         return f"+1{digits}"
@@ -35,7 +35,8 @@ def to_e164(value: str, *, default_country: str = "1") -> str:
 
 def _person_name(value: str) -> str:
     value = " ".join(value.split())
-    if not re.fullmatch(r"[A-Za-z][A-Za-z '.-]{0,79}", value):
+    # Any alphabet's letters (José García, Zoë), not digits or markup.
+    if not re.fullmatch(r"[^\W\d_](?:[^\W\d_]|[ '.-]){0,79}", value):
         raise ValueError("a name has letters, spaces, apostrophes and hyphens only")
     return value
 
