@@ -30,7 +30,7 @@ from supervisor import ChildSpec, Restart, Supervisor
 from voice.apology import ApologyVoice
 from voice.providers import Providers
 from voice.twilio_rest import TwilioRest
-from voice.vad import silero_session
+from voice.vad import VADBatcher, silero_session
 
 CONFIG_INBOX_SIZE = 64
 GATEWAY_INBOX_SIZE = 256
@@ -84,7 +84,9 @@ class Frontdesk:
         self._config_inbox, config_receive = anyio.create_memory_object_stream[ConfigMessage](
             CONFIG_INBOX_SIZE
         )
-        self.config = ConfigActor(config, inbox=config_receive, load=load_config)
+        self.config = ConfigActor(
+            config, inbox=config_receive, load=load_config, on_change=self._reconfigured
+        )
         self.tts_breaker = CircuitBreaker(
             "inworld",
             failure_threshold=settings.tts_breaker_failures,
@@ -102,6 +104,7 @@ class Frontdesk:
             api_key=settings.deepgram_api_key.get_secret_value(),
             voice=settings.voice_deepgram,
         )
+        self.vad = VADBatcher()
         self.outbox = Outbox(settings.outbox_path)
         dashboard_inbox, dashboard_receive = anyio.create_memory_object_stream[DashboardMessage](
             DASHBOARD_INBOX_SIZE
@@ -143,6 +146,7 @@ class Frontdesk:
                 twilio=self.twilio,
                 apology=self.apology,
                 records=self.records,
+                vad=self.vad,
             ),
             metrics=self.metrics,
         )
@@ -164,9 +168,14 @@ class Frontdesk:
         """The permanent actors, in start order (they stop in reverse)."""
         return [
             ChildSpec(name="config", run=self.config.run, restart=Restart.PERMANENT),
+            ChildSpec(name="vad", run=self.vad.run, restart=Restart.PERMANENT),
             ChildSpec(name="v2_gateway", run=self.gateway.run, restart=Restart.PERMANENT),
             ChildSpec(
-                name="dashboard_sync", run=self.dashboard_sync.run, restart=Restart.PERMANENT
+                name="dashboard_sync",
+                run=self.dashboard_sync.run,
+                restart=Restart.PERMANENT,
+                # Room for its last delivery pass of the calls that ended at shutdown.
+                shutdown_timeout=10.0,
             ),
             ChildSpec(name="web", run=self.web.run, restart=Restart.PERMANENT),
         ]
@@ -247,6 +256,11 @@ class Frontdesk:
                 )
             ]
         )
+
+    def _reconfigured(self, config: Config) -> None:
+        # Dashboard URLs or the secret may just have been set: records waiting for
+        # them go now rather than at the next periodic look.
+        self.dashboard_sync.wake()
 
     def _actor_restarted(self, name: str, reason: str) -> None:
         self.records.submit_now(

@@ -35,12 +35,13 @@ from frontdesk.records import AlertKind, Outcome, Record, alert
 from frontdesk.settings import Settings
 from voice.apology import ApologyVoice
 from voice.flow import Backend, Receptionist
-from voice.pipeline import CallInfo, CallPipeline
+from voice.pipeline import CallInfo, CallPipeline, build_stt
 from voice.providers import Providers
 from voice.transport import Send
 from voice.turn_metrics import provider_of
 from voice.twilio_protocol import mark_message
 from voice.twilio_rest import TwilioRest
+from voice.vad import VADBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class CallDeps:
     twilio: TwilioRest
     apology: ApologyVoice
     records: RecordSink
+    vad: VADBatcher | None = None
 
 
 class CallActor:
@@ -152,6 +154,7 @@ class CallActor:
         self._ending = False
         self._reprompts = 0
         self._unheard = 0
+        self._goodbye: str | None = None
         self._started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -165,6 +168,8 @@ class CallActor:
                 providers=self._deps.providers,
                 metrics=self._deps.metrics,
                 send=self._send,
+                stt=await build_stt(self._deps.providers, self.call.call_sid),
+                vad=self._deps.vad,
             )
             self.receptionist = Receptionist(
                 pipeline=self.pipeline,
@@ -191,7 +196,7 @@ class CallActor:
                     tg.start_soon(self._limit_duration)
                     task_status.started()
             except Exception as exc:
-                error = exc
+                error = _unwrap(exc)
                 logger.exception("call crashed")
             except BaseException as exc:
                 # Cancelled from outside (killed, or stopped at shutdown) mid-call.
@@ -202,7 +207,7 @@ class CallActor:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_SECONDS):
                     await self._finish(error)
             if error is not None:
-                raise error
+                raise error from None
 
     async def end(self, *, goodbye: str | None, reason: EndedBy = "bot") -> None:
         """End the call gracefully: say ``goodbye``, let it play out, hang up."""
@@ -210,6 +215,7 @@ class CallActor:
             return
         self._ending = True
         self._ended_by = reason
+        self._goodbye = goodbye
         logger.info("ending the call (%s)", reason)
         await self.pipeline.end(goodbye)
         if self._tg is not None:
@@ -408,6 +414,11 @@ class CallActor:
         user_email = self._settings.dashboard_user_email
         if error is not None:
             self.log.outcome = Outcome.ERROR
+        said = [e.text for e in self.log.transcript if e.role == "bot"]
+        if self._goodbye and not (said and said[-1].endswith(self._goodbye)):
+            # The goodbye cannot be interrupted, so it was said (at least begun) even if
+            # the caller hung up before the pipeline reported the turn.
+            self.log.said("bot", self._goodbye)
         if self.pipeline is not None:
             self.log.turn_latencies = [round(t.latency, 3) for t in self.pipeline.turn_timer.turns]
         records: list[Record] = [
@@ -455,3 +466,10 @@ class CallActor:
             await self._send(mark_message(stream_sid, "apology"))
             # Twilio plays 8000 μ-law bytes a second; wait that long for it to be heard.
             await anyio.sleep(len(audio) / 8000)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one real error inside nested single-exception groups, for the record."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -50,6 +50,7 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 RETRY_INITIAL_SECONDS = 1.0
 RETRY_MAX_SECONDS = 300.0
 IDLE_RECHECK_SECONDS = 30.0
+FINAL_PASS_SECONDS = 5.0
 RETRYABLE = frozenset({408, 429})
 
 
@@ -99,35 +100,49 @@ class DashboardSync:
         self.dead_lettered = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Deliver until the inbox ends; start with whatever is already on disk."""
-        async with (
-            httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, transport=self._transport) as http,
-            anyio.create_task_group() as tg,
-        ):
-            for kind in KINDS:
-                tg.start_soon(self._lane, http, kind)
-            task_status.started()
-            async for message in self._inbox:
-                match message:
-                    case RecordsQueued():
-                        self.wake()
-                    case _:
-                        assert_never(message)
-            tg.cancel_scope.cancel()
+        """Deliver until the inbox ends; start with whatever is already on disk.
+
+        When stopped, one last bounded pass sends what is due — the records of calls
+        that ended during the shutdown — before leaving the rest safely on disk.
+        """
+        try:
+            async with (
+                httpx.AsyncClient(
+                    timeout=REQUEST_TIMEOUT_SECONDS, transport=self._transport
+                ) as http,
+                anyio.create_task_group() as tg,
+            ):
+                for kind in KINDS:
+                    tg.start_soon(self._lane, http, kind)
+                task_status.started()
+                async for message in self._inbox:
+                    match message:
+                        case RecordsQueued():
+                            self.wake()
+                        case _:
+                            assert_never(message)
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(FINAL_PASS_SECONDS):
+                await self.deliver_due()
 
     async def deliver_due(self) -> int:
-        """One delivery pass over every due record, outside :meth:`run`; how many left pending.
+        """Deliver everything due now, outside :meth:`run`; how many records remain pending.
 
-        For ``python main.py outbox retry --deliver`` when no server is running.
+        For ``python main.py outbox retry --deliver`` when no server is running, and for
+        the last pass when the actor stops.
         """
         async with httpx.AsyncClient(
             timeout=REQUEST_TIMEOUT_SECONDS, transport=self._transport
         ) as http:
             for kind in KINDS:
-                for record in await anyio.to_thread.run_sync(
-                    functools.partial(self._outbox.due, kind=kind)
-                ):
-                    await self._deliver(http, record)
+                while True:
+                    due = await anyio.to_thread.run_sync(
+                        functools.partial(self._outbox.due, kind=kind)
+                    )
+                    delivered = [await self._deliver(http, record) for record in due]
+                    if not any(delivered):
+                        break
         return (await anyio.to_thread.run_sync(self._outbox.stats)).pending
 
     def wake(self) -> None:
@@ -140,14 +155,11 @@ class DashboardSync:
     async def _lane(self, http: httpx.AsyncClient, kind: str) -> None:
         while True:
             self._wake[kind] = anyio.Event()
+            # The outbox hands out only each call's earliest pending record of this kind,
+            # so a call's records arrive in order even while one of them is failing.
             due = await anyio.to_thread.run_sync(functools.partial(self._outbox.due, kind=kind))
-            blocked: set[str] = set()
             for record in due:
-                if record.call_sid is not None and record.call_sid in blocked:
-                    continue
-                if not await self._deliver(http, record) and record.call_sid is not None:
-                    # Keep this call's later records behind the one that failed.
-                    blocked.add(record.call_sid)
+                await self._deliver(http, record)
             next_at = await anyio.to_thread.run_sync(
                 functools.partial(self._outbox.next_due_at, kind=kind)
             )
@@ -195,7 +207,9 @@ class DashboardSync:
             return True
         if status >= 500 or status in RETRYABLE:
             await self._retry_later(
-                record, f"HTTP {status}", delay=_retry_after(response.headers.get("Retry-After"))
+                record,
+                f"HTTP {status}",
+                delay=_retry_after(response.headers.get("Retry-After"), now=self._clock()),
             )
             return False
         await self._dead_letter(record, f"HTTP {status}: {response.text[:1000]}")
@@ -269,7 +283,7 @@ class DashboardSync:
         return [pending, dead, oldest, totals]
 
 
-def _retry_after(value: str | None) -> float | None:
+def _retry_after(value: str | None, *, now: float) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), if usable."""
     if not value:
         return None
@@ -281,4 +295,4 @@ def _retry_after(value: str | None) -> float | None:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return min(RETRY_MAX_SECONDS, max(0.0, moment.timestamp() - time.time()))
+    return min(RETRY_MAX_SECONDS, max(0.0, moment.timestamp() - now))

@@ -39,7 +39,15 @@ CREATE TABLE IF NOT EXISTS records (
     delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS records_due ON records (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS records_call ON records (call_sid, kind, status, seq);
 """
+
+# A record waits while an earlier pending record of the same call and kind exists.
+_FIRST_OF_CALL = (
+    "NOT EXISTS (SELECT 1 FROM records AS earlier WHERE earlier.status = 'pending' "
+    "AND earlier.kind = records.kind AND earlier.call_sid = records.call_sid "
+    "AND earlier.seq < records.seq)"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,14 +127,20 @@ class Outbox:
                 raise
 
     def due(self, *, kind: str | None = None, limit: int = 100) -> list[OutboxRecord]:
-        """Pending records (of ``kind``) whose next attempt is due, oldest first."""
+        """Pending records whose next attempt is due, oldest first.
+
+        Only each call's earliest pending record of a kind is handed out: a call's later
+        record never overtakes an earlier one that is still failing.
+        """
         if kind is None:
             return self._select(
-                "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
+                f"WHERE status = 'pending' AND next_attempt_at <= ? AND {_FIRST_OF_CALL} "
+                "ORDER BY seq LIMIT ?",
                 (self._clock(), limit),
             )
         return self._select(
-            "WHERE status = 'pending' AND kind = ? AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
+            f"WHERE status = 'pending' AND kind = ? AND next_attempt_at <= ? AND {_FIRST_OF_CALL} "
+            "ORDER BY seq LIMIT ?",
             (kind, self._clock(), limit),
         )
 
@@ -143,8 +157,11 @@ class Outbox:
         return self._select("WHERE status = ? ORDER BY seq", (status,))
 
     def next_due_at(self, *, kind: str | None = None) -> float | None:
-        """When the earliest pending record (of ``kind``) is due, if any is pending."""
-        query = "SELECT MIN(next_attempt_at) FROM records WHERE status = 'pending'"
+        """When the next deliverable record (of ``kind``) is due, if any is pending."""
+        query = (
+            "SELECT MIN(next_attempt_at) FROM records "
+            f"WHERE status = 'pending' AND {_FIRST_OF_CALL}"
+        )
         params: tuple = ()
         if kind is not None:
             query += " AND kind = ?"

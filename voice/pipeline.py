@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import anyio
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame, TTSSpeakFrame
 from pipecat.pipeline.pipeline import Pipeline
@@ -36,6 +37,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMUserAggregatorParams,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.turns.user_start import (
     TranscriptionUserTurnStartStrategy,
     VADUserTurnStartStrategy,
@@ -51,12 +53,21 @@ from voice.transport import Send, TwilioTransport, UtteranceMarker
 from voice.tts_failover import EagerFailover, SpeechLedger
 from voice.turn_gate import TurnGate
 from voice.turn_metrics import TurnTimer
-from voice.vad import SharedSileroVAD
+from voice.vad import BatchedSileroVAD, VADBatcher
 
 logger = logging.getLogger(__name__)
 
 CANCEL_TIMEOUT_SECONDS = 5.0
 SETUP_TIMEOUT_SECONDS = 10.0
+
+
+async def build_stt(providers: Providers, call_sid: str) -> DeepgramSTTService:
+    """Build the call's STT service in a worker thread.
+
+    The Deepgram SDK creates an HTTP client — and loads the CA bundle — per service:
+    about 25 ms that would otherwise block every other call's audio.
+    """
+    return await anyio.to_thread.run_sync(providers.stt, call_sid)
 
 
 class DropCallerAudio(FrameProcessor):
@@ -93,13 +104,25 @@ class CallPipeline:
         providers: Providers,
         metrics: Metrics,
         send: Send,
+        stt: DeepgramSTTService | None = None,
+        vad: VADBatcher | None = None,
     ) -> None:
-        """Assemble the pipeline (nothing connects until :meth:`run`)."""
+        """Assemble the pipeline (nothing connects until :meth:`run`).
+
+        Args:
+            call: The call's identifiers.
+            settings: Current settings.
+            providers: Builds the provider services.
+            metrics: The process metrics.
+            send: Writes one message to the media stream.
+            stt: The STT service, if already built (see :func:`build_stt`).
+            vad: The process's VAD batcher (without one, windows are scored inline).
+        """
         self.call = call
         self.transport = TwilioTransport(
             send=send, stream_sid=call.stream_sid, call_sid=call.call_sid
         )
-        self.stt = providers.stt(call.call_sid)
+        self.stt = stt or providers.stt(call.call_sid)
         self.llm = providers.llm(call.call_sid)
         self.voices = providers.voices()
         self.tts = ServiceSwitcher(services=self.voices, strategy_type=EagerFailover)
@@ -125,7 +148,9 @@ class CallPipeline:
         self.aggregators = LLMContextAggregatorPair(
             self.context,
             user_params=LLMUserAggregatorParams(
-                vad_analyzer=SharedSileroVAD(params=VADParams(stop_secs=settings.vad_stop_seconds)),
+                vad_analyzer=BatchedSileroVAD(
+                    batcher=vad, params=VADParams(stop_secs=settings.vad_stop_seconds)
+                ),
                 user_turn_strategies=UserTurnStrategies(
                     start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
                     stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.0)],

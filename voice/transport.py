@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 8000
 PLAYOUT_WAIT_SECONDS = 3.0
+# Twilio sends 20 ms per message. Three go into one pipeline frame: every per-frame
+# cost downstream (queue hops, the STT websocket message, the VAD call) drops
+# threefold, for at most 40 ms of added delay.
+MESSAGES_PER_FRAME = 3
 
 Send = Callable[[str], Awaitable[bool]]
 """Sends one text message to Twilio; returns False once the socket is gone."""
@@ -78,6 +82,7 @@ class TwilioInput(BaseInputTransport):
     def __init__(self, params: TransportParams, **kwargs) -> None:
         super().__init__(params, **kwargs)
         self._live = False
+        self._pending: list[bytes] = []
 
     async def start(self, frame: StartFrame) -> None:
         """Start accepting audio once the pipeline has started."""
@@ -96,12 +101,19 @@ class TwilioInput(BaseInputTransport):
         await super().cancel(frame)
 
     async def feed_audio(self, ulaw: bytes) -> None:
-        """Push 20 ms of μ-law caller audio into the pipeline (dropped before start)."""
+        """Take 20 ms of μ-law caller audio; every third message goes into the pipeline.
+
+        Audio that arrives before the pipeline has started is dropped.
+        """
         if not self._live:
             return
-        pcm = audioop.ulaw2lin(ulaw, 2)
+        self._pending.append(ulaw)
+        if len(self._pending) < MESSAGES_PER_FRAME:
+            return
+        pcm = audioop.ulaw2lin(b"".join(self._pending), 2)
+        self._pending.clear()
         # Straight to the next processor: the base class's audio task would add a
-        # queue hop and a timer per 20 ms frame for a filter we do not use.
+        # queue hop and a timer per frame for a filter we do not use.
         await self.push_frame(
             InputAudioRawFrame(audio=pcm, sample_rate=SAMPLE_RATE, num_channels=1)
         )
