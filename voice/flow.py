@@ -43,6 +43,24 @@ from voice.pipeline import CallPipeline
 
 logger = logging.getLogger(__name__)
 
+# The conversation's states and the edges between them, by what moves the call along.
+# `python -m voice.flow` draws it; the README carries that picture (a test keeps it current).
+STATE_GRAPH: tuple[tuple[str, str, str], ...] = (
+    ("greeting", "record_request (new caller)", "identify"),
+    ("greeting", "record_request (returning customer)", "collect_job"),
+    ("identify", "record_caller", "collect_job"),
+    ("collect_job", "record_job (in the service area)", "book"),
+    ("collect_job", "record_job (outside it)", "out_of_area"),
+    ("book", "book_slot (confirmed by the backend)", "wrap_up"),
+    ("book", "prefer_callback, or booking failed", "callback"),
+    ("out_of_area", "answer_callback_offer (yes)", "callback"),
+    ("out_of_area", "answer_callback_offer (no)", "wrap_up"),
+    ("callback", "create_callback", "wrap_up"),
+    ("any state", "emergency keyword", "emergency"),
+    ("emergency", "safety message, urgent callback, alert", "wrap_up"),
+    ("any state", "turn limit, provider failure, time limit", "wrap_up"),
+)
+
 SLOT_COUNT = 3
 SLOT_LEAD_TIME = timedelta(hours=2)
 TURN_LIMIT_LINE = "Let me have someone from the team call you back."
@@ -643,3 +661,16 @@ def _spoken_window(start: datetime, end: datetime) -> str:
         return text.replace(":00", "")
 
     return f"{start.strftime('%A, %B')} {start.day}, between {hour(start)} and {hour(end)}"
+
+
+def mermaid() -> str:
+    """The state graph as a Mermaid flowchart."""
+    lines = ["```mermaid", "flowchart LR"]
+    for source, label, target in STATE_GRAPH:
+        lines.append(f'    {source.replace(" ", "_")} -- "{label}" --> {target}')
+    lines.append("```")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(mermaid())
