@@ -172,9 +172,9 @@ class TelephonyEdge:
             self._metrics.twilio_rejected_total.labels("stream", reason).inc()
             logger.warning("refused media stream with a %s signature", reason)
             raise web.HTTPForbidden(text="invalid Twilio signature")
-        ws = web.WebSocketResponse(
-            max_msg_size=MAX_MESSAGE_BYTES, compress=False, receive_timeout=RECEIVE_TIMEOUT_SECONDS
-        )
+        # No receive_timeout: aiohttp would arm a timer per message (50 a second per
+        # call); a watchdog per call checks the stream's liveness instead.
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, compress=False)
         await ws.prepare(request)
         try:
             start = await self._await_start(ws)
@@ -188,10 +188,6 @@ class TelephonyEdge:
                 return ws
             try:
                 await self._pump(ws, live)
-            except TimeoutError:
-                logger.warning(
-                    "media stream silent for %.0fs: treating as hung up", RECEIVE_TIMEOUT_SECONDS
-                )
             finally:
                 _tell(live, CallerHungUp())
                 assert live.handle is not None
@@ -272,21 +268,26 @@ class TelephonyEdge:
         assert pipeline is not None
         caller_in = pipeline.transport.input()
         bot_out = pipeline.transport.output()
-        async for message in ws:
-            event = self._event(message)
-            match event:
-                case Media(payload=payload):
-                    await caller_in.feed_audio(payload)
-                case Mark(name=name):
-                    bot_out.on_mark(name)
-                case Dtmf(digit=digit):
-                    await caller_in.feed_dtmf(digit)
-                case Stop():
-                    return
-                case Connected() | StreamStart():
-                    self._skip(f"{type(event).__name__.lower()} after start")
-                case None:
-                    continue
+        heard = [time.monotonic()]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_silence, heard, tg.cancel_scope)
+            async for message in ws:
+                heard[0] = time.monotonic()
+                event = self._event(message)
+                match event:
+                    case Media(payload=payload):
+                        await caller_in.feed_audio(payload)
+                    case Mark(name=name):
+                        bot_out.on_mark(name)
+                    case Dtmf(digit=digit):
+                        await caller_in.feed_dtmf(digit)
+                    case Stop():
+                        break
+                    case Connected() | StreamStart():
+                        self._skip(f"{type(event).__name__.lower()} after start")
+                    case None:
+                        continue
+            tg.cancel_scope.cancel()
 
     def _event(self, message) -> object | None:
         if message.type is not WSMsgType.TEXT:
@@ -305,6 +306,17 @@ class TelephonyEdge:
         # A misbehaving peer must not flood the log: the first few, then every hundredth.
         if seen <= 5 or seen % 100 == 0:
             logger.warning("media message skipped (%d so far): %s", seen, reason)
+
+
+async def _watch_silence(heard: list[float], pump: anyio.CancelScope) -> None:
+    """End the pump if Twilio sends nothing for a while: the stream is dead."""
+    while True:
+        await anyio.sleep(RECEIVE_TIMEOUT_SECONDS / 4)
+        silent_for = time.monotonic() - heard[0]
+        if silent_for > RECEIVE_TIMEOUT_SECONDS:
+            logger.warning("media stream silent for %.0fs: treating as hung up", silent_for)
+            pump.cancel()
+            return
 
 
 @contextlib.contextmanager

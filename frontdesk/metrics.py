@@ -78,6 +78,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.bot_audio_chunks_total = Counter(
+            "frontdesk_bot_audio_chunks", "Bot audio chunks sent to callers.", registry=r
+        )
+        self.bot_audio_late_chunks_total = Counter(
+            "frontdesk_bot_audio_late_chunks",
+            "Bot audio chunks sent more than 20 ms behind their real-time slot.",
+            registry=r,
+        )
         self.tts_failovers_total = Counter(
             "frontdesk_tts_failovers", "Switches from one TTS provider to another.", registry=r
         )

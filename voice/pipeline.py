@@ -119,8 +119,15 @@ class CallPipeline:
             vad: The process's VAD batcher (without one, windows are scored inline).
         """
         self.call = call
+        chunks, late = metrics.bot_audio_chunks_total, metrics.bot_audio_late_chunks_total
+
+        def chunk_sent(was_late: bool) -> None:
+            chunks.inc()
+            if was_late:
+                late.inc()
+
         self.transport = TwilioTransport(
-            send=send, stream_sid=call.stream_sid, call_sid=call.call_sid
+            send=send, stream_sid=call.stream_sid, call_sid=call.call_sid, on_chunk=chunk_sent
         )
         self.stt = stt or providers.stt(call.call_sid)
         self.llm = providers.llm(call.call_sid)

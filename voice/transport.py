@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 8000
 PLAYOUT_WAIT_SECONDS = 3.0
+LATE_SECONDS = 0.02  # a chunk sent this far behind its real-time slot is late
 # Twilio sends 20 ms per message. Three go into one pipeline frame: every per-frame
 # cost downstream (queue hops, the STT websocket message, the VAD call) drops
 # threefold, for at most 40 ms of added delay.
@@ -127,9 +128,18 @@ class TwilioInput(BaseInputTransport):
 class TwilioOutput(BaseOutputTransport):
     """Bot audio to Twilio, paced in real time, with marks and ``clear``."""
 
-    def __init__(self, params: TransportParams, *, send: Send, stream_sid: str, **kwargs) -> None:
+    def __init__(
+        self,
+        params: TransportParams,
+        *,
+        send: Send,
+        stream_sid: str,
+        on_chunk: Callable[[bool], None] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(params, **kwargs)
         self._send = send
+        self._on_chunk = on_chunk
         self._stream_sid = stream_sid
         self._serializer = TwilioFrameSerializer(
             stream_sid, params=TwilioFrameSerializer.InputParams(auto_hang_up=False)
@@ -173,6 +183,9 @@ class TwilioOutput(BaseOutputTransport):
             return False
         now = time.monotonic()
         delay = self._next_send_time - now
+        if self._on_chunk is not None:
+            # Sent behind its slot while the bot was mid-utterance: the caller hears a gap.
+            self._on_chunk(self._next_send_time > 0 and -delay > LATE_SECONDS)
         if delay > 0:
             await asyncio.sleep(delay)
             self._next_send_time += self._chunk_seconds
@@ -214,7 +227,14 @@ class TwilioOutput(BaseOutputTransport):
 class TwilioTransport(BaseTransport):
     """Input and output of one Twilio media stream."""
 
-    def __init__(self, *, send: Send, stream_sid: str, call_sid: str) -> None:
+    def __init__(
+        self,
+        *,
+        send: Send,
+        stream_sid: str,
+        call_sid: str,
+        on_chunk: Callable[[bool], None] | None = None,
+    ) -> None:
         super().__init__(name=f"twilio-{call_sid}")
         params = TransportParams(
             audio_in_enabled=True,
@@ -225,7 +245,7 @@ class TwilioTransport(BaseTransport):
         )
         self._input = TwilioInput(params, name=f"in-{call_sid}")
         self._output = TwilioOutput(
-            params, send=send, stream_sid=stream_sid, name=f"out-{call_sid}"
+            params, send=send, stream_sid=stream_sid, on_chunk=on_chunk, name=f"out-{call_sid}"
         )
 
     def input(self) -> TwilioInput:

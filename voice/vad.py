@@ -184,7 +184,7 @@ class BatchedSileroVAD(VADAnalyzer):
         self._samples = np.concatenate((self._samples, audio))
         while len(self._samples) >= WINDOW:
             chunk, self._samples = self._samples[:WINDOW], self._samples[WINDOW:]
-            self._levels.append(float(np.mean(chunk * chunk)))
+            self._levels.append(float(np.dot(chunk, chunk)) / WINDOW)
             window = np.concatenate((self._context[0], chunk))
             self._context = window[np.newaxis, -CONTEXT:]
             if self._batcher is None or not self._batcher.submit(self, window):
