@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Path(args.env_file),
                 realistic=args.realistic,
                 chars_per_second=args.chars_per_second,
+                unlimited_slots=args.unlimited_slots,
             )
         case "call":
             from emulators import cli
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 json_out=args.json,
                 env=cli.env_from_file(args.env_file),
+                stagger=args.stagger,
             )
         case "outbox":
             return _outbox_command(args.env_file, args.action, args.status, args.deliver)
@@ -98,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--calls", type=int, default=1)
     call.add_argument("--concurrency", type=int, default=1)
     call.add_argument("--json", type=Path, default=None, help="write per-call metrics here")
+    call.add_argument(
+        "--stagger", type=float, default=0.0, help="seconds between the first wave's call starts"
+    )
     call.add_argument(
         "--env-file",
         type=Path,

@@ -96,10 +96,20 @@ class BackendEmulator(Emulator):
 
     name = "backend"
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Create an empty backend; :meth:`seed` adds customers and taken slots."""
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, unlimited_slots: bool = False
+    ) -> None:
+        """Create an empty backend; :meth:`seed` adds customers and taken slots.
+
+        Args:
+            host: Address to listen on.
+            port: Port (0 picks a free one).
+            unlimited_slots: Let any number of bookings share a slot (load tests place
+                many identical calls at once; real backends refuse the second).
+        """
         super().__init__(host=host, port=port)
         self._store = _Store()
+        self._unlimited_slots = unlimited_slots
 
     def install(self, app: web.Application) -> None:
         """Add the three contract routes and the state reader."""
@@ -224,7 +234,7 @@ class BackendEmulator(Emulator):
         """Book ``record`` (the store lock is held)."""
         start = _instant("slot_start", record["slot_start"])
         booked = {_instant("slot_start", a["slot_start"]) for a in self._store.appointments}
-        if start in self._store.taken or start in booked:
+        if not self._unlimited_slots and (start in self._store.taken or start in booked):
             return 409, {
                 "error": "slot_unavailable",
                 "detail": f"slot starting {record['slot_start']} is already taken",

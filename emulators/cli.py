@@ -37,9 +37,13 @@ SERVER_START_SECONDS = 60.0
 # ----------------------------------------------------------------------- emulators
 
 
-async def serve_emulators(env_file: Path, *, realistic: bool, chars_per_second: float) -> int:
+async def serve_emulators(
+    env_file: Path, *, realistic: bool, chars_per_second: float, unlimited_slots: bool = False
+) -> int:
     """Run every emulator until SIGTERM / SIGINT, with F pointing Frontdesk at them."""
-    async with EmulatorWorld(realistic=realistic, chars_per_second=chars_per_second) as world:
+    async with EmulatorWorld(
+        realistic=realistic, chars_per_second=chars_per_second, unlimited_slots=unlimited_slots
+    ) as world:
         world.write_env_file(env_file)
         print(f"emulators up; settings written to {env_file}", flush=True)
         for name, emulator in world.emulators.items():
@@ -62,8 +66,12 @@ async def place_calls(
     concurrency: int,
     json_out: Path | None,
     env: dict[str, str],
+    stagger: float = 0.0,
 ) -> int:
-    """Run ``calls`` calls of a scenario, ``concurrency`` at a time; 0 if all passed."""
+    """Run ``calls`` calls of a scenario, ``concurrency`` at a time; 0 if all passed.
+
+    ``stagger`` spaces the first wave of calls apart, as real callers arrive.
+    """
     control_url = env.get("EMULATORS_URL")
     if not control_url:
         print("call: no EMULATORS_URL (pass --env-file from `main.py emulators`)", file=sys.stderr)
@@ -85,8 +93,10 @@ async def place_calls(
             )
 
     async with anyio.create_task_group() as tg:
-        for _ in range(calls):
+        for index in range(calls):
             tg.start_soon(one)
+            if stagger and index < concurrency - 1:
+                await anyio.sleep(stagger)
     failed = [r for r in results if not r.passed]
     for result in results:
         status = "ok" if result.passed else "FAILED: " + "; ".join(result.failures)

@@ -61,6 +61,7 @@ class EmulatorWorld:
         realistic: bool = False,
         auth_token: str | None = None,
         dashboard_secret: str | None = None,
+        unlimited_slots: bool = False,
     ) -> None:
         """Create the world; nothing listens until :meth:`start`.
 
@@ -70,6 +71,7 @@ class EmulatorWorld:
             realistic: Add typical provider latencies (otherwise zero added latency).
             auth_token: The Twilio auth token (a random one by default).
             dashboard_secret: The dashboard's webhook secret (a random one by default).
+            unlimited_slots: Let identical concurrent calls all book the same slot.
         """
         self.calls = CallRegistry(default=default_scenario)
         self.auth_token = auth_token or secrets.token_hex(16)
@@ -79,7 +81,7 @@ class EmulatorWorld:
         self.deepgram = DeepgramEmulator(calls=self.calls, chars_per_second=chars_per_second)
         self.inworld = InworldEmulator(chars_per_second=chars_per_second)
         self.twilio = TwilioEmulator(account_sid=ACCOUNT_SID, auth_token=self.auth_token)
-        self.backend = BackendEmulator()
+        self.backend = BackendEmulator(unlimited_slots=unlimited_slots)
         self.dashboard = DashboardEmulator(secret=self.dashboard_secret, schema_dir=SCHEMA_DIR)
         self.emulators: dict[str, Emulator] = {
             "openai": self.openai,
