@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     emulators.add_argument(
         "--chars-per-second", type=float, default=15.0, help="how fast the emulated voices speak"
     )
+    emulators.add_argument(
+        "--unlimited-slots",
+        action="store_true",
+        help="let identical concurrent calls book the same slot (load tests)",
+    )
     call = commands.add_parser("call", help="act as Twilio: place scenario calls to a server")
     call.add_argument("--url", required=True, help="the Frontdesk server's base URL")
     call.add_argument("--scenario", required=True, help="a name in scenarios/ or a path")
