@@ -101,3 +101,8 @@ def test_twiml_carries_odd_values_intact():
     assert stream.find("Parameter").attrib == {"name": "from", "value": "<\"&'>"}
     assert busy.find("Say").text == "a <b> & c"
     assert busy.find("Hangup") is not None
+
+
+def test_deeply_nested_json_is_refused_not_raised():
+    with pytest.raises(MediaStreamError, match="not JSON"):
+        parse_stream_message("[" * 5000 + "]" * 5000)

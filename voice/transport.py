@@ -58,7 +58,7 @@ Send = Callable[[str], Awaitable[bool]]
 class PlayoutMarkFrame(ControlFrame):
     """Asks the output to send a Twilio ``mark`` once all audio before it is written."""
 
-    name: str = ""
+    mark: str = ""  # not ``name``: every Pipecat frame has its own
 
 
 class UtteranceMarker(FrameProcessor):
@@ -74,7 +74,7 @@ class UtteranceMarker(FrameProcessor):
         await self.push_frame(frame, direction)
         if isinstance(frame, TTSStoppedFrame) and direction is FrameDirection.DOWNSTREAM:
             self._count += 1
-            await self.push_frame(PlayoutMarkFrame(name=f"utterance-{self._count}"))
+            await self.push_frame(PlayoutMarkFrame(mark=f"utterance-{self._count}"))
 
 
 class TwilioInput(BaseInputTransport):
@@ -196,7 +196,7 @@ class TwilioOutput(BaseOutputTransport):
     async def write_transport_frame(self, frame: Frame) -> None:
         """Send a mark once the audio before it has been written."""
         if isinstance(frame, PlayoutMarkFrame):
-            await self._send_mark(frame.name)
+            await self._send_mark(frame.mark)
 
     def on_mark(self, name: str) -> None:
         """Twilio has played everything up to the mark ``name``."""

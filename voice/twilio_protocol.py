@@ -82,7 +82,8 @@ def parse_stream_message(text: str | bytes) -> StreamEvent:
     """
     try:
         message = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: a few kilobytes of nested brackets exhaust the decoder's stack.
         raise MediaStreamError("not JSON") from exc
     if not isinstance(message, dict):
         raise MediaStreamError("not a JSON object")
