@@ -26,6 +26,28 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 disable_created_metrics()
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0)
+# Frontdesk's own share of a turn is tens of milliseconds: finer buckets there.
+OWN_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    1.0,
+    2.0,
+)
 
 
 class Metrics:
@@ -67,8 +89,8 @@ class Metrics:
         )
         self.turn_own_seconds = Histogram(
             "frontdesk_turn_own_seconds",
-            "Frontdesk's own share of a turn: latency minus provider time to first byte.",
-            buckets=LATENCY_BUCKETS,
+            "Frontdesk's own share of a turn: latency minus time spent waiting on providers.",
+            buckets=OWN_BUCKETS,
             registry=r,
         )
         self.provider_ttfb_seconds = Histogram(

@@ -2,9 +2,14 @@
 
 Placed right after the output transport, :class:`TurnTimer` sees when the caller
 stopped speaking (VAD stop, minus the silence VAD waited for), when the bot's first
-audio of the answer was written, and each provider's time to first byte. From these it
-records the turn latency (caller stops speaking → first bot audio) and Frontdesk's own
-share of it (the latency minus the providers' times, which already include VAD's wait).
+audio of the answer was written, and each provider's timing. From these it records the
+turn latency (caller stops speaking → first bot audio) and Frontdesk's own share of it:
+the latency minus the time spent waiting on providers —
+
+- speech recognition: its time to the final transcript (which includes VAD's wait);
+- the LLM: every round but the last in full (a round that ends in a tool call has to
+  finish before anything else can happen), and the last round to its first byte;
+- the voice: its first time to first byte.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pipecat.frames.frames import (
     MetricsFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.metrics.metrics import TTFBMetricsData
+from pipecat.metrics.metrics import ProcessingMetricsData, TTFBMetricsData
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from frontdesk.metrics import Metrics
@@ -30,6 +35,7 @@ PROVIDERS = {
     "InworldTTSService": "inworld",
     "DeepgramTTSService": "deepgram_tts",
 }
+LLM = "openai"
 
 
 def provider_of(processor_name: str) -> str:
@@ -43,7 +49,20 @@ class TurnTiming:
 
     latency: float
     own: float
-    ttfb: dict[str, float] = field(default_factory=dict)
+    waited: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Waits:
+    """Provider time of the turn in progress."""
+
+    stt: float = 0.0
+    tts: float | None = None
+    llm_done: float = 0.0  # finished LLM rounds, in full
+    llm_first_byte: float | None = None  # the round in progress
+
+    def total(self) -> float:
+        return self.stt + (self.tts or 0.0) + self.llm_done + (self.llm_first_byte or 0.0)
 
 
 class TurnTimer(FrameProcessor):
@@ -53,7 +72,7 @@ class TurnTimer(FrameProcessor):
         super().__init__(enable_direct_mode=True)
         self._registry = metrics
         self._speech_ended_at: float | None = None
-        self._ttfb: dict[str, float] = {}
+        self._waits = _Waits()
         self.turns: list[TurnTiming] = []
         self.first_audio_at: float | None = None
 
@@ -63,19 +82,29 @@ class TurnTimer(FrameProcessor):
         if direction is FrameDirection.DOWNSTREAM:
             if isinstance(frame, VADUserStoppedSpeakingFrame):
                 self._speech_ended_at = frame.timestamp - frame.stop_secs
-                self._ttfb = {}
+                self._waits = _Waits()
             elif isinstance(frame, MetricsFrame):
-                self._observe_ttfb(frame)
+                self._observe(frame)
             elif isinstance(frame, BotStartedSpeakingFrame):
                 self._bot_started()
         await self.push_frame(frame, direction)
 
-    def _observe_ttfb(self, frame: MetricsFrame) -> None:
+    def _observe(self, frame: MetricsFrame) -> None:
+        waits = self._waits
         for data in frame.data:
+            provider = provider_of(data.processor)
             if isinstance(data, TTFBMetricsData) and data.value > 0:
-                provider = provider_of(data.processor)
                 self._registry.provider_ttfb_seconds.labels(provider).observe(data.value)
-                self._ttfb.setdefault(provider, data.value)
+                if provider == LLM:
+                    waits.llm_first_byte = data.value
+                elif provider.endswith("_stt"):
+                    waits.stt = max(waits.stt, data.value)
+                elif waits.tts is None:
+                    waits.tts = data.value
+            elif isinstance(data, ProcessingMetricsData) and provider == LLM:
+                # A finished round; if another follows, this one was waited for in full.
+                waits.llm_done += data.value
+                waits.llm_first_byte = None
 
     def _bot_started(self) -> None:
         now = time.time()
@@ -84,8 +113,9 @@ class TurnTimer(FrameProcessor):
         if self._speech_ended_at is None:
             return
         latency = max(0.0, now - self._speech_ended_at)
-        own = max(0.0, latency - sum(self._ttfb.values()))
+        waited = self._waits.total()
+        own = max(0.0, latency - waited)
         self._registry.turn_latency_seconds.observe(latency)
         self._registry.turn_own_seconds.observe(own)
-        self.turns.append(TurnTiming(latency=latency, own=own, ttfb=dict(self._ttfb)))
+        self.turns.append(TurnTiming(latency=latency, own=own, waited={"providers": waited}))
         self._speech_ended_at = None
