@@ -167,7 +167,10 @@ def _serve_command(env_file: str | None) -> int:
     for warning in startup_warnings(config.settings):
         logger.warning("%s", warning)
     try:
-        return anyio.run(_serve, config, env_file, backend="asyncio")
+        # uvloop: every call's audio is callbacks, timers and socket writes on one loop.
+        return anyio.run(
+            _serve, config, env_file, backend="asyncio", backend_options={"use_uvloop": True}
+        )
     except RestartIntensityExceeded as exc:
         logger.critical("stopping: %s", exc)
         return EXIT_ESCALATED

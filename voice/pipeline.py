@@ -14,7 +14,8 @@ Choices that differ from Pipecat's defaults, and why:
 - no RTVI, no turn-tracking observer, no idle timeout (our actor bounds the call): each
   would add work to every frame;
 - caller audio is dropped right after the user context, which is the last processor that
-  needs it — otherwise every 20 ms frame travels through the LLM, TTS and output too;
+  needs it — otherwise every frame travels through the LLM, TTS and output too — and bot
+  audio right after the output transport, since the assistant context needs only text;
 - the turn ends on VAD silence plus a finalised transcript, not on the smart-turn model,
   which costs an ONNX session and per-frame work per call;
 - 8 kHz end to end: Twilio's rate, so nothing is resampled.
@@ -27,7 +28,13 @@ from dataclasses import dataclass
 
 import anyio
 from pipecat.audio.vad.vad_analyzer import VADParams
-from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame, TTSSpeakFrame
+from pipecat.frames.frames import (
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    OutputAudioRawFrame,
+    TTSSpeakFrame,
+)
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.service_switcher import ServiceSwitcher
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
@@ -70,16 +77,17 @@ async def build_stt(providers: Providers, call_sid: str) -> DeepgramSTTService:
     return await anyio.to_thread.run_sync(providers.stt, call_sid)
 
 
-class DropCallerAudio(FrameProcessor):
-    """Stops caller audio frames once nothing downstream needs them."""
+class DropAudio(FrameProcessor):
+    """Stops audio frames of one kind once nothing downstream needs them."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: type[Frame]) -> None:
         super().__init__(enable_direct_mode=True)
+        self._kind = kind
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        """Pass on everything but input audio."""
+        """Pass on everything but that audio."""
         await super().process_frame(frame, direction)
-        if not isinstance(frame, InputAudioRawFrame):
+        if not isinstance(frame, self._kind):
             await self.push_frame(frame, direction)
 
 
@@ -172,7 +180,7 @@ class CallPipeline:
                 self.transport.input(),
                 self.stt,
                 self.aggregators.user(),
-                DropCallerAudio(),
+                DropAudio(InputAudioRawFrame),
                 self.turn_gate,
                 self.llm,
                 self.speech.before,
@@ -180,6 +188,7 @@ class CallPipeline:
                 self.speech.after,
                 UtteranceMarker(),
                 self.transport.output(),
+                DropAudio(OutputAudioRawFrame),
                 self.turn_timer,
                 self.aggregators.assistant(),
             ]
