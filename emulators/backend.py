@@ -111,6 +111,10 @@ class BackendEmulator(Emulator):
         self._store = _Store()
         self._unlimited_slots = unlimited_slots
 
+    def error_body(self, status: int) -> dict[str, Any]:
+        """Injected errors in the contract's error shape."""
+        return {"error": "injected", "detail": f"injected {status}"}
+
     def install(self, app: web.Application) -> None:
         """Add the three contract routes and the state reader."""
         app.router.add_post("/v2/callers/lookup", self._lookup, name="lookup_caller")

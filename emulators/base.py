@@ -34,6 +34,10 @@ Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class StreamCut(Exception):
     """Raised inside a streaming handler when a ``close`` fault cuts the stream."""
 
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
 
 class Emulator:
     """A loopback server speaking one provider's protocol."""
@@ -130,7 +134,7 @@ class Emulator:
         self.install(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
         await self._runner.setup()
-        await self._listen()
+        await self._bind_listener()
         logger.info("%s emulator on %s", self.name, self.url)
 
     async def stop(self) -> None:
@@ -198,10 +202,10 @@ class Emulator:
                 self._site = None
                 logger.info("%s: refusing connections", self.name)
             elif not refusing and self._site is None and self._runner is not None:
-                await self._listen()
+                await self._bind_listener()
                 logger.info("%s: accepting connections again", self.name)
 
-    async def _listen(self) -> None:
+    async def _bind_listener(self) -> None:
         assert self._runner is not None
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -126,10 +126,12 @@ class DashboardEmulator(Emulator):
         self._validators = {kind: self._load_schema(kind) for kind in KINDS}
         await super().start()
 
+    def outer_middlewares(self) -> list[Any]:
+        """Record every attempt, even those an injected fault answers."""
+        return [self._record_attempt]
+
     def install(self, app: web.Application) -> None:
         """Add the webhook routes and the reader of what arrived."""
-        # Outermost, so requests answered by an injected fault are counted too.
-        app.middlewares.insert(0, self._record_attempt)
         for kind in KINDS:
             app.router.add_post(f"/webhooks/{kind}", self._receive, name=kind)
         app.router.add_get("/__received", self._admin_received, name="__admin_received")

@@ -153,7 +153,7 @@ class DeepgramEmulator(Emulator):
                 try:
                     await self.stream_fault("listen", finals)
                 except StreamCut as cut:
-                    await cut_websocket(ws, int(cut.args[0]))
+                    await cut_websocket(ws, cut.code)
                     return
                 finals += 1
             if not await sockets.send_json(ws, item.message):
@@ -301,7 +301,7 @@ class _SpeakStream:
                 try:
                     await self._emulator.stream_fault("speak", self._frames)
                 except StreamCut as cut:
-                    await cut_websocket(self._ws, int(cut.args[0]))
+                    await cut_websocket(self._ws, cut.code)
                     return
                 async with self._lock:
                     if job.epoch != self._epoch:

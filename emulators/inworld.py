@@ -232,7 +232,7 @@ class _Session:
             try:
                 await self._emulator.stream_fault("tts", self._chunks_sent)
             except StreamCut as cut:
-                await cut_websocket(self._ws, int(cut.args[0]))
+                await cut_websocket(self._ws, cut.code)
                 return False
             if context.wav:
                 piece = audio.wav_header(len(piece), context.sample_rate, context.encoding) + piece

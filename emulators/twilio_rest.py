@@ -120,6 +120,15 @@ class TwilioEmulator(Emulator):
 
     # ------------------------------------------------------------------ Python API
 
+    def error_body(self, status: int) -> dict[str, Any]:
+        """Injected errors in Twilio's error shape."""
+        return {
+            "code": 20500 if status >= 500 else 20429 if status == 429 else 20400,
+            "message": f"injected {status}",
+            "more_info": "https://www.twilio.com/docs/errors",
+            "status": status,
+        }
+
     def register_call(self, call_sid: str, *, from_: str, to: str) -> None:
         """Make ``call_sid`` a live call, as Twilio would once it is answered.
 
