@@ -409,45 +409,43 @@ class GatewayClient:
 
     async def lookup(self, phone: str, call_sid: str) -> LookupResult:
         """Who is calling from ``phone``."""
-        try:
-            return await ask(
-                self._inbox,
-                lambda reply: LookupCaller(phone=phone, call_sid=call_sid, reply=reply),
-                timeout=self._timeout() + ANSWER_SLACK_SECONDS,
-                what="caller lookup",
-            )
-        except ActorError as exc:
-            logger.warning("caller lookup unanswered: %s", exc)
-            return LookupResult(customer=None, degraded=True)
+        answer = await self._ask(
+            lambda reply: LookupCaller(phone=phone, call_sid=call_sid, reply=reply),
+            what="caller lookup",
+        )
+        return answer if answer is not None else LookupResult(customer=None, degraded=True)
 
     async def book(self, request: BookingRequest, call_sid: str, key: str) -> BookingResult:
         """Book a visit; a failure never promises anything."""
-        try:
-            return await ask(
-                self._inbox,
-                lambda reply: BookAppointment(
-                    request=request, call_sid=call_sid, idempotency_key=key, reply=reply
-                ),
-                timeout=self._timeout() + ANSWER_SLACK_SECONDS,
-                what="booking",
-            )
-        except ActorError as exc:
-            logger.warning("booking unanswered: %s", exc)
-            return BookingResult(failure="backend_unavailable")
+        answer = await self._ask(
+            lambda reply: BookAppointment(
+                request=request, call_sid=call_sid, idempotency_key=key, reply=reply
+            ),
+            what="booking",
+        )
+        return answer if answer is not None else BookingResult(failure="backend_unavailable")
 
     async def callback(self, request: CallbackRequest, call_sid: str, key: str) -> CallbackResult:
         """Promise a callback; if the gateway cannot answer, keep it on disk for it."""
+        answer = await self._ask(
+            lambda reply: CreateCallback(
+                request=request, call_sid=call_sid, idempotency_key=key, reply=reply
+            ),
+            what="callback",
+        )
+        if answer is not None:
+            return answer
+        logger.warning("callback kept on disk for the gateway to send")
+        pending = PendingCallback(record_id=key, call_sid=call_sid, request=request)
+        await anyio.to_thread.run_sync(self._pending.put, [pending])
+        return CallbackResult(callback_id=None, queued=True)
+
+    async def _ask(self, make: Callable[[Reply[Any]], GatewayMessage], *, what: str) -> Any:
+        """The gateway's answer, or ``None`` if it could not give one in time."""
         try:
             return await ask(
-                self._inbox,
-                lambda reply: CreateCallback(
-                    request=request, call_sid=call_sid, idempotency_key=key, reply=reply
-                ),
-                timeout=self._timeout() + ANSWER_SLACK_SECONDS,
-                what="callback",
+                self._inbox, make, timeout=self._timeout() + ANSWER_SLACK_SECONDS, what=what
             )
         except ActorError as exc:
-            logger.warning("callback unanswered (%s): kept on disk for the gateway", exc)
-            pending = PendingCallback(record_id=key, call_sid=call_sid, request=request)
-            await anyio.to_thread.run_sync(self._pending.put, [pending])
-            return CallbackResult(callback_id=None, queued=True)
+            logger.warning("%s unanswered: %s", what, exc)
+            return None

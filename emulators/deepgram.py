@@ -196,9 +196,7 @@ class DeepgramEmulator(Emulator):
                     break
             await sockets.close(ws)
         finally:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
-            self.untrack(ws)
+            await sockets.finish(ws, sender, self)
         return ws
 
     # ----------------------------------------------------------------- TTS REST

@@ -121,9 +121,7 @@ class InworldEmulator(Emulator):
                         await session.handle(body)
             await sockets.close(ws)
         finally:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
-            self.untrack(ws)
+            await sockets.finish(ws, sender, self)
         return ws
 
 

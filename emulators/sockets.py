@@ -7,6 +7,7 @@ send helpers report it by returning ``False``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -52,3 +53,10 @@ async def close(ws: web.WebSocketResponse, code: int = 1000) -> None:
         await ws.close(code=code)
     except (ConnectionError, RuntimeError):
         return
+
+
+async def finish(ws: web.WebSocketResponse, sender: asyncio.Task[None], emulator: Any) -> None:
+    """End a session: stop its sender task and forget the socket."""
+    sender.cancel()
+    await asyncio.gather(sender, return_exceptions=True)
+    emulator.untrack(ws)
