@@ -23,6 +23,7 @@ from actors.v2_gateway import GatewayClient, GatewayMessage, V2Gateway
 from actors.web import Check, WebActor
 from frontdesk.breaker import BreakerState, CircuitBreaker
 from frontdesk.config import Config
+from frontdesk.loop_lag import LoopLagWatcher
 from frontdesk.metrics import CallbackCollector, Metrics, counter, gauge
 from frontdesk.outbox import Outbox
 from frontdesk.records import AlertKind, Record, alert
@@ -105,6 +106,7 @@ class Frontdesk:
             voice=settings.voice_deepgram,
         )
         self.vad = VADBatcher()
+        self.loop_lag = LoopLagWatcher(self.metrics.event_loop_lag_seconds)
         self.outbox = Outbox(settings.outbox_path)
         dashboard_inbox, dashboard_receive = anyio.create_memory_object_stream[DashboardMessage](
             DASHBOARD_INBOX_SIZE
@@ -168,6 +170,7 @@ class Frontdesk:
         """The permanent actors, in start order (they stop in reverse)."""
         return [
             ChildSpec(name="config", run=self.config.run, restart=Restart.PERMANENT),
+            ChildSpec(name="loop_lag", run=self.loop_lag.run, restart=Restart.PERMANENT),
             ChildSpec(name="vad", run=self.vad.run, restart=Restart.PERMANENT),
             ChildSpec(name="v2_gateway", run=self.gateway.run, restart=Restart.PERMANENT),
             ChildSpec(

@@ -25,6 +25,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 disable_created_metrics()
 
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0)
 # Frontdesk's own share of a turn is tens of milliseconds: finer buckets there.
 OWN_BUCKETS = (
@@ -115,6 +116,12 @@ class Metrics:
             "frontdesk_turn_limit_escalations",
             "Calls escalated to a callback by a turn limit, by limit.",
             ["limit"],
+            registry=r,
+        )
+        self.event_loop_lag_seconds = Histogram(
+            "frontdesk_event_loop_lag_seconds",
+            "How much later than asked a short sleep on the event loop wakes.",
+            buckets=LAG_BUCKETS,
             registry=r,
         )
         self.draining = Gauge(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import asynccontextmanager
 
 import anyio
@@ -165,6 +166,24 @@ async def test_metrics_is_prometheus_text_with_the_promised_families(tmp_path, m
         "frontdesk_calls_active",
         "frontdesk_calls",
     } <= names
+
+
+async def test_a_blocked_event_loop_shows_as_lag_in_metrics(tmp_path, monkeypatch):
+    async with serving(tmp_path, monkeypatch) as (_, http):
+        await anyio.sleep(0.2)
+        before = (await http.get("/metrics")).text
+        time.sleep(0.3)  # noqa: ASYNC251 - a CPU-bound stretch, as an overloaded process has
+        await anyio.sleep(0.1)
+        after = (await http.get("/metrics")).text
+
+    lag = "frontdesk_event_loop_lag_seconds"
+    assert metric_value(after, f"{lag}_count") > metric_value(before, f"{lag}_count")
+
+    def over_quarter_second(text: str) -> float:
+        return metric_value(text, f"{lag}_count") - metric_value(text, f"{lag}_bucket", le="0.25")
+
+    assert over_quarter_second(after) == over_quarter_second(before) + 1
+    assert metric_value(after, f"{lag}_sum") - metric_value(before, f"{lag}_sum") >= 0.25
 
 
 async def test_request_bodies_over_the_limit_are_refused(tmp_path, monkeypatch):

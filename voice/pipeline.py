@@ -34,6 +34,7 @@ from pipecat.frames.frames import (
     InputAudioRawFrame,
     OutputAudioRawFrame,
     TTSSpeakFrame,
+    UserSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.service_switcher import ServiceSwitcher
@@ -77,17 +78,22 @@ async def build_stt(providers: Providers, call_sid: str) -> DeepgramSTTService:
     return await anyio.to_thread.run_sync(providers.stt, call_sid)
 
 
-class DropAudio(FrameProcessor):
-    """Stops audio frames of one kind once nothing downstream needs them."""
+class DropFrames(FrameProcessor):
+    """Stops frames of the given kinds once nothing further on needs them.
 
-    def __init__(self, kind: type[Frame]) -> None:
+    Each processor a frame visits costs a queue hop; audio and Pipecat's periodic
+    "still speaking" frames are most of the traffic, and past their last consumer
+    they are pure cost.
+    """
+
+    def __init__(self, *kinds: type[Frame]) -> None:
         super().__init__(enable_direct_mode=True)
-        self._kind = kind
+        self._kinds = kinds
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        """Pass on everything but that audio."""
+        """Pass on everything but those kinds."""
         await super().process_frame(frame, direction)
-        if not isinstance(frame, self._kind):
+        if not isinstance(frame, self._kinds):
             await self.push_frame(frame, direction)
 
 
@@ -180,7 +186,9 @@ class CallPipeline:
                 self.transport.input(),
                 self.stt,
                 self.aggregators.user(),
-                DropAudio(InputAudioRawFrame),
+                # Nothing after the user aggregator listens to the caller's audio, and
+                # nothing at all to UserSpeakingFrame (it feeds idle detection, unused).
+                DropFrames(InputAudioRawFrame, UserSpeakingFrame),
                 self.turn_gate,
                 self.llm,
                 self.speech.before,
@@ -188,7 +196,7 @@ class CallPipeline:
                 self.speech.after,
                 UtteranceMarker(),
                 self.transport.output(),
-                DropAudio(OutputAudioRawFrame),
+                DropFrames(OutputAudioRawFrame),
                 self.turn_timer,
                 self.aggregators.assistant(),
             ]

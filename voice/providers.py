@@ -10,9 +10,11 @@ per call.
 
 from __future__ import annotations
 
+import functools
 import logging
 from urllib.parse import urlsplit, urlunsplit
 
+import deepgram.listen.v1.client as deepgram_listen
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient, Timeout
 from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.services.deepgram.tts import DeepgramTTSService
@@ -28,6 +30,19 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 8000
 LLM_MAX_RETRIES = 1
 STT_FINALIZE_SECONDS = 0.35
+
+
+def _listen_without_compression() -> None:
+    """Open Deepgram's live-transcription sockets without permessage-deflate.
+
+    The SDK opens them with the websockets defaults and takes no socket options, so
+    every 60 ms audio frame was run through zlib, which cannot shrink audio; at 50 calls
+    that was a twentieth of the process's CPU. Deepgram accepts uncompressed frames (a
+    client need not offer the extension at all).
+    """
+    connect = deepgram_listen.websockets_client_connect
+    if not isinstance(connect, functools.partial):
+        deepgram_listen.websockets_client_connect = functools.partial(connect, compression=None)
 
 
 class SharedClientLLM(OpenAILLMService):
@@ -61,6 +76,7 @@ class Providers:
         """
         self.settings = settings
         self.tts_breaker = tts_breaker
+        _listen_without_compression()
         self.openai = AsyncOpenAI(
             api_key=settings.openai_api_key.get_secret_value(),
             base_url=settings.openai_base_url,

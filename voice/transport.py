@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from pipecat.audio.dtmf.types import KeypadEntry
 from pipecat.frames.frames import (
+    BotSpeakingFrame,
     CancelFrame,
     ControlFrame,
     EndFrame,
@@ -164,6 +165,15 @@ class TwilioOutput(BaseOutputTransport):
         """Write out queued audio, then wait (bounded) until Twilio has played it."""
         await super().stop(frame)
         await self.played_out(PLAYOUT_WAIT_SECONDS)
+
+    async def broadcast_frame(self, frame_cls: type[Frame], **kwargs) -> None:
+        """Broadcast as usual, except Pipecat's five-a-second ``BotSpeakingFrame``.
+
+        It feeds only Pipecat's pipeline-idle detection, which calls do not use (a call
+        ends on its own timers); sent, it would visit every processor in both directions.
+        """
+        if frame_cls is not BotSpeakingFrame:
+            await super().broadcast_frame(frame_cls, **kwargs)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         """On interruption, tell Twilio to drop buffered audio."""

@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from pipecat.frames.frames import (
+    AggregatedTextProgressFrame,
     ErrorFrame,
     Frame,
     InterruptionFrame,
@@ -251,6 +252,8 @@ class _VoiceOut(FrameProcessor):
                 self._ledger._audio_out()
             elif isinstance(frame, TTSStoppedFrame):
                 self._ledger._turn_done()
+            elif isinstance(frame, AggregatedTextProgressFrame):
+                return  # read only by RTVI clients, which a phone call has none of
         await self.push_frame(frame, direction)
 
 
