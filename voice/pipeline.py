@@ -97,6 +97,19 @@ class DropFrames(FrameProcessor):
             await self.push_frame(frame, direction)
 
 
+class PhoneTurnStop(SpeechTimeoutUserTurnStopStrategy):
+    """The turn ends when VAD's silence does: ``VAD_STOP_SECONDS`` is the endpointing.
+
+    Pipecat warns once per call that a stop time other than its 0.2 s default needs a
+    re-measured STT wait; on phone audio the longer VAD silence is the wait, chosen on
+    purpose, so the warning would only repeat itself in the log for every call.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(user_speech_timeout=0.0)
+        self._stop_secs_warned = True
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallInfo:
     """Who is calling whom, on which stream."""
@@ -174,7 +187,7 @@ class CallPipeline:
                 ),
                 user_turn_strategies=UserTurnStrategies(
                     start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
-                    stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.0)],
+                    stop=[PhoneTurnStop()],
                 ),
                 user_idle_timeout=settings.idle_reprompt_seconds,
             ),
