@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: test lint format serve check bootstrap demo clips
+.PHONY: test lint format serve check bootstrap demo clips bench
 
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -21,6 +21,10 @@ test: .venv/.synced
 
 demo: .venv/.synced
 	$(UV) run --frozen python main.py demo
+
+# The load benchmark (see bench/__main__.py): make bench [ARGS="--quick" | ARGS="--faults"].
+bench: .venv/.synced
+	$(UV) run --frozen --group bench python -m bench $(ARGS)
 
 # Regenerate the caller's speech clips after adding scenario lines (needs espeak-ng).
 clips: .venv/.synced

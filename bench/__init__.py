@@ -1,0 +1,1 @@
+"""Frontdesk's benchmarks: the load benchmark (``python -m bench``) and its Pipecat baseline."""
