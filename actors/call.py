@@ -35,7 +35,7 @@ from frontdesk.records import AlertKind, Outcome, Record, alert
 from frontdesk.settings import Settings
 from voice.apology import ApologyVoice
 from voice.flow import Backend, Receptionist
-from voice.pipeline import CallInfo, CallPipeline, build_stt
+from voice.pipeline import CallInfo, CallPipeline
 from voice.providers import Providers
 from voice.transport import Send
 from voice.turn_metrics import provider_of
@@ -168,7 +168,7 @@ class CallActor:
                 providers=self._deps.providers,
                 metrics=self._deps.metrics,
                 send=self._send,
-                stt=await build_stt(self._deps.providers, self.call.call_sid),
+                stt=self._deps.providers.stt(self.call.call_sid),
                 vad=self._deps.vad,
             )
             self.receptionist = Receptionist(

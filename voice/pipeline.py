@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import anyio
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import (
     EndFrame,
@@ -67,15 +66,6 @@ logger = logging.getLogger(__name__)
 
 CANCEL_TIMEOUT_SECONDS = 5.0
 SETUP_TIMEOUT_SECONDS = 10.0
-
-
-async def build_stt(providers: Providers, call_sid: str) -> DeepgramSTTService:
-    """Build the call's STT service in a worker thread.
-
-    The Deepgram SDK creates an HTTP client — and loads the CA bundle — per service:
-    about 25 ms that would otherwise block every other call's audio.
-    """
-    return await anyio.to_thread.run_sync(providers.stt, call_sid)
 
 
 class DropFrames(FrameProcessor):
@@ -142,7 +132,7 @@ class CallPipeline:
             providers: Builds the provider services.
             metrics: The process metrics.
             send: Writes one message to the media stream.
-            stt: The STT service, if already built (see :func:`build_stt`).
+            stt: The STT service, if already built.
             vad: The process's VAD batcher (without one, windows are scored inline).
         """
         self.call = call

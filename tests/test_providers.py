@@ -1,0 +1,34 @@
+"""What every call's provider services share, and what each gets of its own."""
+
+from __future__ import annotations
+
+from frontdesk.breaker import CircuitBreaker
+from frontdesk.config import load_config
+from tests.support import base_env
+from voice.providers import Providers
+
+
+def providers(tmp_path, monkeypatch) -> Providers:
+    for key, value in base_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    breaker = CircuitBreaker("inworld", failure_threshold=3, reset_seconds=5)
+    return Providers(load_config(None).settings, tts_breaker=breaker)
+
+
+def deepgram_http_client(stt):
+    return stt._client._client_wrapper.httpx_client.httpx_client
+
+
+def test_every_call_transcribes_through_one_deepgram_http_client(tmp_path, monkeypatch):
+    built = providers(tmp_path, monkeypatch)
+    first, second = built.stt("CA1"), built.stt("CA2")
+
+    assert first is not second
+    assert first._client is not second._client  # each call its own socket and settings
+    assert deepgram_http_client(first) is deepgram_http_client(second)
+
+
+def test_every_call_asks_the_llm_through_the_process_client(tmp_path, monkeypatch):
+    built = providers(tmp_path, monkeypatch)
+
+    assert built.llm("CA1")._client is built.llm("CA2")._client is built.openai
