@@ -24,6 +24,7 @@ from actors.web import Check, WebActor
 from frontdesk.breaker import BreakerState, CircuitBreaker
 from frontdesk.config import Config
 from frontdesk.loop_lag import LoopLagWatcher
+from frontdesk.memory_trim import MemoryTrimmer
 from frontdesk.metrics import CallbackCollector, Metrics, counter, gauge
 from frontdesk.outbox import Outbox
 from frontdesk.records import AlertKind, Record, alert
@@ -107,6 +108,7 @@ class Frontdesk:
         )
         self.vad = VADBatcher()
         self.loop_lag = LoopLagWatcher(self.metrics.event_loop_lag_seconds)
+        self.memory_trim = MemoryTrimmer()
         self.outbox = Outbox(settings.outbox_path)
         dashboard_inbox, dashboard_receive = anyio.create_memory_object_stream[DashboardMessage](
             DASHBOARD_INBOX_SIZE
@@ -171,6 +173,7 @@ class Frontdesk:
         return [
             ChildSpec(name="config", run=self.config.run, restart=Restart.PERMANENT),
             ChildSpec(name="loop_lag", run=self.loop_lag.run, restart=Restart.PERMANENT),
+            ChildSpec(name="memory_trim", run=self.memory_trim.run, restart=Restart.PERMANENT),
             ChildSpec(name="vad", run=self.vad.run, restart=Restart.PERMANENT),
             ChildSpec(name="v2_gateway", run=self.gateway.run, restart=Restart.PERMANENT),
             ChildSpec(

@@ -8,7 +8,8 @@ One emulator world serves the whole run. Against it, in turn:
    and after;
 2. the same Frontdesk: the voice webhook at 200 requests/s (:mod:`bench.webhook`);
 3. a fresh Frontdesk (the webhook test leaves capacity reservations behind): the leak
-   check, short calls at 20 at a time, RSS after a warm-up vs after all of them;
+   check, short calls at 20 at a time, RSS at rest (idle, and a memory-trim interval
+   later) after a warm-up vs after all of them;
 4. the baseline bot (:mod:`bench.baseline_bot`): the same waves.
 
 Load generators are :mod:`bench.drive` processes of at most :data:`CALLS_PER_LOADGEN`
@@ -48,6 +49,7 @@ from bench.sample import Sampler, scrape
 from bench.servers import ROOT, Service, base_env, start_baseline, start_frontdesk, start_world
 from emulators.caller_webhooks import new_call_sid
 from emulators.runner import SETTLE_SECONDS as RUNNER_SETTLE_SECONDS
+from frontdesk.memory_trim import TRIM_INTERVAL_SECONDS
 
 logger = logging.getLogger("bench")
 
@@ -335,6 +337,12 @@ async def sweep(bench: Bench, server: Service, system: str, levels: list[int]) -
 # ------------------------------------------------------------------ leak check
 
 
+async def settled(server: Service) -> None:
+    """Idle, and long enough after for Frontdesk's memory trimmer to have run once."""
+    await wait_idle(server)
+    await anyio.sleep(TRIM_INTERVAL_SECONDS)
+
+
 async def leak_check(bench: Bench, calls: int) -> dict[str, Any]:
     """Short calls, 20 at a time, against a fresh Frontdesk: RSS after a warm-up vs after all.
 
@@ -367,7 +375,7 @@ async def leak_check(bench: Bench, calls: int) -> dict[str, Any]:
             concurrency=LEAK_CONCURRENCY,
             tag="leak-warmup",
         )
-        await wait_idle(server)
+        await settled(server)
         after_warmup = bench.sampler.sample().rss.get(server.name, 0)
         # The rest in a few batches, RSS read idle after each: a leak climbs batch after
         # batch, while an allocator settling in levels off.
@@ -384,7 +392,7 @@ async def leak_check(bench: Bench, calls: int) -> dict[str, Any]:
                 concurrency=LEAK_CONCURRENCY,
                 tag=f"leak-{number}",
             )
-            await wait_idle(server)
+            await settled(server)
             trend.append(mb(bench.sampler.sample().rss.get(server.name, 0)))
         after = bench.sampler.sample().rss.get(server.name, 0)
     finally:
