@@ -156,6 +156,8 @@ class CallActor:
         self._unheard = 0
         self._goodbye: str | None = None
         self._started_at = time.time()
+        self._hangup: Hangup | None = None
+        self._hangup_lock = anyio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -170,6 +172,7 @@ class CallActor:
                 send=self._send,
                 stt=self._deps.providers.stt(self.call.call_sid),
                 vad=self._deps.vad,
+                on_played_out=self._hang_up,
             )
             self.receptionist = Receptionist(
                 pipeline=self.pipeline,
@@ -405,11 +408,22 @@ class CallActor:
 
     # -------------------------------------------------------------------- ending
 
+    async def _hang_up(self) -> Hangup:
+        """Hang up through Twilio, once per call however many endings ask for it.
+
+        A goodbye hangs up as soon as Twilio confirms it played (the caller should not
+        sit in silence while the pipeline winds down); every other ending, at finish.
+        """
+        async with self._hangup_lock:
+            if self._hangup is None:
+                self._hangup = (await self._deps.twilio.hang_up(self.call.call_sid)).value
+            return self._hangup
+
     async def _finish(self, error: BaseException | None) -> None:
         metrics = self._deps.metrics
         if error is not None and self._caller_connected():
             await self._apologise()
-        hangup: Hangup = (await self._deps.twilio.hang_up(self.call.call_sid)).value
+        hangup = await self._hang_up()
         ended_by: EndedBy = "error" if error is not None else (self._ended_by or "bot")
         user_email = self._settings.dashboard_user_email
         if error is not None:

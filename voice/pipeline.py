@@ -24,6 +24,7 @@ Choices that differ from Pipecat's defaults, and why:
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pipecat.audio.vad.vad_analyzer import VADParams
@@ -123,6 +124,7 @@ class CallPipeline:
         send: Send,
         stt: DeepgramSTTService | None = None,
         vad: VADBatcher | None = None,
+        on_played_out: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """Assemble the pipeline (nothing connects until :meth:`run`).
 
@@ -134,6 +136,8 @@ class CallPipeline:
             send: Writes one message to the media stream.
             stt: The STT service, if already built.
             vad: The process's VAD batcher (without one, windows are scored inline).
+            on_played_out: Called once the caller has heard the last words of an
+                ending (:meth:`end`), before the pipeline winds down.
         """
         self.call = call
         chunks, late = metrics.bot_audio_chunks_total, metrics.bot_audio_late_chunks_total
@@ -144,7 +148,11 @@ class CallPipeline:
                 late.inc()
 
         self.transport = TwilioTransport(
-            send=send, stream_sid=call.stream_sid, call_sid=call.call_sid, on_chunk=chunk_sent
+            send=send,
+            stream_sid=call.stream_sid,
+            call_sid=call.call_sid,
+            on_chunk=chunk_sent,
+            on_played_out=on_played_out,
         )
         self.stt = stt or providers.stt(call.call_sid)
         self.llm = providers.llm(call.call_sid)

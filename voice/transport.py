@@ -136,11 +136,13 @@ class TwilioOutput(BaseOutputTransport):
         send: Send,
         stream_sid: str,
         on_chunk: Callable[[bool], None] | None = None,
+        on_played_out: Callable[[], Awaitable[object]] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(params, **kwargs)
         self._send = send
         self._on_chunk = on_chunk
+        self._on_played_out = on_played_out
         self._stream_sid = stream_sid
         self._serializer = TwilioFrameSerializer(
             stream_sid, params=TwilioFrameSerializer.InputParams(auto_hang_up=False)
@@ -162,9 +164,15 @@ class TwilioOutput(BaseOutputTransport):
         await self.set_transport_ready(frame)
 
     async def stop(self, frame: EndFrame) -> None:
-        """Write out queued audio, then wait (bounded) until Twilio has played it."""
+        """Write out queued audio, wait (bounded) until Twilio has played it, say so.
+
+        The last words have been heard at that moment, so ``on_played_out`` can hang up
+        before the rest of the pipeline (provider sockets, context) has wound down.
+        """
         await super().stop(frame)
         await self.played_out(PLAYOUT_WAIT_SECONDS)
+        if self._on_played_out is not None:
+            await self._on_played_out()
 
     async def broadcast_frame(self, frame_cls: type[Frame], **kwargs) -> None:
         """Broadcast as usual, except Pipecat's five-a-second ``BotSpeakingFrame``.
@@ -244,6 +252,7 @@ class TwilioTransport(BaseTransport):
         stream_sid: str,
         call_sid: str,
         on_chunk: Callable[[bool], None] | None = None,
+        on_played_out: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         super().__init__(name=f"twilio-{call_sid}")
         params = TransportParams(
@@ -255,7 +264,12 @@ class TwilioTransport(BaseTransport):
         )
         self._input = TwilioInput(params, name=f"in-{call_sid}")
         self._output = TwilioOutput(
-            params, send=send, stream_sid=stream_sid, on_chunk=on_chunk, name=f"out-{call_sid}"
+            params,
+            send=send,
+            stream_sid=stream_sid,
+            on_chunk=on_chunk,
+            on_played_out=on_played_out,
+            name=f"out-{call_sid}",
         )
 
     def input(self) -> TwilioInput:
