@@ -27,6 +27,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+SERVER_LOG: list[str] = []
+"""Every line the shared server logged while its scenarios ran."""
+
+
 @pytest.fixture(scope="module")
 async def results(tmp_path_factory) -> dict[str, ScenarioResult]:
     done: dict[str, ScenarioResult] = {}
@@ -44,6 +48,7 @@ async def results(tmp_path_factory) -> dict[str, ScenarioResult]:
             async with anyio.create_task_group() as tg:
                 for name in SCENARIOS:
                     tg.start_soon(run, name)
+        SERVER_LOG[:] = shared.server.lines
     return done
 
 
@@ -68,3 +73,11 @@ async def test_scenario_meets_its_expectations(results, name):
     result = results[name]
 
     assert result.passed, f"{name}: " + "; ".join(result.failures)
+
+
+@pytest.mark.anyio
+async def test_calls_do_not_repeat_a_warning_about_a_deliberate_choice(results):
+    assert len(results) == len(SCENARIOS)
+    calls = [line for line in SERVER_LOG if "call started" in line]
+    assert len(calls) >= 5
+    assert not [line for line in SERVER_LOG if "differs from the recommended default" in line]

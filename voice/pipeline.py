@@ -35,6 +35,7 @@ from pipecat.frames.frames import (
     OutputAudioRawFrame,
     TTSSpeakFrame,
     UserSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.service_switcher import ServiceSwitcher
@@ -98,7 +99,11 @@ class PhoneTurnStop(SpeechTimeoutUserTurnStopStrategy):
 
     def __init__(self) -> None:
         super().__init__(user_speech_timeout=0.0)
+
+    async def _handle_vad_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
+        # Pipecat re-arms its warning whenever the STT reports its latency; keep it quiet.
         self._stop_secs_warned = True
+        await super()._handle_vad_user_stopped_speaking(frame)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
