@@ -24,6 +24,32 @@ from emulators.caller_report import CallRecorder
 from emulators.speech import mulaw
 
 
+def connected_message() -> dict[str, Any]:
+    """Twilio's first message on a media stream."""
+    return {"event": "connected", "protocol": "Call", "version": "1.0.0"}
+
+
+def start_message(
+    *, account_sid: str, call_sid: str, stream_sid: str, parameters: dict[str, str]
+) -> dict[str, Any]:
+    """Twilio's ``start`` message (unnumbered): the call, the stream, 8 kHz μ-law in."""
+    start = {
+        "accountSid": account_sid,
+        "streamSid": stream_sid,
+        "callSid": call_sid,
+        "tracks": ["inbound"],
+        "customParameters": parameters,
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+    }
+    return {"event": "start", "start": start, "streamSid": stream_sid}
+
+
+def stop_message(*, account_sid: str, call_sid: str, stream_sid: str) -> dict[str, Any]:
+    """Twilio's ``stop`` message (unnumbered): the caller hung up."""
+    stop = {"accountSid": account_sid, "callSid": call_sid}
+    return {"event": "stop", "stop": stop, "streamSid": stream_sid}
+
+
 class MediaStream:
     """The Twilio side of one ``<Connect><Stream>`` websocket."""
 
@@ -60,17 +86,9 @@ class MediaStream:
 
     async def open(self, parameters: dict[str, str]) -> bool:
         """Send ``connected`` and ``start``; whether the stream is up."""
-        await self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        start = {
-            "accountSid": self.account_sid,
-            "streamSid": self.stream_sid,
-            "callSid": self.call_sid,
-            "tracks": ["inbound"],
-            "customParameters": parameters,
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        }
+        await self.send(connected_message())
         self.started_at = anyio.current_time()
-        return await self.send({"event": "start", "start": start, "streamSid": self.stream_sid})
+        return await self.send(start_message(**self._ids(), parameters=parameters))
 
     async def run(self) -> str:
         """Stream until Frontdesk closes the socket (or a send fails); say why it ended."""
@@ -83,9 +101,15 @@ class MediaStream:
 
     async def stop(self) -> None:
         """Send ``stop`` if the socket is still open, as Twilio does at hang-up."""
-        stop = {"accountSid": self.account_sid, "callSid": self.call_sid}
-        if await self.send({"event": "stop", "stop": stop, "streamSid": self.stream_sid}):
+        if await self.send(stop_message(**self._ids())):
             self.recorder.event("stop")
+
+    def _ids(self) -> dict[str, str]:
+        return {
+            "account_sid": self.account_sid,
+            "call_sid": self.call_sid,
+            "stream_sid": self.stream_sid,
+        }
 
     async def send(self, message: dict[str, Any]) -> bool:
         """Send one JSON message (numbered, except ``connected``); whether it went out."""

@@ -30,6 +30,7 @@ from twilio.request_validator import RequestValidator
 from emulators.caller import place_call
 from emulators.caller_control import CallControl, HttpCallControl
 from emulators.caller_report import CallReport
+from emulators.caller_stream import connected_message, start_message, stop_message
 from emulators.caller_webhooks import incoming_call_form
 from emulators.runner import check
 from emulators.scenario import Scenario
@@ -271,32 +272,24 @@ class StreamClient:
         """Send one JSON message."""
         await self.send(json.dumps(message))
 
-    def start_message(self, parameters: dict[str, str]) -> dict[str, Any]:
-        """The ``start`` message of this stream."""
-        start = {
-            "accountSid": self.account_sid,
-            "streamSid": self.stream_sid,
-            "callSid": self.call_sid,
-            "tracks": ["inbound"],
-            "customParameters": parameters,
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        }
-        return {
-            "event": "start",
-            "sequenceNumber": "1",
-            "start": start,
-            "streamSid": self.stream_sid,
-        }
-
     async def open(self, parameters: dict[str, str]) -> None:
         """``connected`` then ``start``, as Twilio opens a stream."""
-        await self.send_event({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        await self.send_event(self.start_message(parameters))
+        await self.send_event(connected_message())
+        start = start_message(
+            account_sid=self.account_sid,
+            call_sid=self.call_sid,
+            stream_sid=self.stream_sid,
+            parameters=parameters,
+        )
+        await self.send_event(start | {"sequenceNumber": "1"})
 
     async def stop(self) -> None:
         """``stop``: the caller hung up."""
-        stop = {"accountSid": self.account_sid, "callSid": self.call_sid}
-        await self.send_event({"event": "stop", "stop": stop, "streamSid": self.stream_sid})
+        await self.send_event(
+            stop_message(
+                account_sid=self.account_sid, call_sid=self.call_sid, stream_sid=self.stream_sid
+            )
+        )
 
     def media(self, payload: bytes) -> dict[str, Any]:
         """A ``media`` message carrying ``payload``."""

@@ -8,6 +8,7 @@ from xml.etree import ElementTree
 
 import pytest
 
+from emulators.caller_stream import start_message as twilio_start
 from frontdesk.errors import MediaStreamError
 from voice.twilio_protocol import (
     Connected,
@@ -25,18 +26,14 @@ SID = "0123456789abcdef0123456789abcdef"
 
 
 def start_message(**overrides) -> str:
-    start = {
-        "accountSid": "AC" + SID,
-        "streamSid": "MZ" + SID,
-        "callSid": "CA" + SID,
-        "tracks": ["inbound"],
-        "customParameters": {"from": "+14155550123", "to": "+14155550100"},
-        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-    }
-    start.update(overrides)
-    return json.dumps(
-        {"event": "start", "sequenceNumber": "1", "start": start, "streamSid": "MZ" + SID}
+    message = twilio_start(
+        account_sid="AC" + SID,
+        call_sid="CA" + SID,
+        stream_sid="MZ" + SID,
+        parameters={"from": "+14155550123", "to": "+14155550100"},
     )
+    message["start"].update(overrides)
+    return json.dumps(message | {"sequenceNumber": "1"})
 
 
 def test_each_twilio_event_parses_to_its_type():
