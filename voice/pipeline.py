@@ -38,7 +38,6 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.service_switcher import ServiceSwitcher
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import (
@@ -59,7 +58,7 @@ from frontdesk.metrics import Metrics
 from frontdesk.settings import Settings
 from voice.providers import SAMPLE_RATE, Providers
 from voice.transport import Send, TwilioTransport, UtteranceMarker
-from voice.tts_failover import EagerFailover, SpeechLedger
+from voice.tts_failover import SpeechLedger, VoiceSwitcher
 from voice.turn_gate import TurnGate
 from voice.turn_metrics import TurnTimer
 from voice.vad import BatchedSileroVAD, VADBatcher
@@ -162,7 +161,7 @@ class CallPipeline:
         self.stt = stt or providers.stt(call.call_sid)
         self.llm = providers.llm(call.call_sid)
         self.voices = providers.voices()
-        self.tts = ServiceSwitcher(services=self.voices, strategy_type=EagerFailover)
+        self.tts = VoiceSwitcher(self.voices)
         primary = self.voices[0]
         breaker = providers.tts_breaker
 
