@@ -116,7 +116,7 @@ class Receptionist:
         self._slots: dict[str, tuple[datetime, datetime]] = {}
         self._taken_over = False
         self.flow = FlowManager(
-            worker=pipeline.worker, llm=pipeline.llm, context_aggregator=pipeline.aggregators
+            worker=pipeline.flow_entry, llm=pipeline.llm, context_aggregator=pipeline.aggregators
         )
         self.flow.register_action("enter_state", self._enter_state)
         pipeline.turn_gate.on_caller_turn = self._caller_turn

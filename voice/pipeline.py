@@ -24,14 +24,20 @@ Choices that differ from Pipecat's defaults, and why:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import (
     EndFrame,
     Frame,
     InputAudioRawFrame,
+    LLMMessagesAppendFrame,
+    LLMMessagesUpdateFrame,
+    LLMRunFrame,
+    LLMSetToolsFrame,
+    LLMUpdateSettingsFrame,
     OutputAudioRawFrame,
     TTSSpeakFrame,
     UserSpeakingFrame,
@@ -103,6 +109,50 @@ class PhoneTurnStop(SpeechTimeoutUserTurnStopStrategy):
         # Pipecat re-arms its warning whenever the STT reports its latency; keep it quiet.
         self._stop_secs_warned = True
         await super()._handle_vad_user_stopped_speaking(frame)
+
+
+class ContextEntry:
+    """The call's worker as the conversation's flow sees it: context frames enter late.
+
+    ``pipecat.flows`` queues a new state's instructions, tools and run request at the
+    top of the pipeline, from where they cross the input transport and speech
+    recognition — a queue hop each, behind the caller's audio — to reach the user
+    context, their first reader. Between a tool's result and the bot's answer that is
+    pure wait, so here they are queued at the user context itself. Every other frame
+    (an ending, a spoken action) still enters at the top.
+    """
+
+    CONTEXT_FRAMES = (
+        LLMMessagesAppendFrame,
+        LLMMessagesUpdateFrame,
+        LLMRunFrame,
+        LLMSetToolsFrame,
+        LLMUpdateSettingsFrame,
+    )
+
+    def __init__(self, worker: PipelineWorker, user_context: FrameProcessor) -> None:
+        self._worker = worker
+        self._user_context = user_context
+
+    async def queue_frame(
+        self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
+    ) -> None:
+        """Queue ``frame``: at the user context if it is for the context, else at the top."""
+        if direction is FrameDirection.DOWNSTREAM and isinstance(frame, self.CONTEXT_FRAMES):
+            await self._user_context.queue_frame(frame, direction)
+        else:
+            await self._worker.queue_frame(frame, direction)
+
+    async def queue_frames(
+        self, frames: Iterable[Frame], direction: FrameDirection = FrameDirection.DOWNSTREAM
+    ) -> None:
+        """Queue each of ``frames``, in order."""
+        for frame in frames:
+            await self.queue_frame(frame, direction)
+
+    def __getattr__(self, name: str) -> Any:
+        # Event handlers, filters and the rest are the worker's own.
+        return getattr(self._worker, name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,6 +286,7 @@ class CallPipeline:
         self.runner = WorkerRunner(
             name=f"runner-{call.call_sid}", handle_sigint=False, handle_sigterm=False
         )
+        self.flow_entry = ContextEntry(self.worker, self.aggregators.user())
 
     async def _voice_stalled(self) -> None:
         active = self.tts.strategy.active_service
