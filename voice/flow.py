@@ -19,9 +19,10 @@ fixed text, not generated.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pipecat.flows import NO_RESPONSE, FlowManager, FlowsFunctionSchema, NodeConfig
 
@@ -66,6 +67,7 @@ SLOT_LEAD_TIME = timedelta(hours=2)
 TURN_LIMIT_LINE = "Let me have someone from the team call you back."
 
 FlowResult = tuple[dict[str, Any], Any]
+T = TypeVar("T")
 
 
 class Backend(Protocol):
@@ -402,8 +404,8 @@ class Receptionist:
             slot_start=start,
             slot_end=end,
         )
-        result = await self._backend.book(
-            request, self.call_sid, f"{self.call_sid}:book:{start.isoformat()}"
+        result = await self._waiting_on_backend(
+            self._backend.book(request, self.call_sid, f"{self.call_sid}:book:{start.isoformat()}")
         )
         if result.appointment is None:
             self._log.tool("book_slot", args, {"status": "failed", "why": result.failure}, ok=False)
@@ -584,8 +586,8 @@ class Receptionist:
             notes=notes,
         )
         count = sum(1 for t in self._log.tool_calls if t.name == "create_callback")
-        result = await self._backend.callback(
-            request, self.call_sid, f"{self.call_sid}:callback:{count + 1}"
+        result = await self._waiting_on_backend(
+            self._backend.callback(request, self.call_sid, f"{self.call_sid}:callback:{count + 1}")
         )
         self._log.callback = Callback(
             callback_id=result.callback_id,
@@ -619,6 +621,14 @@ class Receptionist:
     async def _finish(self, goodbye: str) -> None:
         self._log.enter_state("wrap_up")
         await self._end(goodbye=goodbye)
+
+    async def _waiting_on_backend(self, request: Awaitable[T]) -> T:
+        # The backend's time is not Frontdesk's: the turn timer leaves it out of its share.
+        started = time.monotonic()
+        try:
+            return await request
+        finally:
+            self._pipeline.turn_timer.waited_on_backend(time.monotonic() - started)
 
     def _offer_slots(self) -> dict[str, tuple[datetime, datetime]]:
         hours = self._profile.hours

@@ -9,7 +9,8 @@ the latency minus the time spent waiting on providers —
 - speech recognition: its time to the final transcript (which includes VAD's wait);
 - the LLM: every round but the last in full (a round that ends in a tool call has to
   finish before anything else can happen), and the last round to its first byte;
-- the voice: its first time to first byte.
+- the voice: its first time to first byte;
+- the business backend: every request a tool made during the turn, in full.
 """
 
 from __future__ import annotations
@@ -60,9 +61,11 @@ class _Waits:
     tts: float | None = None
     llm_done: float = 0.0  # finished LLM rounds, in full
     llm_first_byte: float | None = None  # the round in progress
+    backend: float = 0.0
 
     def total(self) -> float:
-        return self.stt + (self.tts or 0.0) + self.llm_done + (self.llm_first_byte or 0.0)
+        llm = self.llm_done + (self.llm_first_byte or 0.0)
+        return self.stt + (self.tts or 0.0) + llm + self.backend
 
 
 class TurnTimer(FrameProcessor):
@@ -88,6 +91,10 @@ class TurnTimer(FrameProcessor):
             elif isinstance(frame, BotStartedSpeakingFrame):
                 self._bot_started()
         await self.push_frame(frame, direction)
+
+    def waited_on_backend(self, seconds: float) -> None:
+        """A tool of the turn in progress waited ``seconds`` on the business backend."""
+        self._waits.backend += seconds
 
     def _observe(self, frame: MetricsFrame) -> None:
         waits = self._waits
