@@ -3,9 +3,9 @@
 ::
 
     transport in → Deepgram STT → user context (shared Silero VAD, turn end) → drop caller audio
-      → turn gate (limits, emergencies) → OpenAI LLM (+ the flow's tools) → speech ledger
-      → TTS (Inworld ⇢ Deepgram) → speech ledger → utterance marks → transport out
-      → turn timer → assistant context
+      → turn gate (limits, emergencies) → OpenAI LLM (+ the flow's tools) → sentence chunks
+      → speech ledger → TTS (Inworld ⇢ Deepgram) → speech ledger → utterance marks
+      → transport out → turn timer → assistant context
 
 Choices that differ from Pipecat's defaults, and why:
 
@@ -63,6 +63,7 @@ from pipecat.workers.runner import WorkerRunner
 from frontdesk.metrics import Metrics
 from frontdesk.settings import Settings
 from voice.providers import SAMPLE_RATE, Providers
+from voice.sentences import SentenceChunks
 from voice.transport import Send, TwilioTransport, UtteranceMarker
 from voice.tts_failover import SpeechLedger, VoiceSwitcher
 from voice.turn_gate import TurnGate
@@ -256,6 +257,7 @@ class CallPipeline:
                 DropFrames(InputAudioRawFrame, UserSpeakingFrame),
                 self.turn_gate,
                 self.llm,
+                SentenceChunks(),
                 self.speech.before,
                 self.tts,
                 self.speech.after,
