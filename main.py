@@ -22,6 +22,7 @@ from anyio.abc import TaskStatus
 from frontdesk import logs
 from frontdesk.config import Config, load_config
 from frontdesk.errors import RestartIntensityExceeded, SettingsError
+from frontdesk.gc_freeze import freeze_startup_objects
 from frontdesk.settings import masked, startup_warnings
 
 if TYPE_CHECKING:
@@ -197,6 +198,7 @@ async def _serve(config: Config, env_file: str | None) -> int:
 
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             await tg.start(supervise)
+            freeze_startup_objects()
             logger.info("frontdesk serving on port %s", frontdesk.web.port)
             draining = False
             async for signum in signals:
