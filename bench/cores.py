@@ -1,12 +1,13 @@
-"""Where the benchmark's processes run: the system under test on a core of its own.
+"""Where the benchmark's processes run: the first core kept for the server under test.
 
 On this 2-core machine the load generators and the emulators use about half a core
-beside the server. Left to share its core they preempt its event loop at random, and
-the callers' clocks take on their own loops' jitter: one wave's late frames moved
-between 1% and 5% from run to run. With at least two cores usable, the server under
-test (Frontdesk, or the baseline — one at a time) gets the first to itself and every
-other process of the benchmark runs on the rest; with one core nothing is pinned.
-In production neither the callers nor the emulators share the server's machine.
+beside the server. Left free to run anywhere they preempt its event loop at random,
+and the callers' clocks take on their own loops' jitter. With at least two cores
+usable, every process of the benchmark but the server under test (Frontdesk, or the
+baseline — one at a time) is kept off the first core; the server may run on all of
+them, as in production, where its VAD thread uses a second core beside the event loop.
+With one core nothing is restricted. In production neither the callers nor the
+emulators share the server's machine.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class CorePlan:
-    """Which cores the server under test runs on, and which everything else does."""
+    """Which cores the server under test may run on, and which everything else may."""
 
     server: frozenset[int]
     others: frozenset[int]
@@ -29,15 +30,14 @@ class CorePlan:
 
 
 def plan_cores(available: set[int] | frozenset[int]) -> CorePlan | None:
-    """The first core for the server, the rest for the others; ``None`` with one core."""
+    """All cores for the server, all but the first for the others; ``None`` with one core."""
     if len(available) < 2:
         return None
-    first = min(available)
-    return CorePlan(server=frozenset({first}), others=frozenset(available) - {first})
+    return CorePlan(server=frozenset(available), others=frozenset(available) - {min(available)})
 
 
 def dedicate_first_core() -> CorePlan | None:
-    """Plan the cores and move this process (so every child from now on) off the server's."""
+    """Plan the cores and keep this process (so every child from now on) off the first."""
     plan = plan_cores(usable_cores())
     if plan is not None:
         keep_to(plan.others)

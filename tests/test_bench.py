@@ -242,11 +242,11 @@ def test_cpu_percent_interpolates_between_samples() -> None:
     assert sampler.cpu_percent("server", 105.0, 105.0) is None
 
 
-def test_the_server_gets_the_first_core_and_everything_else_the_rest():
+def test_the_first_core_is_kept_for_the_server_and_the_server_may_use_all():
     plan = plan_cores({3, 1, 2})
     assert plan is not None
-    assert plan.server == {1} and plan.others == {2, 3}
-    assert plan.to_json() == {"server": [1], "others": [2, 3]}
+    assert plan.server == {1, 2, 3} and plan.others == {2, 3}
+    assert plan.to_json() == {"server": [1, 2, 3], "others": [2, 3]}
     assert plan_cores({0}) is None
 
 
