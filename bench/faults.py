@@ -31,7 +31,6 @@ from typing import Any
 import anyio
 import httpx
 
-from bench.cores import dedicate_first_core
 from bench.envfile import read_env_file
 from bench.report import drop_reason, percentile
 from bench.run import Bench, Options, drive, machine_info, wave_plan
@@ -66,7 +65,6 @@ async def run_faults(options: Options) -> dict[str, Any]:
     began = time.monotonic()
     logs = options.results_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    cores = dedicate_first_core()
     sampler = Sampler()
     with tempfile.TemporaryDirectory(prefix="frontdesk-faults-") as tmp:
         workdir = Path(tmp)
@@ -82,14 +80,11 @@ async def run_faults(options: Options) -> dict[str, Any]:
                 world=world,
                 env_file=env_file,
                 env=read_env_file(env_file),
-                server_cores=cores.server if cores else None,
             )
             servers: list[Service] = []
             try:
                 servers.append(
-                    await start_frontdesk(
-                        logs, env_file, outbox=outbox, extra_env=extra, cores=bench.server_cores
-                    )
+                    await start_frontdesk(logs, env_file, outbox=outbox, extra_env=extra)
                 )
                 report = await _run(bench, servers, outbox, extra)
             finally:
@@ -97,7 +92,7 @@ async def run_faults(options: Options) -> dict[str, Any]:
                     await server.stop(timeout=10)
                 await world.stop(timeout=10)
                 tg.cancel_scope.cancel()
-    report["machine"] = machine_info() | {"pinned": cores.to_json() if cores else None}
+    report["machine"] = machine_info()
     report["total_seconds"] = time.monotonic() - began
     return report
 
@@ -144,12 +139,7 @@ async def _run(
         events["exit_code"] = await servers[0].stop()
         events["drain_seconds"] = time.monotonic() - stopping
         restarted = await start_frontdesk(
-            bench.logs,
-            bench.env_file,
-            outbox=outbox,
-            name="frontdesk-restarted",
-            extra_env=extra,
-            cores=bench.server_cores,
+            bench.logs, bench.env_file, outbox=outbox, name="frontdesk-restarted", extra_env=extra
         )
         servers.append(restarted)
         events["restarted_after_seconds"] = time.time() - start_at

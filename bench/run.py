@@ -34,7 +34,6 @@ from typing import Any
 import anyio
 import httpx
 
-from bench.cores import dedicate_first_core
 from bench.envfile import read_env_file
 from bench.report import (
     bucket_deltas,
@@ -98,7 +97,6 @@ class Bench:
     env_file: Path
     env: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
-    server_cores: frozenset[int] | None = None
 
 
 # ------------------------------------------------------------------ load generators
@@ -352,11 +350,7 @@ async def leak_check(bench: Bench, calls: int) -> dict[str, Any]:
     warm-up and after each of :data:`LEAK_BATCHES` batches of the rest.
     """
     server = await start_frontdesk(
-        bench.logs,
-        bench.env_file,
-        outbox=bench.workdir / "leak-outbox.sqlite3",
-        name="leak",
-        cores=bench.server_cores,
+        bench.logs, bench.env_file, outbox=bench.workdir / "leak-outbox.sqlite3", name="leak"
     )
     bench.sampler.track(server.name, server.pid)
     try:
@@ -475,8 +469,6 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
     logs = options.results_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
-    cores = dedicate_first_core()
-    machine["pinned"] = cores.to_json() if cores else None
     sampler = Sampler()
     sampler.track("bench", os.getpid())
     report: dict[str, Any] = {"machine": machine, "realistic": options.realistic, "levels": []}
@@ -492,7 +484,6 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
                 world=world,
                 env_file=env_file,
                 env=read_env_file(env_file),
-                server_cores=cores.server if cores else None,
             )
             try:
                 await _frontdesk_part(bench, options, report, webhook_load)
@@ -502,7 +493,7 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
                     bench.timings["leak_seconds"] = time.monotonic() - step
                 if options.baseline_levels:
                     step = time.monotonic()
-                    baseline = await start_baseline(logs, env_file, cores=bench.server_cores)
+                    baseline = await start_baseline(logs, env_file)
                     sampler.track(baseline.name, baseline.pid)
                     try:
                         report["levels"] += await sweep(
@@ -524,10 +515,7 @@ async def _frontdesk_part(
 ) -> None:
     step = time.monotonic()
     server = await start_frontdesk(
-        bench.logs,
-        bench.env_file,
-        outbox=bench.workdir / "outbox.sqlite3",
-        cores=bench.server_cores,
+        bench.logs, bench.env_file, outbox=bench.workdir / "outbox.sqlite3"
     )
     bench.sampler.track(server.name, server.pid)
     try:

@@ -22,8 +22,6 @@ import anyio
 import httpx
 from anyio.abc import Process
 
-from bench.cores import pin
-
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 60.0
@@ -97,20 +95,6 @@ async def _open(
     return Service(name=name, process=process, url=url, log_path=log_path, log_file=log_file)
 
 
-async def _ready_on(
-    service: Service, ready_path: str, cores: frozenset[int] | None, *, any_answer: bool = False
-) -> None:
-    """Pin ``service`` to ``cores`` (if any), wait until it answers, pin again.
-
-    The second pass catches threads its main thread started before the first.
-    """
-    if cores is not None:
-        pin(service.pid, cores)
-    await _wait_until(service, ready_path, any_answer=any_answer)
-    if cores is not None:
-        pin(service.pid, cores)
-
-
 async def _wait_until(service: Service, ready_path: str, *, any_answer: bool = False) -> None:
     """Poll ``GET ready_path`` until it answers 200 (any status with ``any_answer``)."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -176,12 +160,8 @@ async def start_frontdesk(
     outbox: Path,
     name: str = "frontdesk",
     extra_env: dict[str, str] | None = None,
-    cores: frozenset[int] | None = None,
 ) -> Service:
-    """``main.py serve`` against the world, on a free port, ready (``/readyz`` 200).
-
-    With ``cores``, it runs on those cores only.
-    """
+    """``main.py serve`` against the world, on a free port, ready (``/readyz`` 200)."""
     port = free_port()
     env = base_env() | {
         "HOST": "127.0.0.1",
@@ -193,17 +173,12 @@ async def start_frontdesk(
     }
     argv = [sys.executable, str(ROOT / "main.py"), "serve", "--env-file", str(env_file)]
     service = await _open(name, argv, env, logs / f"{name}.log", url=f"http://127.0.0.1:{port}")
-    await _ready_on(service, "/readyz", cores)
+    await _wait_until(service, "/readyz")
     return service
 
 
-async def start_baseline(
-    logs: Path, env_file: Path, *, cores: frozenset[int] | None = None
-) -> Service:
-    """``python -m bench.baseline_bot`` against the world, on a free port, listening.
-
-    With ``cores``, it runs on those cores only.
-    """
+async def start_baseline(logs: Path, env_file: Path) -> Service:
+    """``python -m bench.baseline_bot`` against the world, on a free port, listening."""
     port = free_port()
     argv = [
         sys.executable,
@@ -217,5 +192,5 @@ async def start_baseline(
     service = await _open(
         "baseline", argv, base_env(), logs / "baseline.log", url=f"http://127.0.0.1:{port}"
     )
-    await _ready_on(service, "/", cores, any_answer=True)
+    await _wait_until(service, "/", any_answer=True)
     return service

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-import time
 
 import pytest
 
-from bench.cores import pin, plan_cores
 from bench.report import (
     bucket_deltas,
     caller_side,
@@ -240,33 +235,3 @@ def test_cpu_percent_interpolates_between_samples() -> None:
     assert sampler.cpu_percent("server", 102.25, 107.75) == pytest.approx(50.0)
     assert sampler.machine_cpu_percent(101.0, 103.0) == pytest.approx(150.0)
     assert sampler.cpu_percent("server", 105.0, 105.0) is None
-
-
-def test_the_first_core_is_kept_for_the_server_and_the_server_may_use_all():
-    plan = plan_cores({3, 1, 2})
-    assert plan is not None
-    assert plan.server == {1, 2, 3} and plan.others == {2, 3}
-    assert plan.to_json() == {"server": [1, 2, 3], "others": [2, 3]}
-    assert plan_cores({0}) is None
-
-
-def test_pinning_moves_every_thread_of_a_running_process():
-    script = (
-        "import threading, time; threading.Thread(target=time.sleep, args=(30,)).start(); "
-        "time.sleep(30)"
-    )
-    child = subprocess.Popen([sys.executable, "-c", script])
-    try:
-        deadline = time.monotonic() + 10
-        while len(os.listdir(f"/proc/{child.pid}/task")) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        core = frozenset({min(os.sched_getaffinity(0))})
-        if len(os.sched_getaffinity(0)) > 1:
-            assert os.sched_getaffinity(child.pid) != core
-        pin(child.pid, core)
-        threads = os.listdir(f"/proc/{child.pid}/task")
-        assert len(threads) == 2
-        assert all(os.sched_getaffinity(int(tid)) == core for tid in threads)
-    finally:
-        child.kill()
-        child.wait()
