@@ -3,7 +3,7 @@
 ::
 
     transport in → Deepgram STT → user context (shared Silero VAD, turn end) → drop caller audio
-      → turn gate (limits, emergencies) → OpenAI LLM (+ the flow's tools) → sentence chunks
+      → turn gate (limits, emergencies) → OpenAI LLM (+ the flow's tools) → sentences
       → speech ledger → TTS (Inworld ⇢ Deepgram) → speech ledger → utterance marks
       → transport out → turn timer → assistant context
 
@@ -50,6 +50,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
+from pipecat.processors.aggregators.llm_text_processor import LLMTextProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.turns.user_start import (
@@ -63,7 +64,6 @@ from pipecat.workers.runner import WorkerRunner
 from frontdesk.metrics import Metrics
 from frontdesk.settings import Settings
 from voice.providers import SAMPLE_RATE, Providers
-from voice.sentences import SentenceChunks
 from voice.transport import Send, TwilioTransport, UtteranceMarker
 from voice.tts_failover import SpeechLedger, VoiceSwitcher
 from voice.turn_gate import TurnGate
@@ -257,7 +257,10 @@ class CallPipeline:
                 DropFrames(InputAudioRawFrame, UserSpeakingFrame),
                 self.turn_gate,
                 self.llm,
-                SentenceChunks(),
+                # The words as sentences: one frame per sentence, not per word, crosses
+                # the voice switcher and the voice's queue (the voice needs whole
+                # sentences anyway, and takes them as they are).
+                LLMTextProcessor(enable_direct_mode=True),
                 self.speech.before,
                 self.tts,
                 self.speech.after,

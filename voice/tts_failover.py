@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from pipecat.frames.frames import (
+    AggregatedTextFrame,
     AggregatedTextProgressFrame,
     EndFrame,
     ErrorFrame,
@@ -262,6 +263,9 @@ class _TextIn(FrameProcessor):
                 self._ledger._turn_in(frame.text)
             elif isinstance(frame, LLMTextFrame):
                 self._ledger._text_in(frame.text)
+            elif isinstance(frame, AggregatedTextFrame):
+                # Whole sentences, stripped: spaced, so they can be told apart again.
+                self._ledger._text_in(f" {frame.text}")
             elif isinstance(frame, InterruptionFrame):
                 self._ledger.forget()
         await self.push_frame(frame, direction)
