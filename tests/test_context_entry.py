@@ -24,11 +24,6 @@ pytestmark = pytest.mark.anyio
 RUN_SECONDS = 5.0
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 class Seen(FrameProcessor):
     """Records the kinds of frame that reach it."""
 

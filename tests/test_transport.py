@@ -44,11 +44,6 @@ def transport_on(line: Line) -> TwilioTransport:
     return line.transport
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def test_an_ending_hangs_up_right_after_twilio_confirms_the_last_words_played():
     line = Line(echo_marks=True)
     await run_test(

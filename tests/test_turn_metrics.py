@@ -25,11 +25,6 @@ SPOKE_AGO = 1.5  # the caller stopped speaking this long before the bot answers
 BACKEND_SECONDS = 0.4
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 class Tool(FrameProcessor):
     """Before the timer: a tool that waits on the backend when it sees a text frame."""
 

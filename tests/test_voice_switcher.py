@@ -18,11 +18,6 @@ WORD_AUDIO = bytes(SAMPLE_RATE * 2 // 10)  # 100 ms of 16-bit silence
 WAIT_SECONDS = 2.0
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 class Heard(FrameProcessor):
     """After the switcher: notes when the caller would start hearing audio."""
 
