@@ -73,6 +73,7 @@ NO_THANKS = "No, thank you."
 GAS = "I smell gas in my kitchen."
 FLOODING = "The basement is flooding."
 SPARKS = "I see sparks coming from the outlet."
+BEFORE_TOOL = "Sorry to hear about that leak, let me write it down."
 VAGUE = ["I'm not sure.", "Sorry, what was that?", "Can you repeat that?", "Hello?", "Okay."]
 
 DANA = {"name": "Dana Whitfield", "address": "12 Oak Street", "zip": "94110"}
@@ -179,6 +180,31 @@ CALLS: dict[str, tuple[str, Scenario]] = {
                 turn(3, "book_slot", slot_id="slot_3"),
             ],
             expect={"callbacks": 1},
+        ),
+    ),
+    "line_before_a_tool": (
+        "shared",
+        scenario(
+            "line_before_a_tool",
+            [SINK, NAME],
+            phone="+14155550145",
+            # The LLM says a line, then calls the tool, in one answer.
+            llm=[
+                {
+                    "after_caller_line": 1,
+                    "say": BEFORE_TOOL,
+                    "tool_calls": [
+                        {
+                            "name": "record_request",
+                            "arguments": {
+                                "service": "plumbing",
+                                "description": "kitchen sink leaking",
+                            },
+                        }
+                    ],
+                }
+            ],
+            hang_up=True,
         ),
     ),
     "five_turns_in_greeting": (
@@ -482,6 +508,28 @@ async def test_new_caller_goes_from_greeting_to_identify_to_collect_job(worlds: 
     identify = call.instructions("record_caller")
     assert "Ask for the caller's name" in identify
     assert "+14155550140" in identify
+
+
+async def test_a_line_said_before_a_tool_is_followed_by_the_next_states_answer(worlds: Worlds):
+    call = worlds.calls["line_before_a_tool"]
+    call.assert_call_went_through()
+
+    assert call.record["states_visited"][:2] == ["greeting", "identify"], call.debug()
+    assert call.tools[:1] == [("record_request", True)]
+    # The next state's request carried the tool's result, and the line before the tool
+    # was spoken, followed by that state's answer.
+    identify = next(
+        body
+        for body in call.requests
+        if any(t["function"]["name"] == "record_caller" for t in body.get("tools") or [])
+    )
+    results = [m for m in identify["messages"] if m["role"] == "tool"]
+    assert [json.loads(m["content"]) for m in results] == [{"status": "ok"}], call.debug()
+    bot_lines = [text for role, text in call.transcript if role == "bot"]
+    said = [i for i, text in enumerate(bot_lines) if BEFORE_TOOL in text]
+    assert said, call.debug()
+    # Then the next state's question, asked once the tool's result was in.
+    assert "name" in bot_lines[said[0] + 1], call.debug()
 
 
 async def test_prefer_callback_in_book_creates_a_callback_and_wraps_up(worlds: Worlds):

@@ -3,7 +3,8 @@
 ::
 
     transport in → Deepgram STT → user context (shared Silero VAD, turn end) → drop caller audio
-      → turn gate (limits, emergencies) → OpenAI LLM (+ the flow's tools) → sentences
+      → turn gate (limits, emergencies) → OpenAI LLM (+ the flow's tools)
+      → tool calls (straight to the assistant context) → sentences
       → speech ledger → TTS (Inworld ⇢ Deepgram) → speech ledger → utterance marks
       → transport out → turn timer → assistant context
 
@@ -32,6 +33,10 @@ from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import (
     EndFrame,
     Frame,
+    FunctionCallCancelFrame,
+    FunctionCallInProgressFrame,
+    FunctionCallResultFrame,
+    FunctionCallsStartedFrame,
     InputAudioRawFrame,
     LLMMessagesAppendFrame,
     LLMMessagesUpdateFrame,
@@ -156,6 +161,39 @@ class ContextEntry:
         return getattr(self._worker, name)
 
 
+class ToolCallsToContext(FrameProcessor):
+    """Hands the LLM's tool-call frames straight to the assistant context.
+
+    Pipecat's assistant context sits at the end of the pipeline, so a tool's result
+    reached it only after crossing the voices and the output transport, and the output
+    holds every frame behind the audio queued before it until that audio has played.
+    A line spoken before a tool call ("let me book that") therefore delayed the next
+    state's answer by its whole length, and on every tool turn the result waited a few
+    queue hops. Placed right after the LLM, this queues those frames at the assistant
+    context itself, where they are read; the answer that follows still plays after
+    the line before it, since speech keeps its order in the voice and the output.
+    """
+
+    KINDS = (
+        FunctionCallsStartedFrame,
+        FunctionCallInProgressFrame,
+        FunctionCallResultFrame,
+        FunctionCallCancelFrame,
+    )
+
+    def __init__(self, assistant_context: FrameProcessor) -> None:
+        super().__init__(enable_direct_mode=True)
+        self._assistant_context = assistant_context
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Send tool-call frames going down to the assistant context; pass the rest on."""
+        await super().process_frame(frame, direction)
+        if direction is FrameDirection.DOWNSTREAM and isinstance(frame, self.KINDS):
+            await self._assistant_context.queue_frame(frame, direction)
+        else:
+            await self.push_frame(frame, direction)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallInfo:
     """Who is calling whom, on which stream."""
@@ -257,6 +295,7 @@ class CallPipeline:
                 DropFrames(InputAudioRawFrame, UserSpeakingFrame),
                 self.turn_gate,
                 self.llm,
+                ToolCallsToContext(self.aggregators.assistant()),
                 # The words as sentences: one frame per sentence, not per word, crosses
                 # the voice switcher and the voice's queue (the voice needs whole
                 # sentences anyway, and takes them as they are).
