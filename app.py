@@ -151,6 +151,7 @@ class Frontdesk:
                 apology=self.apology,
                 records=self.records,
                 vad=self.vad,
+                clock=self.loop_lag.clock,
             ),
             metrics=self.metrics,
         )

@@ -109,6 +109,8 @@ class CallDeps:
     apology: ApologyVoice
     records: RecordSink
     vad: VADBatcher | None = None
+    clock: Callable[[], float] = time.monotonic
+    """Clock for judging a provider quiet: the process's loop clock in the server."""
 
 
 class CallActor:
@@ -173,6 +175,7 @@ class CallActor:
                 stt=self._deps.providers.stt(self.call.call_sid),
                 vad=self._deps.vad,
                 on_played_out=self._hang_up,
+                clock=self._deps.clock,
             )
             self.receptionist = Receptionist(
                 pipeline=self.pipeline,

@@ -3,6 +3,9 @@
 Every call shares one asyncio loop. When it is busy, every timer fires late — the bot's
 audio pacing first — long before CPU reaches 100%. :class:`LoopLagWatcher` sleeps a
 fixed interval over and over and records how much longer each sleep took than asked.
+The same measurement drives :class:`LoopClock`, the clock for timeouts that judge
+whether something *outside* the process has gone quiet: it does not run while the loop
+is late, so an overloaded process does not blame a provider for its own slowness.
 """
 
 from __future__ import annotations
@@ -16,17 +19,58 @@ from prometheus_client import Histogram
 INTERVAL_SECONDS = 0.05
 
 
-class LoopLagWatcher:
-    """A supervised actor that measures event-loop lag into a histogram."""
+class LoopClock:
+    """Monotonic seconds that stand still while the event loop runs late.
 
-    def __init__(self, histogram: Histogram, *, interval: float = INTERVAL_SECONDS) -> None:
+    Without a :class:`LoopLagWatcher` feeding it, it is ``time.monotonic``. With one, the
+    time the watcher's wake-up is overdue (so far, or in total) is left out: when the
+    loop falls a second behind, this clock falls a second behind with it.
+    """
+
+    def __init__(self) -> None:
+        self._late = 0.0
+        self._due: float | None = None
+
+    def __call__(self) -> float:
+        """The current time, less every second the loop has been late."""
+        now = time.monotonic()
+        overdue = 0.0 if self._due is None else max(0.0, now - self._due)
+        return now - self._late - overdue
+
+    def expect(self, due: float) -> None:
+        """The watcher is due to wake at monotonic time ``due``."""
+        self._due = due
+
+    def woke(self, now: float) -> float:
+        """The watcher woke at ``now``; returns how late that was."""
+        late = 0.0 if self._due is None else max(0.0, now - self._due)
+        self._late += late
+        self._due = None
+        return late
+
+
+class LoopLagWatcher:
+    """A supervised actor that measures event-loop lag into a histogram and a clock."""
+
+    def __init__(
+        self,
+        histogram: Histogram,
+        *,
+        clock: LoopClock | None = None,
+        interval: float = INTERVAL_SECONDS,
+    ) -> None:
         self._histogram = histogram
+        self.clock = clock or LoopClock()
         self._interval = interval
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Measure until cancelled."""
         task_status.started()
-        while True:
-            asked = time.monotonic()
-            await anyio.sleep(self._interval)
-            self._histogram.observe(max(0.0, time.monotonic() - asked - self._interval))
+        try:
+            while True:
+                self.clock.expect(time.monotonic() + self._interval)
+                await anyio.sleep(self._interval)
+                self._histogram.observe(self.clock.woke(time.monotonic()))
+        finally:
+            # A watcher that is gone must not leave the clock standing still.
+            self.clock.woke(time.monotonic())

@@ -25,6 +25,7 @@ Choices that differ from Pipecat's defaults, and why:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -218,6 +219,7 @@ class CallPipeline:
         stt: DeepgramSTTService | None = None,
         vad: VADBatcher | None = None,
         on_played_out: Callable[[], Awaitable[object]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Assemble the pipeline (nothing connects until :meth:`run`).
 
@@ -231,6 +233,8 @@ class CallPipeline:
             vad: The process's VAD batcher (without one, windows are scored inline).
             on_played_out: Called once the caller has heard the last words of an
                 ending (:meth:`end`), before the pipeline winds down.
+            clock: The voice watchdog's clock (the process's loop clock, so that an
+                overloaded process does not take its own lateness for a stalled voice).
         """
         self.call = call
         chunks, late = metrics.bot_audio_chunks_total, metrics.bot_audio_late_chunks_total
@@ -263,6 +267,7 @@ class CallPipeline:
             stall_seconds=settings.tts_stall_seconds,
             on_first_audio=primary_spoke,
             on_stall=self._voice_stalled if len(self.voices) > 1 else None,
+            clock=clock,
         )
 
         @primary.event_handler("on_tts_request")

@@ -113,7 +113,10 @@ class SpeechLedger:
     A watchdog covers the primary voice: once a sentence has been sent to it, audio must
     follow, and keep following, within ``stall_seconds`` until the voice has produced
     every word it was sent — otherwise the voice has stalled (Pipecat would only notice
-    after three seconds, and then silently drop the rest of the sentence).
+    after three seconds, and then silently drop the rest of the sentence). The watchdog
+    reads ``clock``: given the process's :class:`~frontdesk.loop_lag.LoopClock`, time the
+    event loop spent running late does not count, since audio that arrived meanwhile
+    simply has not been read yet.
     """
 
     def __init__(
@@ -122,8 +125,10 @@ class SpeechLedger:
         stall_seconds: float,
         on_first_audio: Callable[[], None] | None = None,
         on_stall: Callable[[], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stall_seconds = stall_seconds
+        self._clock = clock
         self._on_first_audio = on_first_audio
         self._on_stall = on_stall
         self._text: dict[int, str] = {}
@@ -220,7 +225,7 @@ class SpeechLedger:
     # Watchdog.
 
     def _progress(self) -> None:
-        self._progress_at = time.monotonic()
+        self._progress_at = self._clock()
         if self._watchdog is None and self._on_stall is not None:
             loop = asyncio.get_running_loop()
             self._watchdog = loop.call_later(self._stall_seconds, self._check)
@@ -234,7 +239,7 @@ class SpeechLedger:
         self._watchdog = None
         if self._switched or self._sent_words <= self._voiced_words:
             return
-        quiet = time.monotonic() - self._progress_at
+        quiet = self._clock() - self._progress_at
         if quiet < self._stall_seconds:
             self._watchdog = asyncio.get_running_loop().call_later(
                 self._stall_seconds - quiet, self._check
