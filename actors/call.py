@@ -210,6 +210,8 @@ class CallActor:
                     error = exc
                 raise
             finally:
+                # The group takes no new work once it has exited, however it exited.
+                self._tg = None
                 with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_SECONDS):
                     await self._finish(error)
             if error is not None:
@@ -340,8 +342,12 @@ class CallActor:
 
         @pipeline.tts.strategy.event_handler("on_service_switched")
         async def _switched(strategy, service) -> None:
-            self._voice_switched(service.name)
+            notice = self._voice_switched(service.name)
             await pipeline.speech.replay()
+            # Submitted here, not spawned: a voice can fail while the call is already
+            # winding down, when its task group takes no new work, and the alert must
+            # not be lost with it.
+            await self._deps.records.submit([notice])
 
     async def _caller_silent(self) -> None:
         assert self.pipeline is not None
@@ -392,7 +398,8 @@ class CallActor:
             goodbye=TROUBLE_GOODBYE, why=f"{provider_of(processor.name)} failed", ended_by="error"
         )
 
-    def _voice_switched(self, to_name: str) -> None:
+    def _voice_switched(self, to_name: str) -> Record:
+        """Count and log a failover; returns the operator's alert about it."""
         assert self.pipeline is not None
         from_name = self.pipeline.voices[0].name
         self.log.failover(from_name, to_name)
@@ -407,7 +414,7 @@ class CallActor:
             from_provider=from_name,
             to_provider=to_name,
         )
-        self._spawn(lambda: self._deps.records.submit([notice]))
+        return notice
 
     # -------------------------------------------------------------------- ending
 
