@@ -6,8 +6,9 @@ to a thread for every frame, and measures BS.1770 loudness over 400 ms for every
 Here:
 
 - one ONNX session per process;
-- :class:`VADBatcher` scores the pending windows of *all* calls in one model run, in a
-  worker thread (ONNX releases the GIL), at about a quarter of the cost per window;
+- :class:`VADBatcher` scores the pending windows of *all* calls together, in one trip to
+  a worker thread (ONNX releases the GIL) and one model run per window a call has queued,
+  at about a quarter of the cost per window;
 - each call's :class:`BatchedSileroVAD` keeps its own recurrent state and the same
   start/stop state machine as Pipecat's analyzer, applying scores as they come back —
   one batch (a few milliseconds) after the audio;
@@ -23,7 +24,6 @@ import collections
 import functools
 import logging
 import math
-from dataclasses import dataclass
 from importlib import resources
 
 import anyio
@@ -76,17 +76,41 @@ def score(windows: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return out[:, 0], new_states
 
 
-@dataclass(slots=True)
-class _Pending:
-    analyzer: BatchedSileroVAD
-    window: np.ndarray  # float32 [CONTEXT + WINDOW], context included
+def score_streams(
+    streams: list[list[np.ndarray]], states: np.ndarray
+) -> tuple[list[list[float]], list[list[np.ndarray]]]:
+    """Score several calls' queued windows, each call's in order, in as few runs as can be.
+
+    A call's windows depend on each other through the model's state, so run ``k`` scores
+    the ``k``-th queued window of every call that has one, batched across calls.
+
+    Args:
+        streams: Per call, its queued windows (each [CONTEXT + WINDOW]), oldest first.
+        states: The calls' model states, [2, len(streams), 128].
+
+    Returns:
+        Per call, the confidence of each window and the model state after it.
+    """
+    confidences: list[list[float]] = [[] for _ in streams]
+    after: list[list[np.ndarray]] = [[] for _ in streams]
+    states = states.copy()
+    for depth in range(max((len(windows) for windows in streams), default=0)):
+        calls = [i for i, windows in enumerate(streams) if len(windows) > depth]
+        batch = np.stack([streams[i][depth] for i in calls])
+        scores, new_states = score(batch, states[:, calls, :])
+        states[:, calls, :] = new_states
+        for row, i in enumerate(calls):
+            confidences[i].append(float(scores[row]))
+            after[i].append(new_states[:, row : row + 1, :])
+    return confidences, after
 
 
 class VADBatcher:
     """Scores every call's pending windows together; a supervised long-lived actor."""
 
     def __init__(self) -> None:
-        self._pending: collections.deque[_Pending] = collections.deque()
+        # Per call (by analyzer identity, in order of first window), its queued windows.
+        self._pending: dict[int, tuple[BatchedSileroVAD, list[np.ndarray]]] = {}
         self._wake = anyio.Event()
         self.running = False
         self.batches = 0
@@ -96,7 +120,7 @@ class VADBatcher:
         """Queue one window for the next batch; False if the batcher is not running."""
         if not self.running:
             return False
-        self._pending.append(_Pending(analyzer=analyzer, window=window))
+        self._pending.setdefault(id(analyzer), (analyzer, []))[1].append(window)
         self._wake.set()
         return True
 
@@ -111,36 +135,56 @@ class VADBatcher:
                 self._wake = anyio.Event()
                 await anyio.sleep(COALESCE_SECONDS)
                 while self._pending:
-                    await self._score_round()
+                    await self._score_batch()
         finally:
             self.running = False
             # Windows still queued are scored inline so no call loses its audio.
-            for item in self._drain():
-                item.analyzer.scored_inline(item.window)
+            for analyzer, windows in self._drain():
+                while windows:
+                    window = windows.pop(0)
+                    confidence, state = score(window[np.newaxis, :], analyzer.model_state)
+                    if analyzer.scored_from_batch(float(confidence[0]), state) and windows:
+                        windows[0] = _without_context(windows[0])
 
-    async def _score_round(self) -> None:
-        # A call's windows depend on each other through the model's state, so one
-        # round holds at most one window per call; the rest wait for the next round.
-        batch: list[_Pending] = []
-        later: list[_Pending] = []
-        seen: set[int] = set()
-        for item in self._drain():
-            key = id(item.analyzer)
-            (later if key in seen else batch).append(item)
-            seen.add(key)
-        self._pending.extendleft(reversed(later))
-        windows = np.stack([item.window for item in batch])
-        states = np.concatenate([item.analyzer.model_state for item in batch], axis=1)
-        confidences, new_states = await anyio.to_thread.run_sync(score, windows, states)
+    async def _score_batch(self) -> None:
+        # Everything queued goes in one trip to the worker thread, however far behind
+        # the calls are: a trip waits for the event loop, which is busiest exactly when
+        # a backlog builds, so one trip per window would never catch up.
+        pending = self._drain()
+        streams = [windows for _, windows in pending]
+        states = np.concatenate([analyzer.model_state for analyzer, _ in pending], axis=1)
+        confidences, after = await anyio.to_thread.run_sync(score_streams, streams, states)
         self.batches += 1
-        self.windows += len(batch)
-        for index, item in enumerate(batch):
-            item.analyzer.scored(float(confidences[index]), new_states[:, index : index + 1, :])
+        self.windows += sum(len(windows) for windows in streams)
+        for (analyzer, windows), scores, states_after in zip(
+            pending, confidences, after, strict=True
+        ):
+            for index, (confidence, state) in enumerate(zip(scores, states_after, strict=True)):
+                if analyzer.scored_from_batch(confidence, state) and index + 1 < len(windows):
+                    # The model was reset after this window; the ones after it were
+                    # scored on the old state, so they are scored again on the new one.
+                    self._requeue(analyzer, windows[index + 1 :])
+                    break
 
-    def _drain(self) -> list[_Pending]:
-        items = list(self._pending)
-        self._pending.clear()
-        return items
+    def _requeue(self, analyzer: BatchedSileroVAD, windows: list[np.ndarray]) -> None:
+        windows[0] = _without_context(windows[0])
+        entry = self._pending.get(id(analyzer))
+        if entry is None:
+            self._pending[id(analyzer)] = (analyzer, windows)
+        else:
+            entry[1][:0] = windows
+
+    def _drain(self) -> list[tuple[BatchedSileroVAD, list[np.ndarray]]]:
+        pending = list(self._pending.values())
+        self._pending = {}
+        return pending
+
+
+def _without_context(window: np.ndarray) -> np.ndarray:
+    """``window`` as it is after a model reset: no context from the audio before it."""
+    fresh = window.copy()
+    fresh[:CONTEXT] = 0.0
+    return fresh
 
 
 class BatchedSileroVAD(VADAnalyzer):
@@ -155,7 +199,14 @@ class BatchedSileroVAD(VADAnalyzer):
         self._smoothed_level = 0.0
         self._windows_since_reset = 0
         self._quiet_windows = 0
+        self._queued = 0  # windows with the batcher, not yet scored
+        self.resets = 0
         self._reset_model()
+
+    @property
+    def queued(self) -> int:
+        """Windows with the batcher, not scored yet."""
+        return self._queued
 
     @property
     def model_state(self) -> np.ndarray:
@@ -190,7 +241,9 @@ class BatchedSileroVAD(VADAnalyzer):
             self._levels.append(float(np.dot(chunk, chunk)) / WINDOW)
             window = np.concatenate((self._context[0], chunk))
             self._context = window[np.newaxis, -CONTEXT:]
-            if self._batcher is None or not self._batcher.submit(self, window):
+            if self._batcher is not None and self._batcher.submit(self, window):
+                self._queued += 1
+            else:
                 self.scored_inline(window)
         return self._vad_state
 
@@ -198,6 +251,13 @@ class BatchedSileroVAD(VADAnalyzer):
         """Score ``window`` on this thread (no batcher available)."""
         confidence, state = score(window[np.newaxis, :], self._state)
         self.scored(float(confidence[0]), state)
+
+    def scored_from_batch(self, confidence: float, state: np.ndarray) -> bool:
+        """Apply a queued window's batched score; True if it reset the model."""
+        self._queued -= 1
+        resets = self.resets
+        self.scored(confidence, state)
+        return self.resets != resets
 
     def scored(self, confidence: float, state: np.ndarray) -> None:
         """Apply one window's score: the model's new state, then the speech state machine."""
@@ -240,7 +300,11 @@ class BatchedSileroVAD(VADAnalyzer):
 
     def _reset_model(self) -> None:
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
-        self._context = np.zeros((1, CONTEXT), dtype=np.float32)
+        self.resets += 1
+        # Windows already queued carry the context they were cut with; the batcher
+        # clears the next one's. Only with none queued is the next window cut fresh.
+        if self._queued == 0:
+            self._context = np.zeros((1, CONTEXT), dtype=np.float32)
 
     def _maybe_reset(self, confidence: float) -> None:
         self._windows_since_reset += 1
