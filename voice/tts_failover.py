@@ -33,7 +33,6 @@ from pipecat.frames.frames import (
     Frame,
     InterruptionFrame,
     LLMFullResponseStartFrame,
-    LLMTextFrame,
     TTSAudioRawFrame,
     TTSSpeakFrame,
     TTSStartedFrame,
@@ -266,10 +265,9 @@ class _TextIn(FrameProcessor):
                 self._ledger._turn_in()
             elif isinstance(frame, TTSSpeakFrame):
                 self._ledger._turn_in(frame.text)
-            elif isinstance(frame, LLMTextFrame):
-                self._ledger._text_in(frame.text)
             elif isinstance(frame, AggregatedTextFrame):
-                # Whole sentences, stripped: spaced, so they can be told apart again.
+                # The LLM's words arrive as whole sentences (the pipeline's text processor
+                # turns every LLMTextFrame into these), stripped: spaced, to keep apart.
                 self._ledger._text_in(f" {frame.text}")
             elif isinstance(frame, InterruptionFrame):
                 self._ledger.forget()
