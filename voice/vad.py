@@ -138,24 +138,27 @@ class VADBatcher:
                     await self._score_batch()
         finally:
             self.running = False
-            # Windows still queued are scored inline so no call loses its audio.
-            for analyzer, windows in self._drain():
-                while windows:
-                    window = windows.pop(0)
-                    confidence, state = score(window[np.newaxis, :], analyzer.model_state)
-                    if analyzer.scored_from_batch(float(confidence[0]), state) and windows:
-                        windows[0] = _without_context(windows[0])
+            # Windows still queued are scored on this thread so no call loses its audio.
+            while self._pending:
+                pending = self._drain()
+                self._apply(pending, *score_streams(*_batch_inputs(pending)))
 
     async def _score_batch(self) -> None:
         # Everything queued goes in one trip to the worker thread, however far behind
         # the calls are: a trip waits for the event loop, which is busiest exactly when
         # a backlog builds, so one trip per window would never catch up.
         pending = self._drain()
-        streams = [windows for _, windows in pending]
-        states = np.concatenate([analyzer.model_state for analyzer, _ in pending], axis=1)
-        confidences, after = await anyio.to_thread.run_sync(score_streams, streams, states)
+        scored = await anyio.to_thread.run_sync(score_streams, *_batch_inputs(pending))
         self.batches += 1
-        self.windows += sum(len(windows) for windows in streams)
+        self.windows += sum(len(windows) for _, windows in pending)
+        self._apply(pending, *scored)
+
+    def _apply(
+        self,
+        pending: list[tuple[BatchedSileroVAD, list[np.ndarray]]],
+        confidences: list[list[float]],
+        after: list[list[np.ndarray]],
+    ) -> None:
         for (analyzer, windows), scores, states_after in zip(
             pending, confidences, after, strict=True
         ):
@@ -178,6 +181,14 @@ class VADBatcher:
         pending = list(self._pending.values())
         self._pending = {}
         return pending
+
+
+def _batch_inputs(
+    pending: list[tuple[BatchedSileroVAD, list[np.ndarray]]],
+) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    """:func:`score_streams`' arguments for ``pending``: the windows and the states."""
+    streams = [windows for _, windows in pending]
+    return streams, np.concatenate([analyzer.model_state for analyzer, _ in pending], axis=1)
 
 
 def _without_context(window: np.ndarray) -> np.ndarray:
