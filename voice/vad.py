@@ -12,7 +12,9 @@ Here:
 - each call's :class:`BatchedSileroVAD` keeps its own recurrent state and the same
   start/stop state machine as Pipecat's analyzer, applying scores as they come back —
   one batch (a few milliseconds) after the audio;
-- the volume gate is a rolling RMS level on Pipecat's scale, not a loudness meter.
+- the volume gate is a rolling RMS level on Pipecat's scale, not a loudness meter;
+- on the event loop a call only cuts its audio into windows, as bytes: converting them
+  for the model and measuring their level happen in the batch, for all calls at once.
 
 If the batcher is not running (it is a supervised actor, and may be restarting), a call
 scores its windows inline instead, so detection never stops.
@@ -37,6 +39,9 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 8000
 WINDOW = 256  # samples per Silero window at 8 kHz
 CONTEXT = 32  # samples of the previous window Silero prepends at 8 kHz
+CONTEXT_BYTES = CONTEXT * 2  # 16-bit samples
+WINDOW_BYTES = WINDOW * 2
+CUT_BYTES = CONTEXT_BYTES + WINDOW_BYTES  # one window as queued: its context, then itself
 COALESCE_SECONDS = 0.004  # how long a batch waits for more calls' windows
 
 # The recurrent state drifts during long non-speech at 8 kHz; reset it every couple of
@@ -77,32 +82,41 @@ def score(windows: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def score_streams(
-    streams: list[list[np.ndarray]], states: np.ndarray
-) -> tuple[list[list[float]], list[list[np.ndarray]]]:
+    streams: list[list[bytes]], states: np.ndarray
+) -> tuple[list[list[tuple[float, float]]], list[list[np.ndarray]]]:
     """Score several calls' queued windows, each call's in order, in as few runs as can be.
 
-    A call's windows depend on each other through the model's state, so run ``k`` scores
-    the ``k``-th queued window of every call that has one, batched across calls.
+    The windows are 16-bit PCM as cut from the call's audio, each its ``CONTEXT`` samples
+    of the audio before it and then ``WINDOW`` new ones; they are converted for the model
+    all at once. A call's windows depend on each other through the model's state, so run
+    ``k`` scores the ``k``-th queued window of every call that has one, batched across calls.
 
     Args:
-        streams: Per call, its queued windows (each [CONTEXT + WINDOW]), oldest first.
+        streams: Per call, its queued windows (``CUT_BYTES`` each), oldest first.
         states: The calls' model states, [2, len(streams), 128].
 
     Returns:
-        Per call, the confidence of each window and the model state after it.
+        Per call, each window's speech confidence and level (mean square of its new
+        samples, full scale 1.0), and the model state after each window.
     """
-    confidences: list[list[float]] = [[] for _ in streams]
+    scores: list[list[tuple[float, float]]] = [[] for _ in streams]
     after: list[list[np.ndarray]] = [[] for _ in streams]
+    pcm = b"".join(window for windows in streams for window in windows)
+    audio = np.frombuffer(pcm, np.int16).reshape(-1, CONTEXT + WINDOW).astype(np.float32)
+    audio *= 1.0 / 32768.0
+    new = audio[:, CONTEXT:]
+    levels = (np.einsum("ij,ij->i", new, new) / WINDOW).tolist()
+    first = np.cumsum([0] + [len(windows) for windows in streams]).tolist()
     states = states.copy()
     for depth in range(max((len(windows) for windows in streams), default=0)):
         calls = [i for i, windows in enumerate(streams) if len(windows) > depth]
-        batch = np.stack([streams[i][depth] for i in calls])
-        scores, new_states = score(batch, states[:, calls, :])
+        rows = [first[i] + depth for i in calls]
+        confidences, new_states = score(audio[rows], states[:, calls, :])
         states[:, calls, :] = new_states
-        for row, i in enumerate(calls):
-            confidences[i].append(float(scores[row]))
+        for row, (i, confidence) in enumerate(zip(calls, confidences.tolist(), strict=True)):
+            scores[i].append((confidence, levels[rows[row]]))
             after[i].append(new_states[:, row : row + 1, :])
-    return confidences, after
+    return scores, after
 
 
 class VADBatcher:
@@ -110,13 +124,13 @@ class VADBatcher:
 
     def __init__(self) -> None:
         # Per call (by analyzer identity, in order of first window), its queued windows.
-        self._pending: dict[int, tuple[BatchedSileroVAD, list[np.ndarray]]] = {}
+        self._pending: dict[int, tuple[BatchedSileroVAD, list[bytes]]] = {}
         self._wake = anyio.Event()
         self.running = False
         self.batches = 0
         self.windows = 0
 
-    def submit(self, analyzer: BatchedSileroVAD, window: np.ndarray) -> bool:
+    def submit(self, analyzer: BatchedSileroVAD, window: bytes) -> bool:
         """Queue one window for the next batch; False if the batcher is not running."""
         if not self.running:
             return False
@@ -155,21 +169,24 @@ class VADBatcher:
 
     def _apply(
         self,
-        pending: list[tuple[BatchedSileroVAD, list[np.ndarray]]],
-        confidences: list[list[float]],
+        pending: list[tuple[BatchedSileroVAD, list[bytes]]],
+        scores: list[list[tuple[float, float]]],
         after: list[list[np.ndarray]],
     ) -> None:
-        for (analyzer, windows), scores, states_after in zip(
-            pending, confidences, after, strict=True
+        for (analyzer, windows), call_scores, states_after in zip(
+            pending, scores, after, strict=True
         ):
-            for index, (confidence, state) in enumerate(zip(scores, states_after, strict=True)):
-                if analyzer.scored_from_batch(confidence, state) and index + 1 < len(windows):
+            for index, (score_and_level, state) in enumerate(
+                zip(call_scores, states_after, strict=True)
+            ):
+                reset = analyzer.scored_from_batch(*score_and_level, state)
+                if reset and index + 1 < len(windows):
                     # The model was reset after this window; the ones after it were
                     # scored on the old state, so they are scored again on the new one.
                     self._requeue(analyzer, windows[index + 1 :])
                     break
 
-    def _requeue(self, analyzer: BatchedSileroVAD, windows: list[np.ndarray]) -> None:
+    def _requeue(self, analyzer: BatchedSileroVAD, windows: list[bytes]) -> None:
         windows[0] = _without_context(windows[0])
         entry = self._pending.get(id(analyzer))
         if entry is None:
@@ -177,25 +194,23 @@ class VADBatcher:
         else:
             entry[1][:0] = windows
 
-    def _drain(self) -> list[tuple[BatchedSileroVAD, list[np.ndarray]]]:
+    def _drain(self) -> list[tuple[BatchedSileroVAD, list[bytes]]]:
         pending = list(self._pending.values())
         self._pending = {}
         return pending
 
 
 def _batch_inputs(
-    pending: list[tuple[BatchedSileroVAD, list[np.ndarray]]],
-) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    pending: list[tuple[BatchedSileroVAD, list[bytes]]],
+) -> tuple[list[list[bytes]], np.ndarray]:
     """:func:`score_streams`' arguments for ``pending``: the windows and the states."""
     streams = [windows for _, windows in pending]
     return streams, np.concatenate([analyzer.model_state for analyzer, _ in pending], axis=1)
 
 
-def _without_context(window: np.ndarray) -> np.ndarray:
+def _without_context(window: bytes) -> bytes:
     """``window`` as it is after a model reset: no context from the audio before it."""
-    fresh = window.copy()
-    fresh[:CONTEXT] = 0.0
-    return fresh
+    return bytes(CONTEXT_BYTES) + window[CONTEXT_BYTES:]
 
 
 class BatchedSileroVAD(VADAnalyzer):
@@ -205,7 +220,8 @@ class BatchedSileroVAD(VADAnalyzer):
         """Create an analyzer for one call (cheap: no model load)."""
         super().__init__(sample_rate=SAMPLE_RATE, params=params)
         self._batcher = batcher
-        self._samples = np.zeros(0, dtype=np.float32)
+        # The next window's context (CONTEXT samples), then audio not yet cut.
+        self._pcm = bytearray(CONTEXT_BYTES)
         self._levels: collections.deque[float] = collections.deque(maxlen=LEVEL_WINDOWS)
         self._smoothed_level = 0.0
         self._windows_since_reset = 0
@@ -235,46 +251,48 @@ class BatchedSileroVAD(VADAnalyzer):
         return WINDOW
 
     def voice_confidence(self, buffer: bytes) -> float:
-        """Score one window inline (used when no batcher runs)."""
-        audio = np.frombuffer(buffer, np.int16).astype(np.float32) / 32768.0
-        window = np.concatenate((self._context[0], audio))
-        confidence, state = score(window[np.newaxis, :], self._state)
+        """Score one window of audio inline, after the audio cut so far."""
+        window = bytes(self._pcm[:CONTEXT_BYTES]) + buffer
+        self._pcm[:CONTEXT_BYTES] = window[-CONTEXT_BYTES:]
+        [[(confidence, _)]], [[state]] = score_streams([[window]], self._state)
         self._state = state
-        self._context = window[np.newaxis, -CONTEXT:]
-        return float(confidence[0])
+        return confidence
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
-        """Queue the buffer's complete windows for scoring; return the state so far."""
-        audio = np.frombuffer(buffer, np.int16).astype(np.float32) / 32768.0
-        self._samples = np.concatenate((self._samples, audio))
-        while len(self._samples) >= WINDOW:
-            chunk, self._samples = self._samples[:WINDOW], self._samples[WINDOW:]
-            self._levels.append(float(np.dot(chunk, chunk)) / WINDOW)
-            window = np.concatenate((self._context[0], chunk))
-            self._context = window[np.newaxis, -CONTEXT:]
+        """Queue the buffer's complete windows for scoring; return the state so far.
+
+        No arithmetic here, on the event loop: windows are cut as bytes, each with the
+        context before it, and converted and measured in the batch that scores them.
+        """
+        self._pcm += buffer
+        while len(self._pcm) >= CUT_BYTES:
+            window = bytes(self._pcm[:CUT_BYTES])
+            # What stays is the next window's context, then the samples after it.
+            del self._pcm[:WINDOW_BYTES]
             if self._batcher is not None and self._batcher.submit(self, window):
                 self._queued += 1
             else:
                 self.scored_inline(window)
         return self._vad_state
 
-    def scored_inline(self, window: np.ndarray) -> None:
+    def scored_inline(self, window: bytes) -> None:
         """Score ``window`` on this thread (no batcher available)."""
-        confidence, state = score(window[np.newaxis, :], self._state)
-        self.scored(float(confidence[0]), state)
+        [[(confidence, level)]], [[state]] = score_streams([[window]], self._state)
+        self.scored(confidence, level, state)
 
-    def scored_from_batch(self, confidence: float, state: np.ndarray) -> bool:
+    def scored_from_batch(self, confidence: float, level: float, state: np.ndarray) -> bool:
         """Apply a queued window's batched score; True if it reset the model."""
         self._queued -= 1
         resets = self.resets
-        self.scored(confidence, state)
+        self.scored(confidence, level, state)
         return self.resets != resets
 
-    def scored(self, confidence: float, state: np.ndarray) -> None:
+    def scored(self, confidence: float, level: float, state: np.ndarray) -> None:
         """Apply one window's score: the model's new state, then the speech state machine."""
         self._state = state
-        level = self._level()
-        self._smoothed_level += LEVEL_SMOOTHING * (level - self._smoothed_level)
+        self._levels.append(level)
+        loudness = self._loudness()
+        self._smoothed_level += LEVEL_SMOOTHING * (loudness - self._smoothed_level)
         speaking = (
             confidence >= self._params.confidence
             and self._smoothed_level >= self._params.min_volume
@@ -282,7 +300,7 @@ class BatchedSileroVAD(VADAnalyzer):
         self._advance(speaking)
         self._maybe_reset(confidence)
 
-    def _level(self) -> float:
+    def _loudness(self) -> float:
         mean_square = sum(self._levels) / len(self._levels) if self._levels else 0.0
         decibels = 10 * math.log10(mean_square) if mean_square > 0 else LEVEL_FLOOR_DB
         return min(1.0, max(0.0, (decibels - LEVEL_FLOOR_DB) / LEVEL_SPAN_DB))
@@ -315,7 +333,7 @@ class BatchedSileroVAD(VADAnalyzer):
         # Windows already queued carry the context they were cut with; the batcher
         # clears the next one's. Only with none queued is the next window cut fresh.
         if self._queued == 0:
-            self._context = np.zeros((1, CONTEXT), dtype=np.float32)
+            self._pcm[:CONTEXT_BYTES] = bytes(CONTEXT_BYTES)
 
     def _maybe_reset(self, confidence: float) -> None:
         self._windows_since_reset += 1
