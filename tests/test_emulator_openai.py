@@ -11,7 +11,9 @@ from typing import Any
 import aiohttp
 import anyio
 import openai
+import openai.resources.chat.completions.completions as sdk_completions
 import pytest
+from openai.types.chat import ChatCompletionChunk
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from pipecat.frames.frames import LLMContextFrame, LLMTextFrame
@@ -24,6 +26,7 @@ from emulators.faults import Fault, FaultKind
 from emulators.openai import OpenAIEmulator
 from emulators.scenario import Scenario
 from tests.emulator_harness import running
+from voice.providers import PlainBodyCompletions
 
 pytestmark = pytest.mark.anyio
 
@@ -283,3 +286,51 @@ async def test_pipecat_llm_service_runs_the_scripted_tool_calls(emulator: OpenAI
     assert handled == SCRIPTED_ARGS
     spoken = "".join(f.text for f in pipeline.down.of_type(LLMTextFrame))
     assert spoken == "Let me note that down for you."
+
+
+async def test_a_body_sent_untransformed_is_the_one_the_sdk_sends_and_streams_alike(
+    emulator: OpenAIEmulator, api: openai.AsyncOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transforms = []
+    transform = sdk_completions.async_maybe_transform
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        transforms.append(args)
+        return await transform(*args, **kwargs)
+
+    monkeypatch.setattr(sdk_completions, "async_maybe_transform", counted)
+    # As Pipecat's OpenAI service builds them: unset settings are NOT_GIVEN.
+    params: dict[str, Any] = {
+        "model": "gpt-4.1",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": openai.NOT_GIVEN,
+        "seed": openai.NOT_GIVEN,
+        "messages": conversation("Hi"),
+        "tools": TOOLS,
+        "tool_choice": "auto",
+        "prompt_cache_key": CALL_SID,
+    }
+
+    plain = PlainBodyCompletions(api)
+    chunks = [c async for c in await plain.chat.completions.create(**params)]
+    assert transforms == []
+    await api.chat.completions.create(**params)
+    assert len(transforms) == 1
+
+    plain_body, sdk_body = emulator.requests[-2:]
+    assert plain_body == sdk_body
+    assert "temperature" not in plain_body and plain_body["tools"] == TOOLS
+    # The scripted turn, parsed into the SDK's own chunk types.
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Let me note that down for you."
+    names = [
+        call.function.name
+        for c in chunks
+        if c.choices
+        for call in c.choices[0].delta.tool_calls or []
+        if call.function and call.function.name
+    ]
+    assert names == ["save_contact", "flag_priority"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0

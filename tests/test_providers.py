@@ -31,4 +31,5 @@ def test_every_call_transcribes_through_one_deepgram_http_client(tmp_path, monke
 def test_every_call_asks_the_llm_through_the_process_client(tmp_path, monkeypatch):
     built = providers(tmp_path, monkeypatch)
 
-    assert built.llm("CA1")._client is built.llm("CA2")._client is built.openai
+    assert built.llm("CA1")._client is built.llm("CA2")._client is built.completions
+    assert built.completions.chat.completions._client is built.openai
