@@ -131,7 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     # The simulator logs one INFO line per call; at hundreds of calls that is noise.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     plan = json.loads(args.plan.read_text())
-    results = anyio.run(run_plan, plan, read_env_file(args.env_file), backend="asyncio")
+    # uvloop, like the server: the callers' clocks are the loop's, and a slower loop
+    # would add its own lag to every gap and latency they measure.
+    results = anyio.run(
+        run_plan,
+        plan,
+        read_env_file(args.env_file),
+        backend="asyncio",
+        backend_options={"use_uvloop": True},
+    )
     args.json.write_text(json.dumps(results))
     return 0
 

@@ -264,8 +264,10 @@ def _print_summary(out: TextIO, result: ScenarioResult) -> None:
 
 
 def run(coroutine: Any, *args: Any, **kwargs: Any) -> int:
-    """Run an async command on asyncio."""
-    return anyio.run(lambda: coroutine(*args, **kwargs), backend="asyncio")
+    """Run an async command on asyncio, on uvloop as the server runs."""
+    return anyio.run(
+        lambda: coroutine(*args, **kwargs), backend="asyncio", backend_options={"use_uvloop": True}
+    )
 
 
 __all__: Sequence[str] = ("demo", "env_from_file", "place_calls", "run", "serve_emulators")
