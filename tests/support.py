@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -163,3 +164,8 @@ async def running_server(
         with anyio.move_on_after(10, shield=True):
             await process.wait()
         await process.aclose()
+
+
+def hold_up_the_loop(seconds: float) -> None:
+    """Keep the event loop from running anything, as a CPU-bound burst would."""
+    time.sleep(seconds)

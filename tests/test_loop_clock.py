@@ -13,6 +13,7 @@ from pipecat.workers.runner import WorkerRunner
 from prometheus_client import CollectorRegistry, Histogram
 
 from frontdesk.loop_lag import LoopClock, LoopLagWatcher
+from tests.support import hold_up_the_loop
 from voice.tts_failover import SpeechLedger
 
 pytestmark = pytest.mark.anyio
@@ -21,11 +22,6 @@ INTERVAL = 0.01
 BLOCKED = 0.6
 STALL = 0.3
 RUN_SECONDS = 10.0
-
-
-def hold_up_the_loop(seconds: float) -> None:
-    """Keep the event loop from running anything, as a CPU-bound burst would."""
-    time.sleep(seconds)
 
 
 def watcher() -> LoopLagWatcher:

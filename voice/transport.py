@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 8000
 PLAYOUT_WAIT_SECONDS = 3.0
 LATE_SECONDS = 0.02  # a chunk sent this far behind its real-time slot is late
+# Audio resuming after this long is a new utterance, not a late chunk (as callers hear it).
+UTTERANCE_GAP_SECONDS = 1.0
 # Twilio sends 20 ms per message. Three go into one pipeline frame: every per-frame
 # cost downstream (queue hops, the STT websocket message, the VAD call) drops
 # threefold, for at most 40 ms of added delay.
@@ -195,15 +197,22 @@ class TwilioOutput(BaseOutputTransport):
             self._marks.clear()
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
-        """Send one chunk and sleep until it would have played."""
+        """Send one chunk and sleep until it would have played.
+
+        Each chunk goes out as the one before it starts to play (one chunk ahead), so
+        its slot began a chunk before ``_next_send_time``; sent more than
+        ``LATE_SECONDS`` after that, mid-utterance, the caller gets it that much later
+        than the rhythm of the audio before it.
+        """
         payload = await self._serializer.serialize(frame)
         if payload and not await self._send(str(payload)):
             return False
         now = time.monotonic()
         delay = self._next_send_time - now
         if self._on_chunk is not None:
-            # Sent behind its slot while the bot was mid-utterance: the caller hears a gap.
-            self._on_chunk(self._next_send_time > 0 and -delay > LATE_SECONDS)
+            behind = now - (self._next_send_time - self._chunk_seconds)
+            mid_utterance = self._next_send_time > 0 and behind < UTTERANCE_GAP_SECONDS
+            self._on_chunk(mid_utterance and behind > LATE_SECONDS)
         if delay > 0:
             await asyncio.sleep(delay)
             self._next_send_time += self._chunk_seconds
