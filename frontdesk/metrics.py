@@ -106,7 +106,7 @@ class Metrics:
         )
         self.bot_audio_late_chunks_total = Counter(
             "frontdesk_bot_audio_late_chunks",
-            "Bot audio chunks sent more than 20 ms behind their real-time slot.",
+            "Bot audio chunks sent more than 60 ms after the one before, mid-utterance.",
             registry=r,
         )
         self.tts_failovers_total = Counter(

@@ -99,7 +99,7 @@ async def test_late_chunks_are_counted_as_the_caller_hears_them():
     await run_test(
         transport.output(),
         # An utterance, a pause a caller hears as one, and the next utterance.
-        frames_to_send=[audio(0.6), SleepFrame(sleep=0.6 + UTTERANCE_GAP_SECONDS), audio(0.3)],
+        frames_to_send=[audio(0.6), SleepFrame(sleep=1.1 + UTTERANCE_GAP_SECONDS), audio(0.3)],
     )
 
     gaps = [later - earlier for earlier, later in itertools.pairwise(sent_at)]

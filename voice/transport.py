@@ -45,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 8000
 PLAYOUT_WAIT_SECONDS = 3.0
-LATE_SECONDS = 0.02  # a chunk sent this far behind its real-time slot is late
+# A caller hears a chunk as late when it arrives this long after the one before it.
+LATE_GAP_SECONDS = 0.06
 # Audio resuming after this long is a new utterance, not a late chunk (as callers hear it).
 UTTERANCE_GAP_SECONDS = 1.0
 # Twilio sends 20 ms per message. Three go into one pipeline frame: every per-frame
@@ -151,6 +152,7 @@ class TwilioOutput(BaseOutputTransport):
         )
         self._chunk_seconds = 0.0
         self._next_send_time = 0.0
+        self._last_sent_at = 0.0
         self._marks: dict[str, asyncio.Future[bool]] = {}
         self._mark_count = 0
 
@@ -190,7 +192,7 @@ class TwilioOutput(BaseOutputTransport):
         await super().process_frame(frame, direction)
         if isinstance(frame, InterruptionFrame):
             await self._send(clear_message(self._stream_sid))
-            self._next_send_time = 0.0
+            self._next_send_time = self._last_sent_at = 0.0
             for pending in self._marks.values():
                 if not pending.done():
                     pending.set_result(False)
@@ -199,10 +201,9 @@ class TwilioOutput(BaseOutputTransport):
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
         """Send one chunk and sleep until it would have played.
 
-        Each chunk goes out as the one before it starts to play (one chunk ahead), so
-        its slot began a chunk before ``_next_send_time``; sent more than
-        ``LATE_SECONDS`` after that, mid-utterance, the caller gets it that much later
-        than the rhythm of the audio before it.
+        Each chunk goes out as the one before it starts to play (one chunk ahead). Sent
+        more than ``LATE_GAP_SECONDS`` after the one before it, mid-utterance, it counts
+        as late: the caller hears a gap.
         """
         payload = await self._serializer.serialize(frame)
         if payload and not await self._send(str(payload)):
@@ -210,9 +211,10 @@ class TwilioOutput(BaseOutputTransport):
         now = time.monotonic()
         delay = self._next_send_time - now
         if self._on_chunk is not None:
-            behind = now - (self._next_send_time - self._chunk_seconds)
-            mid_utterance = self._next_send_time > 0 and behind < UTTERANCE_GAP_SECONDS
-            self._on_chunk(mid_utterance and behind > LATE_SECONDS)
+            gap = now - self._last_sent_at
+            mid_utterance = self._last_sent_at > 0 and gap < UTTERANCE_GAP_SECONDS
+            self._on_chunk(mid_utterance and gap > LATE_GAP_SECONDS)
+        self._last_sent_at = now
         if delay > 0:
             await asyncio.sleep(delay)
             self._next_send_time += self._chunk_seconds
@@ -270,6 +272,10 @@ class TwilioTransport(BaseTransport):
             audio_out_enabled=True,
             audio_out_sample_rate=SAMPLE_RATE,
             audio_out_end_silence_secs=0,
+            # 20 ms chunks, Twilio's own framing. Each goes out one chunk ahead, so the
+            # event loop may wake up to 40 ms late (not 20, as with Pipecat's default of
+            # 40 ms chunks) before the caller waits more than 60 ms for the next one.
+            audio_out_10ms_chunks=2,
         )
         self._input = TwilioInput(params, name=f"in-{call_sid}")
         self._output = TwilioOutput(
