@@ -52,15 +52,9 @@ class LoopClock:
 class LoopLagWatcher:
     """A supervised actor that measures event-loop lag into a histogram and a clock."""
 
-    def __init__(
-        self,
-        histogram: Histogram,
-        *,
-        clock: LoopClock | None = None,
-        interval: float = INTERVAL_SECONDS,
-    ) -> None:
+    def __init__(self, histogram: Histogram, *, interval: float = INTERVAL_SECONDS) -> None:
         self._histogram = histogram
-        self.clock = clock or LoopClock()
+        self.clock = LoopClock()
         self._interval = interval
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
