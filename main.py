@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskStatus
 
-from frontdesk import logs
-from frontdesk.config import Config, load_config
-from frontdesk.errors import RestartIntensityExceeded, SettingsError
-from frontdesk.gc_freeze import freeze_startup_objects
-from frontdesk.settings import masked, startup_warnings
+from frontdesk.runtime import logs
+from frontdesk.runtime.config import Config, load_config
+from frontdesk.runtime.errors import RestartIntensityExceeded, SettingsError
+from frontdesk.runtime.gc_freeze import freeze_startup_objects
+from frontdesk.runtime.settings import masked, startup_warnings
 
 if TYPE_CHECKING:
-    from app import Frontdesk
+    from frontdesk.app import Frontdesk
 
 logger = logging.getLogger("frontdesk")
 
@@ -181,7 +181,7 @@ def _serve_command(env_file: str | None) -> int:
 
 
 async def _serve(config: Config, env_file: str | None) -> int:
-    from app import Frontdesk
+    from frontdesk.app import Frontdesk
 
     def reload_config() -> Config:
         fresh = load_config(env_file)
@@ -221,7 +221,7 @@ def _outbox_command(env_file: str | None, action: str, status: str | None, deliv
     config = _load(env_file)
     if config is None:
         return EXIT_BAD_SETTINGS
-    from frontdesk.outbox import Outbox
+    from frontdesk.delivery.outbox import Outbox
 
     outbox = Outbox(config.settings.outbox_path)
     try:

@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from frontdesk.errors import ActorKilled, RestartIntensityExceeded, SupervisorError
+from frontdesk.runtime.errors import ActorKilled, RestartIntensityExceeded, SupervisorError
 
 logger = logging.getLogger(__name__)
 

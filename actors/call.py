@@ -25,23 +25,23 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 from pipecat.frames.frames import ErrorFrame
 
-from frontdesk.backend import LookupResult
-from frontdesk.call_log import CallLog, EndedBy, Hangup
-from frontdesk.errors import FrontdeskError
-from frontdesk.logs import bind_call_sid
-from frontdesk.metrics import Metrics
-from frontdesk.profile import AgentProfile
-from frontdesk.records import AlertKind, Outcome, Record, alert
-from frontdesk.settings import Settings
-from voice.apology import ApologyVoice
-from voice.flow import Backend, Receptionist
-from voice.pipeline import CallInfo, CallPipeline
-from voice.providers import Providers
-from voice.transport import Send
-from voice.turn_metrics import provider_of
-from voice.twilio_protocol import mark_message
-from voice.twilio_rest import TwilioRest
-from voice.vad import VADBatcher
+from frontdesk.backend.contract import LookupResult
+from frontdesk.call.apology import ApologyVoice
+from frontdesk.call.pipeline import CallInfo, CallPipeline
+from frontdesk.call.providers import Providers
+from frontdesk.call.transport import Send
+from frontdesk.call.turn_metrics import provider_of
+from frontdesk.call.vad import VADBatcher
+from frontdesk.conversation.flow import Backend, Receptionist
+from frontdesk.delivery.call_log import CallLog, EndedBy, Hangup
+from frontdesk.delivery.records import AlertKind, Outcome, Record, alert
+from frontdesk.runtime.errors import FrontdeskError
+from frontdesk.runtime.logs import bind_call_sid
+from frontdesk.runtime.metrics import Metrics
+from frontdesk.runtime.profile import AgentProfile
+from frontdesk.runtime.settings import Settings
+from frontdesk.telephony.protocol import mark_message
+from frontdesk.telephony.rest import TwilioRest
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from actors.mailbox import Reply
-from frontdesk.config import Config
-from frontdesk.errors import SettingsError
-from frontdesk.profile import AgentProfile
-from frontdesk.settings import Settings
+from frontdesk.runtime.config import Config
+from frontdesk.runtime.errors import SettingsError
+from frontdesk.runtime.mailbox import Reply
+from frontdesk.runtime.profile import AgentProfile
+from frontdesk.runtime.settings import Settings
 
 logger = logging.getLogger(__name__)
 

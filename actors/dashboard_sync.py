@@ -1,6 +1,6 @@
 """DashboardSyncActor: delivers every record in the outbox to the dashboard, losing none.
 
-Records are already on disk (``frontdesk/outbox.py``) before the actor hears of them;
+Records are already on disk (``frontdesk/delivery/outbox.py``) before the actor hears of them;
 its inbox only carries notifications, so a call never waits for the dashboard and a
 restart (of the actor or the process) simply resumes from disk.
 
@@ -38,10 +38,10 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 from prometheus_client.core import Metric
 
-from frontdesk.metrics import counter, gauge
-from frontdesk.outbox import Outbox, OutboxRecord
-from frontdesk.records import AlertKind, alert
-from frontdesk.settings import Settings
+from frontdesk.delivery.outbox import Outbox, OutboxRecord
+from frontdesk.delivery.records import AlertKind, alert
+from frontdesk.runtime.metrics import counter, gauge
+from frontdesk.runtime.settings import Settings
 
 logger = logging.getLogger(__name__)
 

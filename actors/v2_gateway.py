@@ -29,8 +29,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import BaseModel, ValidationError
 
-from actors.mailbox import Reply, ask
-from frontdesk.backend import (
+from frontdesk.backend.contract import (
     BookedAppointment,
     BookingRequest,
     BookingResult,
@@ -40,10 +39,11 @@ from frontdesk.backend import (
     LookupResult,
     PendingCallback,
 )
-from frontdesk.breaker import BreakerState, CircuitBreaker
-from frontdesk.errors import ActorError, ProviderRejected, ProviderUnavailable
-from frontdesk.outbox import Outbox, OutboxRecord
-from frontdesk.records import AlertKind, Record, alert
+from frontdesk.delivery.outbox import Outbox, OutboxRecord
+from frontdesk.delivery.records import AlertKind, Record, alert
+from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
+from frontdesk.runtime.errors import ActorError, ProviderRejected, ProviderUnavailable
+from frontdesk.runtime.mailbox import Reply, ask
 
 logger = logging.getLogger(__name__)
 

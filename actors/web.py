@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from anyio.abc import TaskStatus
 
-from frontdesk.metrics import CONTENT_TYPE, Metrics
+from frontdesk.runtime.metrics import CONTENT_TYPE, Metrics
 from supervisor import Restart, Supervisor
 
 logger = logging.getLogger(__name__)

@@ -32,10 +32,10 @@ from pathlib import Path
 import anyio
 
 from actors.dashboard_sync import DashboardMessage, DashboardSync
-from app import OutboxSink
 from emulators.dashboard import DashboardEmulator
-from frontdesk.outbox import Outbox
-from frontdesk.records import SCHEMA_DIR, AlertKind, Record
+from frontdesk.app import OutboxSink
+from frontdesk.delivery.outbox import Outbox
+from frontdesk.delivery.records import SCHEMA_DIR, AlertKind, Record
 from tests.dashboard_sync_support import (
     SECRET,
     booked_call,

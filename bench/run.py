@@ -49,7 +49,7 @@ from bench.sample import Sampler, scrape
 from bench.servers import ROOT, Service, base_env, start_baseline, start_frontdesk, start_world
 from emulators.caller_webhooks import new_call_sid
 from emulators.runner import SETTLE_SECONDS as RUNNER_SETTLE_SECONDS
-from frontdesk.memory_trim import TRIM_INTERVAL_SECONDS
+from frontdesk.runtime.memory_trim import TRIM_INTERVAL_SECONDS
 
 logger = logging.getLogger("bench")
 

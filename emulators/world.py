@@ -34,7 +34,7 @@ from emulators.inworld import InworldEmulator
 from emulators.openai import OpenAIEmulator
 from emulators.scenario import Scenario
 from emulators.twilio_rest import TwilioEmulator
-from frontdesk.records import SCHEMA_DIR
+from frontdesk.delivery.records import SCHEMA_DIR
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ import anyio
 import httpx
 
 from actors.dashboard_sync import DashboardMessage, DashboardSync
-from app import OutboxSink
 from emulators.dashboard import DashboardEmulator
-from frontdesk.call_log import CallLog
-from frontdesk.outbox import Outbox, OutboxRecord
-from frontdesk.records import (
+from frontdesk.app import OutboxSink
+from frontdesk.delivery.call_log import CallLog
+from frontdesk.delivery.outbox import Outbox, OutboxRecord
+from frontdesk.delivery.records import (
     Alert,
     AlertKind,
     Appointment,
@@ -37,7 +37,7 @@ from frontdesk.records import (
     Outcome,
     alert,
 )
-from frontdesk.settings import Settings
+from frontdesk.runtime.settings import Settings
 
 SECRET = "dash-test-secret-0123456789"
 USER_EMAIL = "owner@bayside.example"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontdesk.breaker import BreakerState, CircuitBreaker
+from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
 
 
 class Clock:

@@ -30,8 +30,6 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from actors.call import APOLOGY, TIMEOUT_GOODBYE
-from actors.telephony import BUSY_MESSAGE, SHUTDOWN_GOODBYE
-from app import Frontdesk
 from emulators.caller import place_call
 from emulators.caller_control import EndedBy, HttpCallControl
 from emulators.caller_report import CallReport
@@ -40,7 +38,9 @@ from emulators.runner import check
 from emulators.scenario import FaultStep, Scenario, load_scenario
 from emulators.speech import load_clip
 from emulators.world import EmulatorWorld
-from frontdesk.config import load_config
+from frontdesk.app import Frontdesk
+from frontdesk.runtime.config import load_config
+from frontdesk.telephony.edge import BUSY_MESSAGE, SHUTDOWN_GOODBYE
 from tests.call_rig import (
     SETTLE_SECONDS,
     SILENT_BYTE,

@@ -17,7 +17,7 @@ from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
-from voice.pipeline import ContextEntry
+from frontdesk.call.pipeline import ContextEntry
 
 pytestmark = pytest.mark.anyio
 

@@ -39,9 +39,9 @@ from emulators.caller_webhooks import new_call_sid
 from emulators.dashboard import DashboardEmulator
 from emulators.faults import Fault, FaultKind
 from emulators.scenario import Scenario, load_scenario
-from frontdesk.metrics import CallbackCollector, Metrics
-from frontdesk.outbox import Outbox
-from frontdesk.records import SCHEMA_DIR, AlertKind
+from frontdesk.delivery.outbox import Outbox
+from frontdesk.delivery.records import SCHEMA_DIR, AlertKind
+from frontdesk.runtime.metrics import CallbackCollector, Metrics
 from supervisor import Supervisor
 from tests.dashboard_sync_support import (
     ROUTES,
@@ -887,7 +887,7 @@ async def test_metrics_follow_the_outbox_through_retries_deliveries_and_dead_let
     outbox = Outbox(tmp_path / "outbox.sqlite3", clock=clock)
     sync = offline_sync(outbox, lambda: dashboard_settings(dashboard), clock=clock)
     metrics = Metrics()
-    metrics.register(CallbackCollector(sync.metric_families))  # as app.py wires it
+    metrics.register(CallbackCollector(sync.metric_families))  # as frontdesk/app.py wires it
     web = WebActor(
         supervisor=Supervisor(),
         metrics=metrics,

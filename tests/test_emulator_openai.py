@@ -25,8 +25,8 @@ from emulators.calls import CallRegistry
 from emulators.faults import Fault, FaultKind
 from emulators.openai import OpenAIEmulator
 from emulators.scenario import Scenario
+from frontdesk.call.providers import PlainBodyCompletions
 from tests.emulator_harness import running
-from voice.providers import PlainBodyCompletions
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from frontdesk.settings import Settings
+from frontdesk.runtime.settings import Settings
 from tests.support import ROOT
 
 

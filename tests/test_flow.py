@@ -32,12 +32,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from emulators.faults import Fault, FaultKind
 from emulators.runner import ScenarioResult
 from emulators.scenario import Scenario
-from frontdesk.outbox import Outbox, OutboxRecord
-from frontdesk.profile import AgentProfile, load_profile
-from frontdesk.records import utcnow
-from frontdesk.settings import DEFAULT_PROFILE
+from frontdesk.conversation.flow import SLOT_COUNT, SLOT_LEAD_TIME, TURN_LIMIT_LINE
+from frontdesk.delivery.outbox import Outbox, OutboxRecord
+from frontdesk.delivery.records import utcnow
+from frontdesk.runtime.profile import AgentProfile, load_profile
+from frontdesk.runtime.settings import DEFAULT_PROFILE
 from tests.stack import Stack, stack
-from voice.flow import SLOT_COUNT, SLOT_LEAD_TIME, TURN_LIMIT_LINE
 
 pytestmark = pytest.mark.anyio
 

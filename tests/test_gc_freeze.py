@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from frontdesk.gc_freeze import freeze_startup_objects
+from frontdesk.runtime.gc_freeze import freeze_startup_objects
 
 
 def _tracked(obj: object) -> bool:

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import Frontdesk
-from frontdesk.config import load_config
+from frontdesk.app import Frontdesk
+from frontdesk.runtime.config import load_config
 from supervisor import ChildSpec, Restart
 from tests.support import base_env
 

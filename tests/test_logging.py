@@ -13,7 +13,7 @@ import httpx
 import pytest
 from loguru import logger as loguru_logger
 
-from frontdesk import logs
+from frontdesk.runtime import logs
 from tests.support import SECRETS, base_env, running_server
 
 
@@ -50,7 +50,7 @@ def test_loguru_lines_below_the_level_are_dropped():
 @pytest.mark.anyio
 async def test_every_line_from_inside_a_call_carries_its_call_sid(captured):
     async def inside_a_task():
-        logging.getLogger("voice.pipeline").info("turn %d", 3)
+        logging.getLogger("frontdesk.call.pipeline").info("turn %d", 3)
         loguru_logger.info("tts started")
 
     with logs.bind_call_sid("CA0123"):

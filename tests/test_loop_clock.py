@@ -12,9 +12,9 @@ from pipecat.pipeline.worker import PipelineWorker
 from pipecat.workers.runner import WorkerRunner
 from prometheus_client import CollectorRegistry, Histogram
 
-from frontdesk.loop_lag import LoopClock, LoopLagWatcher
+from frontdesk.call.voice_failover import SpeechLedger
+from frontdesk.runtime.loop_lag import LoopClock, LoopLagWatcher
 from tests.support import hold_up_the_loop
-from voice.tts_failover import SpeechLedger
 
 pytestmark = pytest.mark.anyio
 

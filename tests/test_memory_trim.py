@@ -7,8 +7,8 @@ import platform
 import anyio
 import pytest
 
-from frontdesk import memory_trim
-from frontdesk.memory_trim import MemoryTrimmer, malloc_trim
+from frontdesk.runtime import memory_trim
+from frontdesk.runtime.memory_trim import MemoryTrimmer, malloc_trim
 
 pytestmark = pytest.mark.anyio
 

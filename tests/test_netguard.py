@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from frontdesk import netguard
-from frontdesk.errors import SettingsError
-from frontdesk.settings import load_settings
+from frontdesk.runtime import netguard
+from frontdesk.runtime.errors import SettingsError
+from frontdesk.runtime.settings import load_settings
 from tests.support import base_env
 
 FAKE_DNS = {

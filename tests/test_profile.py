@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from frontdesk.errors import SettingsError
-from frontdesk.profile import WEEKDAYS, AgentProfile, Emergency, load_profile
-from frontdesk.settings import DEFAULT_PROFILE
+from frontdesk.runtime.errors import SettingsError
+from frontdesk.runtime.profile import WEEKDAYS, AgentProfile, Emergency, load_profile
+from frontdesk.runtime.settings import DEFAULT_PROFILE
 from tests.support import base_env, run_main
 
 DEFAULT: dict[str, Any] = yaml.safe_load(DEFAULT_PROFILE.read_text())

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from frontdesk.breaker import CircuitBreaker
-from frontdesk.config import load_config
+from frontdesk.call.providers import Providers
+from frontdesk.runtime.breaker import CircuitBreaker
+from frontdesk.runtime.config import load_config
 from tests.support import base_env
-from voice.providers import Providers
 
 
 def providers(tmp_path, monkeypatch) -> Providers:

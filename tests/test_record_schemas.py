@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 
-from frontdesk.records import RECORD_TYPES, SCHEMA_DIR, schemas
+from frontdesk.delivery.records import RECORD_TYPES, SCHEMA_DIR, schemas
 
 
 def test_exported_schema_files_match_the_models():
     for kind, schema in schemas().items():
         path = SCHEMA_DIR / f"{kind}.schema.json"
-        assert path.exists(), f"{path} missing: run python -m frontdesk.records"
+        assert path.exists(), f"{path} missing: run python -m frontdesk.delivery.records"
         assert json.loads(path.read_text()) == schema, (
-            f"{path} drifted from the {kind} model: run python -m frontdesk.records"
+            f"{path} drifted from the {kind} model: run python -m frontdesk.delivery.records"
         )
 
 

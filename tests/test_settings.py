@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from frontdesk.errors import SettingsError
-from frontdesk.settings import REQUIRED, load_settings, masked
+from frontdesk.runtime.errors import SettingsError
+from frontdesk.runtime.settings import REQUIRED, load_settings, masked
 from tests.support import SECRETS, base_env, run_main
 
 

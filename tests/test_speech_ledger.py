@@ -7,7 +7,7 @@ from pipecat.frames.frames import AggregatedTextFrame, LLMFullResponseStartFrame
 from pipecat.tests.utils import run_test
 from pipecat.utils.text.base_text_aggregator import TextType
 
-from voice.tts_failover import SpeechLedger
+from frontdesk.call.voice_failover import SpeechLedger
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from frontdesk.errors import RestartIntensityExceeded, SupervisorError
+from frontdesk.runtime.errors import RestartIntensityExceeded, SupervisorError
 from supervisor import ChildSpec, Restart, Supervisor
 
 pytestmark = pytest.mark.anyio

@@ -21,7 +21,7 @@ from pipecat.processors.aggregators.llm_response_universal import LLMContextAggr
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
-from voice.pipeline import ToolCallsToContext
+from frontdesk.call.pipeline import ToolCallsToContext
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from frontdesk.backend import CallbackRequest
-from voice import tools
+from frontdesk.backend.contract import CallbackRequest
+from frontdesk.conversation import tools
 
 
 def error(model: type[tools._Args], arguments: dict) -> str:

@@ -12,9 +12,9 @@ from pipecat.frames.frames import CancelFrame, OutputAudioRawFrame
 from pipecat.tests.utils import SleepFrame, run_test
 
 from emulators.caller_audio import LATE_FRAME_SECONDS, UTTERANCE_GAP_SECONDS
+from frontdesk.call.pipeline import SAMPLE_RATE
+from frontdesk.call.transport import TwilioTransport
 from tests.support import hold_up_the_loop
-from voice.pipeline import SAMPLE_RATE
-from voice.transport import TwilioTransport
 
 pytestmark = pytest.mark.anyio
 

@@ -15,8 +15,8 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.tests.utils import run_test
 
-from frontdesk.metrics import Metrics
-from voice.turn_metrics import TurnTimer
+from frontdesk.call.turn_metrics import TurnTimer
+from frontdesk.runtime.metrics import Metrics
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ from xml.etree import ElementTree
 import pytest
 
 from emulators.caller_stream import start_message as twilio_start
-from frontdesk.errors import MediaStreamError
-from voice.twilio_protocol import (
+from frontdesk.runtime.errors import MediaStreamError
+from frontdesk.telephony.protocol import (
     Connected,
     Dtmf,
     Mark,

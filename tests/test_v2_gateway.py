@@ -12,10 +12,10 @@ from actors.v2_gateway import GatewayClient, GatewayMessage, V2Gateway
 from emulators.backend import BackendEmulator
 from emulators.faults import Fault, FaultKind
 from emulators.scenario import Backend, Customer
-from frontdesk.backend import BookingRequest, CallbackRequest
-from frontdesk.breaker import BreakerState
-from frontdesk.outbox import Outbox
-from frontdesk.records import AlertKind, Record
+from frontdesk.backend.contract import BookingRequest, CallbackRequest
+from frontdesk.delivery.outbox import Outbox
+from frontdesk.delivery.records import AlertKind, Record
+from frontdesk.runtime.breaker import BreakerState
 
 pytestmark = pytest.mark.anyio
 

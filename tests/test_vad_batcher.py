@@ -8,7 +8,7 @@ import pytest
 from pipecat.audio.vad.vad_analyzer import VADParams, VADState
 
 from emulators.speech import clips, mulaw
-from voice.vad import SAMPLE_RATE, BatchedSileroVAD, VADBatcher
+from frontdesk.call.vad import SAMPLE_RATE, BatchedSileroVAD, VADBatcher
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.tests.utils import run_test
 
-from voice.pipeline import SAMPLE_RATE
-from voice.tts_failover import VoiceSwitcher
+from frontdesk.call.pipeline import SAMPLE_RATE
+from frontdesk.call.voice_failover import VoiceSwitcher
 
 pytestmark = pytest.mark.anyio
 

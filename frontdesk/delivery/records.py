@@ -1,7 +1,7 @@
 """What Frontdesk sends the dashboard: call records, job records and alerts.
 
 These pydantic models are the contract with the dashboard's owners; their JSON Schemas
-are exported to ``docs/schemas/`` (``python -m frontdesk.records``) and a test fails if
+are exported to ``docs/schemas/`` (``python -m frontdesk.delivery.records``) and a test fails if
 the files drift from the models. Every record carries a ``record_id`` that is also its
 ``Idempotency-Key``, so a record delivered twice is recognised as one.
 
@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
 
 def utcnow() -> datetime:

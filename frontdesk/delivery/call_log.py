@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from frontdesk.records import (
+from frontdesk.delivery.records import (
     Appointment,
     Callback,
     CallRecord,

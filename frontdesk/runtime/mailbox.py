@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from frontdesk.errors import ActorTimeout, ActorUnavailable
+from frontdesk.runtime.errors import ActorTimeout, ActorUnavailable
 
 T = TypeVar("T")
 M = TypeVar("M")

@@ -39,7 +39,7 @@ from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
-from voice.twilio_protocol import clear_message, mark_message
+from frontdesk.telephony.protocol import clear_message, mark_message
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@
 
 A returning customer (caller ID found by the backend when the call starts) is greeted
 by name and skips the questions about who they are. Only the current state's tools are
-offered to the LLM; every tool argument is validated (``voice/tools.py``) and an invalid
-one goes back to the LLM as a sentence to ask the caller again. The caller only hears
+offered to the LLM; every tool argument is validated (``conversation/tools.py``) and an
+invalid one goes back to the LLM as a sentence to ask the caller again. The caller only hears
 what the backend confirmed. Greeting, safety instructions and goodbyes are spoken from
 fixed text, not generated.
 """
@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 from pipecat.flows import NO_RESPONSE, FlowManager, FlowsFunctionSchema, NodeConfig
 
-from frontdesk.backend import (
+from frontdesk.backend.contract import (
     BookingRequest,
     BookingResult,
     CallbackRequest,
@@ -34,18 +34,27 @@ from frontdesk.backend import (
     Customer,
     LookupResult,
 )
-from frontdesk.call_log import CallLog
-from frontdesk.metrics import Metrics
-from frontdesk.profile import AgentProfile
-from frontdesk.records import AlertKind, Appointment, Callback, Outcome, Record, alert, utcnow
-from frontdesk.settings import Settings
-from voice import tools
-from voice.pipeline import CallPipeline
+from frontdesk.call.pipeline import CallPipeline
+from frontdesk.conversation import tools
+from frontdesk.delivery.call_log import CallLog
+from frontdesk.delivery.records import (
+    AlertKind,
+    Appointment,
+    Callback,
+    Outcome,
+    Record,
+    alert,
+    utcnow,
+)
+from frontdesk.runtime.metrics import Metrics
+from frontdesk.runtime.profile import AgentProfile
+from frontdesk.runtime.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 # The conversation's states and the edges between them, by what moves the call along.
-# `python -m voice.flow` draws it; the README carries that picture (a test keeps it current).
+# `python -m frontdesk.conversation.flow` draws it; the README carries that picture
+# (a test keeps it current).
 STATE_GRAPH: tuple[tuple[str, str, str], ...] = (
     ("greeting", "record_request (new caller)", "identify"),
     ("greeting", "record_request (returning customer)", "collect_job"),

@@ -17,22 +17,22 @@ from prometheus_client.core import Metric
 from actors.call import CallDeps
 from actors.config import ConfigActor, ConfigMessage, Reload, ReloadResult
 from actors.dashboard_sync import DashboardMessage, DashboardSync, RecordsQueued
-from actors.mailbox import ask
-from actors.telephony import TelephonyEdge
 from actors.v2_gateway import GatewayClient, GatewayMessage, V2Gateway
 from actors.web import Check, WebActor
-from frontdesk.breaker import BreakerState, CircuitBreaker
-from frontdesk.config import Config
-from frontdesk.loop_lag import LoopLagWatcher
-from frontdesk.memory_trim import MemoryTrimmer
-from frontdesk.metrics import CallbackCollector, Metrics, counter, gauge
-from frontdesk.outbox import Outbox
-from frontdesk.records import AlertKind, Record, alert
+from frontdesk.call.apology import ApologyVoice
+from frontdesk.call.providers import Providers
+from frontdesk.call.vad import VADBatcher, silero_session
+from frontdesk.delivery.outbox import Outbox
+from frontdesk.delivery.records import AlertKind, Record, alert
+from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
+from frontdesk.runtime.config import Config
+from frontdesk.runtime.loop_lag import LoopLagWatcher
+from frontdesk.runtime.mailbox import ask
+from frontdesk.runtime.memory_trim import MemoryTrimmer
+from frontdesk.runtime.metrics import CallbackCollector, Metrics, counter, gauge
+from frontdesk.telephony.edge import TelephonyEdge
+from frontdesk.telephony.rest import TwilioRest
 from supervisor import ChildSpec, Restart, Supervisor
-from voice.apology import ApologyVoice
-from voice.providers import Providers
-from voice.twilio_rest import TwilioRest
-from voice.vad import VADBatcher, silero_session
 
 CONFIG_INBOX_SIZE = 64
 GATEWAY_INBOX_SIZE = 256

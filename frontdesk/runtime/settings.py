@@ -16,8 +16,8 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from frontdesk import netguard
-from frontdesk.errors import SettingsError
+from frontdesk.runtime import netguard
+from frontdesk.runtime.errors import SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ REQUIRED = (
 )
 """The settings without which Frontdesk refuses to start."""
 
-DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "default.yaml"
+DEFAULT_PROFILE = Path(__file__).resolve().parents[2] / "profiles" / "default.yaml"
 HTTP = frozenset({"http", "https"})
 WEBSOCKET = frozenset({"ws", "wss"})
 

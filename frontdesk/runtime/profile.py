@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from frontdesk.errors import SettingsError
+from frontdesk.runtime.errors import SettingsError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 &'.,()/-]*$")

@@ -28,8 +28,8 @@ from pipecat.services.inworld.tts import InworldTTSService
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.tts_service import TTSService
 
-from frontdesk.breaker import CircuitBreaker
-from frontdesk.settings import Settings
+from frontdesk.runtime.breaker import CircuitBreaker
+from frontdesk.runtime.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -25,12 +25,11 @@ from aiohttp import WSMsgType, web
 from anyio.streams.memory import MemoryObjectSendStream
 
 from actors.call import CallActor, CallDeps, CallerHungUp, CallMessage, EndPolitely, InjectCrash
-from frontdesk.errors import MediaStreamError
-from frontdesk.metrics import Metrics
-from frontdesk.settings import Settings
-from supervisor import ChildHandle, ChildSpec, Restart, Supervisor
-from voice.pipeline import CallInfo
-from voice.twilio_protocol import (
+from frontdesk.call.pipeline import CallInfo
+from frontdesk.runtime.errors import MediaStreamError
+from frontdesk.runtime.metrics import Metrics
+from frontdesk.runtime.settings import Settings
+from frontdesk.telephony.protocol import (
     Connected,
     Dtmf,
     Mark,
@@ -44,6 +43,7 @@ from voice.twilio_protocol import (
     stream_url,
     webhook_url,
 )
+from supervisor import ChildHandle, ChildSpec, Restart, Supervisor
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from frontdesk.errors import MediaStreamError
+from frontdesk.runtime.errors import MediaStreamError
 
 SID_PATTERN = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
 MAX_MEDIA_PAYLOAD_BYTES = 8000  # one second of μ-law; Twilio sends 160 bytes per message

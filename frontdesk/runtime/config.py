@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from frontdesk.profile import AgentProfile, load_profile
-from frontdesk.settings import Settings, load_settings
+from frontdesk.runtime.profile import AgentProfile, load_profile
+from frontdesk.runtime.settings import Settings, load_settings
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -113,7 +113,7 @@ class SpeechLedger:
     follow, and keep following, within ``stall_seconds`` until the voice has produced
     every word it was sent — otherwise the voice has stalled (Pipecat would only notice
     after three seconds, and then silently drop the rest of the sentence). The watchdog
-    reads ``clock``: given the process's :class:`~frontdesk.loop_lag.LoopClock`, time the
+    reads ``clock``: given the process's :class:`~frontdesk.runtime.loop_lag.LoopClock`, time the
     event loop spent running late does not count, since audio that arrived meanwhile
     simply has not been read yet.
     """

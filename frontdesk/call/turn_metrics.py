@@ -27,7 +27,7 @@ from pipecat.frames.frames import (
 from pipecat.metrics.metrics import ProcessingMetricsData, TTFBMetricsData
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from frontdesk.metrics import Metrics
+from frontdesk.runtime.metrics import Metrics
 
 PROVIDERS = {
     "DeepgramSTTService": "deepgram_stt",

@@ -67,14 +67,14 @@ from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
-from frontdesk.metrics import Metrics
-from frontdesk.settings import Settings
-from voice.providers import SAMPLE_RATE, Providers
-from voice.transport import Send, TwilioTransport, UtteranceMarker
-from voice.tts_failover import SpeechLedger, VoiceSwitcher
-from voice.turn_gate import TurnGate
-from voice.turn_metrics import TurnTimer
-from voice.vad import BatchedSileroVAD, VADBatcher
+from frontdesk.call.providers import SAMPLE_RATE, Providers
+from frontdesk.call.transport import Send, TwilioTransport, UtteranceMarker
+from frontdesk.call.turn_gate import TurnGate
+from frontdesk.call.turn_metrics import TurnTimer
+from frontdesk.call.vad import BatchedSileroVAD, VADBatcher
+from frontdesk.call.voice_failover import SpeechLedger, VoiceSwitcher
+from frontdesk.runtime.metrics import Metrics
+from frontdesk.runtime.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The business backend's V2 contract."""

@@ -1,0 +1,1 @@
+"""What a call needs from Pipecat: transport, pipeline, VAD, voices and failover."""

@@ -1,0 +1,1 @@
+"""Records of every call, the durable outbox and what delivers them."""

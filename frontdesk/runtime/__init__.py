@@ -1,0 +1,1 @@
+"""What the whole process runs on: settings, profile, logging, metrics, errors."""

@@ -1,0 +1,1 @@
+"""The Twilio edge: webhooks, signatures, the media-stream protocol and REST."""
