@@ -229,6 +229,23 @@ class CallActor:
         if self._tg is not None:
             self._tg.start_soon(self._bound_ending)
 
+    # ---------------------------------------------------------- the media stream
+
+    async def feed_audio(self, ulaw: bytes) -> None:
+        """Take 20 ms of the caller's μ-law audio (the hot path: no inbox hop)."""
+        if self.pipeline is not None:
+            await self.pipeline.transport.input().feed_audio(ulaw)
+
+    def on_mark(self, name: str) -> None:
+        """Twilio has played the bot's audio up to the mark ``name``."""
+        if self.pipeline is not None:
+            self.pipeline.transport.output().on_mark(name)
+
+    async def feed_dtmf(self, digit: str) -> None:
+        """The caller pressed a key."""
+        if self.pipeline is not None:
+            await self.pipeline.transport.input().feed_dtmf(digit)
+
     # --------------------------------------------------------------------- tasks
 
     def _spawn(self, work: Callable[[], Awaitable[None]]) -> None:

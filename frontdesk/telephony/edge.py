@@ -264,10 +264,7 @@ class TelephonyEdge:
         return live
 
     async def _pump(self, ws: web.WebSocketResponse, live: _LiveCall) -> None:
-        pipeline = live.actor.pipeline
-        assert pipeline is not None
-        caller_in = pipeline.transport.input()
-        bot_out = pipeline.transport.output()
+        actor = live.actor
         heard = [time.monotonic()]
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_silence, heard, tg.cancel_scope)
@@ -276,11 +273,11 @@ class TelephonyEdge:
                 event = self._event(message)
                 match event:
                     case Media(payload=payload):
-                        await caller_in.feed_audio(payload)
+                        await actor.feed_audio(payload)
                     case Mark(name=name):
-                        bot_out.on_mark(name)
+                        actor.on_mark(name)
                     case Dtmf(digit=digit):
-                        await caller_in.feed_dtmf(digit)
+                        await actor.feed_dtmf(digit)
                     case Stop():
                         break
                     case Connected() | StreamStart():
