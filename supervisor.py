@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +31,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from frontdesk.runtime.backoff import Backoff
 from frontdesk.runtime.errors import ActorKilled, RestartIntensityExceeded, SupervisorError
 
 logger = logging.getLogger(__name__)
@@ -401,9 +401,7 @@ class Supervisor:
             self._on_restart(child.spec.name, reason)
 
     def _backoff(self, failures: int) -> float:
-        if failures == 0:
-            return 0.0 if self._backoff_initial <= 0 else self._backoff_initial
-        return min(self._backoff_max, self._backoff_initial * math.pow(2, failures))
+        return Backoff(initial=self._backoff_initial, ceiling=self._backoff_max).delay(failures)
 
     async def _stop_child(self, child: _Child) -> None:
         spec = child.spec

@@ -26,7 +26,6 @@ import functools
 import hashlib
 import hmac
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from prometheus_client.core import Metric
 
 from frontdesk.delivery.outbox import Outbox, OutboxRecord
 from frontdesk.delivery.records import AlertKind, alert
+from frontdesk.runtime.backoff import Backoff
 from frontdesk.runtime.metrics import counter, gauge
 from frontdesk.runtime.settings import Settings
 
@@ -47,8 +47,9 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("call", "job", "alert")
 REQUEST_TIMEOUT_SECONDS = 10.0
-RETRY_INITIAL_SECONDS = 1.0
 RETRY_MAX_SECONDS = 300.0
+# Jittered: a dashboard coming back is not hit by every record at once.
+RETRY_BACKOFF = Backoff(initial=1.0, ceiling=RETRY_MAX_SECONDS, jitter=True)
 IDLE_RECHECK_SECONDS = 30.0
 FINAL_PASS_SECONDS = 5.0
 RETRYABLE = frozenset({408, 429})
@@ -219,9 +220,7 @@ class DashboardSync:
         self, record: OutboxRecord, why: str, *, delay: float | None = None, count: bool = True
     ) -> None:
         if delay is None:
-            # Full jitter: a dashboard coming back is not hit by every record at once.
-            ceiling = min(RETRY_MAX_SECONDS, RETRY_INITIAL_SECONDS * 2 ** min(record.attempts, 10))
-            delay = random.uniform(ceiling / 2, ceiling)
+            delay = RETRY_BACKOFF.delay(record.attempts)
         if count:
             self.retried += 1
             logger.warning(

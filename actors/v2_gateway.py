@@ -41,14 +41,15 @@ from frontdesk.backend.contract import (
 )
 from frontdesk.delivery.outbox import Outbox, OutboxRecord
 from frontdesk.delivery.records import AlertKind, Record, alert
+from frontdesk.runtime.backoff import Backoff
 from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
 from frontdesk.runtime.errors import ActorError, ProviderRejected, ProviderUnavailable
 from frontdesk.runtime.mailbox import Reply, ask
 
 logger = logging.getLogger(__name__)
 
-RETRY_INITIAL_SECONDS = 2.0
 RETRY_MAX_SECONDS = 300.0
+RETRY_BACKOFF = Backoff(initial=2.0, ceiling=RETRY_MAX_SECONDS)
 RECORD_SUBMIT_TIMEOUT_SECONDS = 10.0
 
 
@@ -309,7 +310,7 @@ class V2Gateway:
                 "/v2/callbacks", pending.request, pending.call_sid, key=pending.record_id
             )
         except ProviderUnavailable as exc:
-            delay = min(RETRY_MAX_SECONDS, RETRY_INITIAL_SECONDS * 2 ** min(entry.attempts, 8))
+            delay = RETRY_BACKOFF.delay(entry.attempts)
             await anyio.to_thread.run_sync(
                 functools.partial(
                     self._pending.mark_retry,
