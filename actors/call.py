@@ -1,42 +1,85 @@
-"""CallActor: one phone call, from the stream's start to its record on disk.
+"""CallActor: the one owner of a phone call, from the stream's start to its records on disk.
 
-A temporary child of the supervisor: never restarted. Whatever ends the call — the
-conversation finishing, the caller hanging up, silence, the time limit, a shutdown, or
-a crash — it ends the same way, in ``finally``, shielded and time-boxed: a spoken
-apology if it crashed and the caller can still hear, exactly one hang-up through
-Twilio's REST API, and the call's records committed to the outbox before the actor
-counts as finished.
+A temporary child of the supervisor: never restarted. Everything that happens to the
+call reaches it as a message in its inbox — the media stream's end or a status
+callback (from the web handler), Pipecat's events (turned into typed messages by the
+pipeline, :mod:`frontdesk.call.events`), the backend's answers, its own timers, a
+shutdown. For each, it asks the receptionist (a pure function,
+:mod:`frontdesk.conversation.receptionist`) what that means, and carries out the
+intents it gets back: speak, apply a state to the LLM, answer a tool call, ask the
+backend, raise an alert, end the call.
 
-The web handler feeds caller audio straight into the pipeline's transport (the hot
-path); everything else reaches the actor through its inbox.
+However the call ends — the conversation finishing, the caller hanging up, silence, the
+time limit, a shutdown, or a crash — it ends the same way, in ``finally``, shielded and
+time-boxed: a spoken apology if it crashed and the caller can still hear, exactly one
+hang-up through Twilio's REST API, and the call's records committed to the outbox
+before the actor counts as finished. Backend requests still in flight when the caller
+hangs up are waited for (bounded), so a callback asked for is not lost with the call.
+
+The caller's audio is the one thing that does not cross the inbox: the web handler
+hands each 20 ms to :meth:`CallActor.feed_audio`, which passes it to the pipeline.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, assert_never
+from typing import Protocol, TypeVar, assert_never
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
-from pipecat.frames.frames import ErrorFrame
 
-from frontdesk.backend.contract import LookupResult
+from frontdesk.backend.contract import (
+    BookingRequest,
+    BookingResult,
+    CallbackRequest,
+    CallbackResult,
+    LookupResult,
+)
 from frontdesk.call.apology import ApologyVoice
+from frontdesk.call.events import (
+    BotLine,
+    CallerFinished,
+    CallerIdle,
+    CallerLine,
+    CallerNotTranscribed,
+    KeyPress,
+    PipelineEvent,
+    PipelineStarted,
+    PlayedOut,
+    ProviderDown,
+    ToolCall,
+    VoiceSwitched,
+)
 from frontdesk.call.pipeline import CallInfo, CallPipeline
 from frontdesk.call.providers import Providers
 from frontdesk.call.transport import Send
-from frontdesk.call.turn_metrics import provider_of
 from frontdesk.call.vad import VADBatcher
-from frontdesk.conversation.flow import Backend, Receptionist
-from frontdesk.delivery.call_log import CallLog, EndedBy, Hangup
-from frontdesk.delivery.records import AlertKind, Outcome, Record, alert
-from frontdesk.runtime.errors import FrontdeskError
+from frontdesk.conversation import events as conversation
+from frontdesk.conversation.intents import (
+    Book,
+    End,
+    Enter,
+    Intent,
+    RaiseAlert,
+    Reply,
+    RequestCallback,
+    Respond,
+    Say,
+)
+from frontdesk.conversation.receptionist import Receptionist
+from frontdesk.conversation.state import Conversation, Limits
+from frontdesk.delivery.call_log import CallLog
+from frontdesk.delivery.records import AlertKind, EndedBy, Hangup, Record, alert, utcnow
+from frontdesk.runtime.errors import ActorError, FrontdeskError
 from frontdesk.runtime.logs import bind_call_sid
+from frontdesk.runtime.mailbox import Reply as AnswerTo
+from frontdesk.runtime.mailbox import ask
 from frontdesk.runtime.metrics import Metrics
 from frontdesk.runtime.profile import AgentProfile
 from frontdesk.runtime.settings import Settings
@@ -45,26 +88,23 @@ from frontdesk.telephony.rest import TwilioRest
 
 logger = logging.getLogger(__name__)
 
+INBOX_SIZE = 64
 END_TIMEOUT_SECONDS = 20.0
 FINISH_TIMEOUT_SECONDS = 20.0
 APOLOGY_TIMEOUT_SECONDS = 8.0
-MAX_REPROMPTS = 2
-MAX_UNHEARD_TURNS = 2
 LOOKUP_WAIT_SECONDS = 0.5
-GIVE_UP_SECONDS = 8.0
-TROUBLE_GOODBYE = (
-    "I'm sorry, I'm having trouble on my end. Someone from our team will call you back "
-    "shortly. Goodbye."
-)
-TIMEOUT_GOODBYE = (
-    "I'm sorry, I have to end the call now. Someone from our team will call you back "
-    "shortly. Goodbye."
-)
+TURN_DECISION_SECONDS = 2.0
+BACKEND_SLACK_SECONDS = 3.0
 APOLOGY = "I'm sorry, something went wrong on our end. Someone from our team will call you back."
+
+T = TypeVar("T")
 
 
 class CrashInjected(FrontdeskError):
     """Raised inside a call on request, to prove a crash stays inside its call."""
+
+
+# ------------------------------------------------------------ from outside the call
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,10 +114,10 @@ class CallerHungUp:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndPolitely:
-    """Finish now with a goodbye (shutdown, or the call ran too long)."""
+    """Finish now with a goodbye: the process is shutting down."""
 
-    reason: EndedBy
-    goodbye: str
+    reason: EndedBy = "shutdown"
+    goodbye: str | None = None  # the receptionist's own words are used
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +126,59 @@ class InjectCrash:
 
 
 CallMessage = CallerHungUp | EndPolitely | InjectCrash
+
+
+# ------------------------------------------------------------- from the actor itself
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _LookedUp:
+    result: LookupResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _GreetNow:
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Answered:
+    event: conversation.BookingAnswered | conversation.CallbackAnswered
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _TimeUp:
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _PipelineEnded:
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _StopWaiting:
+    pass
+
+
+_Own = _LookedUp | _GreetNow | _Answered | _TimeUp | _PipelineEnded | _StopWaiting
+Inbox = CallMessage | PipelineEvent | _Own
+
+
+class Backend(Protocol):
+    """What a call asks of the business backend (through the V2 gateway)."""
+
+    async def lookup(self, phone: str, call_sid: str) -> LookupResult:
+        """Who is calling."""
+        ...
+
+    async def book(self, request: BookingRequest, call_sid: str, key: str) -> BookingResult:
+        """Book a visit."""
+        ...
+
+    async def callback(self, request: CallbackRequest, call_sid: str, key: str) -> CallbackResult:
+        """Promise a callback."""
+        ...
 
 
 class RecordSink(Protocol):
@@ -114,7 +207,7 @@ class CallDeps:
 
 
 class CallActor:
-    """Runs one call's pipeline and owns how the call ends."""
+    """Owns one call: its conversation, its pipeline and how it ends."""
 
     def __init__(
         self,
@@ -130,16 +223,27 @@ class CallActor:
         Args:
             call: The call's identifiers.
             deps: Shared services.
-            inbox: Control messages from the web handler and the supervisor.
+            inbox: Messages from the web handler and the supervisor.
             send: Writes a text message to the media stream.
             caller_connected: Whether the media stream is still open.
         """
         self.call = call
         self._deps = deps
         self._settings = deps.settings()
-        self._inbox = inbox
+        self._outside = inbox
         self._send = send
         self._caller_connected = caller_connected
+        self._to_self, self._inbox = anyio.create_memory_object_stream[Inbox](INBOX_SIZE)
+        self.receptionist = Receptionist(
+            deps.profile(),
+            Limits(
+                turns_per_state=self._settings.max_turns_per_state,
+                turns_per_call=self._settings.max_turns_per_call,
+            ),
+        )
+        self.conversation: Conversation = self.receptionist.start(
+            call_sid=call.call_sid, from_number=call.from_number
+        )
         self.log = CallLog(
             call_sid=call.call_sid,
             from_number=call.from_number,
@@ -147,293 +251,402 @@ class CallActor:
             log_conversation=self._settings.conversation_logged,
         )
         self.pipeline: CallPipeline | None = None
-        self.receptionist: Receptionist | None = None
         self._tg: TaskGroup | None = None
         self._caller = LookupResult(customer=None, degraded=True)
         self._looked_up = anyio.Event()
-        self._pipeline_started = anyio.Event()
+        self._started = anyio.Event()
+        self._pipeline_over = False
+        self._in_flight = 0
         self._ended_by: EndedBy | None = None
         self._ending = False
-        self._reprompts = 0
-        self._unheard = 0
         self._goodbye: str | None = None
         self._started_at = time.time()
         self._hangup: Hangup | None = None
         self._hangup_lock = anyio.Lock()
+        self._late_records: list[Record] = []
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the call until it ends, then hang up and store its records."""
         with bind_call_sid(self.call.call_sid):
-            self.pipeline = CallPipeline(
-                call=self.call,
-                settings=self._settings,
-                providers=self._deps.providers,
-                metrics=self._deps.metrics,
-                send=self._send,
-                stt=self._deps.providers.stt(self.call.call_sid),
-                vad=self._deps.vad,
-                on_played_out=self._hang_up,
-                clock=self._deps.clock,
-            )
-            self.receptionist = Receptionist(
-                pipeline=self.pipeline,
-                log=self.log,
-                profile=self._deps.profile(),
-                settings=self._settings,
-                backend=self._deps.backend,
-                metrics=self._deps.metrics,
-                end=self.end,
-                spawn=self._spawn,
-                submit=self._deps.records.submit,
-            )
-            self._watch(self.pipeline)
-            self._deps.metrics.calls_active.inc()
-            logger.info("call started from %s", self.call.from_number)
-            error: BaseException | None = None
+            metrics = self._deps.metrics
+            metrics.calls_active.inc()
             try:
-                async with anyio.create_task_group() as tg:
-                    self._tg = tg
-                    tg.start_soon(self._look_up_caller)
-                    tg.start_soon(self._run_pipeline)
-                    tg.start_soon(self._converse)
-                    tg.start_soon(self._serve_inbox)
-                    tg.start_soon(self._limit_duration)
-                    task_status.started()
-            except Exception as exc:
-                error = _unwrap(exc)
-                logger.exception("call crashed")
-            except BaseException as exc:
-                # Cancelled from outside (killed, or stopped at shutdown) mid-call.
-                if self._ended_by is None:
-                    error = exc
-                raise
+                await self._run(task_status)
             finally:
-                # The group takes no new work once it has exited, however it exited.
-                self._tg = None
-                with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_SECONDS):
-                    await self._finish(error)
-            if error is not None:
-                raise error from None
+                metrics.calls_active.dec()
 
-    async def end(self, *, goodbye: str | None, reason: EndedBy = "bot") -> None:
-        """End the call gracefully: say ``goodbye``, let it play out, hang up."""
-        if self._ending or self.pipeline is None:
-            return
-        self._ending = True
-        self._ended_by = reason
-        self._goodbye = goodbye
-        logger.info("ending the call (%s)", reason)
-        await self.pipeline.end(goodbye)
-        if self._tg is not None:
-            self._tg.start_soon(self._bound_ending)
+    async def _run(self, task_status: TaskStatus[None]) -> None:
+        self.pipeline = CallPipeline(
+            call=self.call,
+            settings=self._settings,
+            providers=self._deps.providers,
+            metrics=self._deps.metrics,
+            send=self._send,
+            tell=self._tell,
+            may_answer=self._may_answer,
+            role=self.receptionist.role,
+            vad=self._deps.vad,
+            clock=self._deps.clock,
+        )
+        logger.info("call started from %s", self.call.from_number)
+        error: BaseException | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._relay_outside_messages)
+                tg.start_soon(self._look_up_caller)
+                tg.start_soon(self._greet_when_ready)
+                tg.start_soon(self._run_pipeline)
+                tg.start_soon(self._limit_duration)
+                task_status.started()
+                await self._serve()
+                tg.cancel_scope.cancel()
+        except Exception as exc:
+            error = _unwrap(exc)
+            logger.exception("call crashed")
+        except BaseException as exc:
+            # Cancelled from outside (killed, or stopped at shutdown) mid-call.
+            if self._ended_by is None:
+                error = exc
+            raise
+        finally:
+            # The group takes no new work once it has exited, however it exited.
+            self._tg = None
+            self._observe_what_is_left()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_TIMEOUT_SECONDS):
+                await self._finish(error)
+        if error is not None:
+            raise error from None
 
     # ---------------------------------------------------------- the media stream
 
     async def feed_audio(self, ulaw: bytes) -> None:
         """Take 20 ms of the caller's μ-law audio (the hot path: no inbox hop)."""
         if self.pipeline is not None:
-            await self.pipeline.transport.input().feed_audio(ulaw)
+            await self.pipeline.feed_audio(ulaw)
 
     def on_mark(self, name: str) -> None:
         """Twilio has played the bot's audio up to the mark ``name``."""
         if self.pipeline is not None:
-            self.pipeline.transport.output().on_mark(name)
+            self.pipeline.on_mark(name)
 
     async def feed_dtmf(self, digit: str) -> None:
         """The caller pressed a key."""
         if self.pipeline is not None:
-            await self.pipeline.transport.input().feed_dtmf(digit)
+            await self.pipeline.feed_dtmf(digit)
 
-    # --------------------------------------------------------------------- tasks
+    # --------------------------------------------------------------------- inbox
 
-    def _spawn(self, work: Callable[[], Awaitable[None]]) -> None:
-        # Conversation work runs in the call's task group: if it raises, the call
-        # crashes (and ends politely), it cannot fail silently.
-        if self._tg is not None:
-            self._tg.start_soon(work)
+    async def _tell(self, message: Inbox) -> None:
+        """Put ``message`` in this actor's inbox (dropped once the call is over)."""
+        try:
+            await self._to_self.send(message)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            logger.debug("call is over; %s dropped", type(message).__name__)
+
+    async def _may_answer(self, text: str) -> bool:
+        """Whether the LLM may answer the caller's turn ``text`` (asked by the pipeline)."""
+        try:
+            return await ask(
+                self._to_self,
+                lambda reply: CallerFinished(text=text, reply=reply),
+                timeout=TURN_DECISION_SECONDS,
+                what="caller turn",
+            )
+        except ActorError as exc:
+            logger.warning("%s; letting the LLM answer", exc)
+            return True
+
+    def _observe_what_is_left(self) -> None:
+        """Keep what the inbox still holds that belongs in the records, then close it."""
+        while True:
+            try:
+                message = self._inbox.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            match message:
+                case CallerLine(text=text):
+                    self.log.said("caller", text)
+                case BotLine(text=text):
+                    self._bot_said(text)
+                case VoiceSwitched(from_voice=from_voice, to_voice=to_voice):
+                    self._late_records.append(self._failed_over(from_voice, to_voice))
+                case _:
+                    pass
+        # From now on whatever the pipeline still reports is dropped, never waited on.
+        self._inbox.close()
+
+    async def _serve(self) -> None:
+        """Handle messages until the pipeline is over and nothing is awaited any more."""
+        async for message in self._inbox:
+            await self._handle(message)
+            if self._pipeline_over and self._in_flight == 0:
+                return
+
+    async def _handle(self, message: Inbox) -> None:
+        match message:
+            case CallerFinished(text=text, reply=reply):
+                await self._caller_finished(text, reply)
+            case ToolCall(call_id=call_id, name=name, arguments=arguments):
+                await self._step(
+                    conversation.ToolCalled(call_id=call_id, name=name, arguments=arguments)
+                )
+            case _Answered(event=event):
+                self._in_flight = max(0, self._in_flight - 1)
+                await self._step(event)
+            case CallerLine(text=text):
+                self.log.said("caller", text)
+            case BotLine(text=text):
+                self._bot_said(text)
+            case KeyPress(digit=digit):
+                self.log.said("caller", f"[pressed {digit}]")
+                await self._step(conversation.KeyPressed(digit=digit))
+            case CallerIdle():
+                await self._step(conversation.CallerSilent())
+            case CallerNotTranscribed():
+                logger.warning("caller spoke but nothing was transcribed")
+                await self._step(conversation.CallerUnheard())
+            case PipelineStarted():
+                self._started.set()
+            case _LookedUp(result=result):
+                self._caller = result
+                self._looked_up.set()
+            case _GreetNow():
+                await self._step(conversation.Greet(lookup=self._caller))
+            case ProviderDown():
+                await self._provider_down(message)
+            case VoiceSwitched(from_voice=from_voice, to_voice=to_voice):
+                await self._voice_switched(from_voice, to_voice)
+            case PlayedOut():
+                self._spawn(self._hang_up)
+            case _TimeUp():
+                logger.warning("call reached MAX_CALL_SECONDS")
+                await self._step(conversation.TimeUp())
+            case EndPolitely():
+                await self._step(conversation.ShutDown())
+            case CallerHungUp():
+                await self._caller_gone()
+            case InjectCrash():
+                raise CrashInjected("crash injected on request")
+            case _PipelineEnded():
+                self._pipeline_over = True
+                if self._in_flight:
+                    self._spawn(self._stop_waiting)
+            case _StopWaiting():
+                logger.warning(
+                    "backend answers still awaited after the call; recording without them"
+                )
+                self._in_flight = 0
+            case _:
+                assert_never(message)
+
+    # ------------------------------------------------------------- the conversation
+
+    async def _step(self, event: conversation.Event) -> tuple[Intent, ...]:
+        """Ask the receptionist about ``event`` and carry out what it decides."""
+        before = self.conversation
+        step = self.receptionist.step(before, event, now=utcnow())
+        self.conversation = step.conversation
+        self.log.changed(before, step.conversation)
+        await self._carry_out(step.intents)
+        return step.intents
+
+    async def _caller_finished(self, text: str, reply: AnswerTo[bool]) -> None:
+        before = self.conversation
+        step = self.receptionist.step(before, conversation.CallerTurn(text=text), now=utcnow())
+        self.conversation = step.conversation
+        self.log.changed(before, step.conversation)
+        reply.send(any(isinstance(intent, Respond) for intent in step.intents))
+        await self._carry_out(step.intents)
+
+    async def _carry_out(self, intents: tuple[Intent, ...]) -> None:
+        pipeline = self.pipeline
+        assert pipeline is not None
+        index = 0
+        while index < len(intents):
+            intent = intents[index]
+            index += 1
+            if self._pipeline_over and isinstance(intent, Say | Reply | Enter):
+                continue  # nobody is listening; what matters is in the conversation
+            match intent:
+                case Say(text=text, interruptible=interruptible):
+                    await pipeline.say(text, interruptible=interruptible)
+                case Reply(call_id=call_id, result=result, run_llm=run_llm):
+                    following = intents[index] if index < len(intents) else None
+                    then = None
+                    if isinstance(following, Enter):
+                        index += 1
+                        then = _entering(pipeline, following)
+                    await pipeline.reply(call_id, result, run_llm=run_llm, then=then)
+                case Enter():
+                    await _entering(pipeline, intent)()
+                case Respond():
+                    pass  # answered to the turn gate already
+                case Book(key=key, request=book):
+                    self._ask_backend(functools.partial(self._book, key, book))
+                case RequestCallback(key=key, request=callback):
+                    self._ask_backend(functools.partial(self._request_callback, key, callback))
+                case RaiseAlert():
+                    await self._raise(intent)
+                case End(reason=reason, goodbye=goodbye):
+                    await self._end(reason, goodbye)
+                case _:
+                    assert_never(intent)
+
+    def _bot_said(self, text: str) -> None:
+        self.log.said("bot", text)
+        first_audio_at = self.pipeline.turn_timer.first_audio_at if self.pipeline else None
+        if self.log.greeting_latency is None and first_audio_at:
+            self.log.greeting_latency = round(first_audio_at - self._started_at, 3)
+
+    async def _raise(self, intent: RaiseAlert) -> None:
+        if intent.kind is AlertKind.EMERGENCY:
+            logger.warning("emergency: %s", intent.message)
+        elif intent.kind is AlertKind.TURN_LIMIT:
+            limit = str(intent.details.get("limit"))
+            self._deps.metrics.turn_limit_total.labels(limit).inc()
+            logger.warning("turn limit per %s reached", limit)
+        await self._deps.records.submit(
+            [
+                alert(
+                    intent.kind,
+                    intent.message,
+                    severity=intent.severity,
+                    call_sid=self.call.call_sid,
+                    user_email=self._settings.dashboard_user_email,
+                    **intent.details,
+                )
+            ]
+        )
+
+    # ----------------------------------------------------------------- the backend
+
+    def _ask_backend(self, request: Callable[[], Awaitable[None]]) -> None:
+        self._in_flight += 1
+        self._spawn(request)
+
+    async def _book(self, key: str, request: BookingRequest) -> None:
+        result = await self._waiting_on_backend(
+            self._deps.backend.book(request, self.call.call_sid, key)
+        )
+        await self._tell(_Answered(event=conversation.BookingAnswered(key=key, result=result)))
+
+    async def _request_callback(self, key: str, request: CallbackRequest) -> None:
+        result = await self._waiting_on_backend(
+            self._deps.backend.callback(request, self.call.call_sid, key)
+        )
+        await self._tell(_Answered(event=conversation.CallbackAnswered(key=key, result=result)))
+
+    async def _waiting_on_backend(self, request: Awaitable[T]) -> T:
+        # The backend's time is not Frontdesk's: the turn timer leaves it out of its share.
+        started = time.monotonic()
+        try:
+            return await request
+        finally:
+            if self.pipeline is not None:
+                self.pipeline.turn_timer.waited_on_backend(time.monotonic() - started)
 
     async def _look_up_caller(self) -> None:
-        self._caller = await self._deps.backend.lookup(self.call.from_number, self.call.call_sid)
-        self._looked_up.set()
+        result = await self._deps.backend.lookup(self.call.from_number, self.call.call_sid)
+        await self._tell(_LookedUp(result=result))
 
-    async def _converse(self) -> None:
-        assert self.receptionist is not None
-        await self._pipeline_started.wait()
+    async def _greet_when_ready(self) -> None:
         # Greet within a second of the stream starting: wait for the lookup only briefly,
         # and greet without the name if the backend is slow.
+        await self._started.wait()
         with anyio.move_on_after(LOOKUP_WAIT_SECONDS):
             await self._looked_up.wait()
         if not self._looked_up.is_set():
             logger.warning(
                 "caller lookup slower than %.1fs: greeting without a name", LOOKUP_WAIT_SECONDS
             )
-        await self.receptionist.start(self._caller)
+        await self._tell(_GreetNow())
+
+    # --------------------------------------------------------------------- tasks
+
+    def _spawn(self, work: Callable[[], Awaitable[object]]) -> None:
+        # The call's own work runs in its task group: if it raises, the call crashes
+        # (and ends politely); it cannot fail silently.
+        if self._tg is not None:
+            self._tg.start_soon(work)
+
+    async def _relay_outside_messages(self) -> None:
+        async for message in self._outside:
+            await self._tell(message)
 
     async def _run_pipeline(self) -> None:
-        assert self.pipeline is not None and self._tg is not None
+        assert self.pipeline is not None
         try:
             await self.pipeline.run()
         finally:
-            self._tg.cancel_scope.cancel()
-
-    async def _serve_inbox(self) -> None:
-        async for message in self._inbox:
-            match message:
-                case CallerHungUp():
-                    await self._caller_gone()
-                case EndPolitely(reason=reason, goodbye=goodbye):
-                    await self._give_up(goodbye=goodbye, why=reason, ended_by=reason)
-                case InjectCrash():
-                    raise CrashInjected("crash injected on request")
-                case _:
-                    assert_never(message)
+            with anyio.CancelScope(shield=True):
+                await self._tell(_PipelineEnded())
 
     async def _limit_duration(self) -> None:
         await anyio.sleep(self._settings.max_call_seconds)
-        logger.warning("call reached MAX_CALL_SECONDS")
-        await self._give_up(goodbye=TIMEOUT_GOODBYE, why="call too long", ended_by="timeout")
+        await self._tell(_TimeUp())
 
-    async def _give_up(self, *, goodbye: str | None, why: str, ended_by: EndedBy) -> None:
-        """End early, promising (and creating) a callback so the lead is not lost."""
-        if self._ending:
-            return
-        if self.receptionist is None or self.pipeline is None:
-            await self.end(goodbye=goodbye, reason=ended_by)
-            return
-        with anyio.move_on_after(GIVE_UP_SECONDS) as scope:
-            await self.receptionist.give_up(goodbye=goodbye, reason=why, ended_by=ended_by)
-        if scope.cancelled_caught:
-            logger.error("could not arrange a callback in time; ending anyway")
-            await self.end(goodbye=goodbye, reason=ended_by)
+    async def _stop_waiting(self) -> None:
+        await anyio.sleep(self._settings.v2_request_timeout_seconds + BACKEND_SLACK_SECONDS)
+        await self._tell(_StopWaiting())
 
     async def _bound_ending(self) -> None:
         await anyio.sleep(END_TIMEOUT_SECONDS)
-        if self.pipeline is not None:
+        if self.pipeline is not None and not self._pipeline_over:
             logger.warning("goodbye did not finish in %.0fs; cancelling", END_TIMEOUT_SECONDS)
             await self.pipeline.cancel("end timeout")
+
+    # -------------------------------------------------------------------- ending
+
+    async def _end(self, reason: EndedBy, goodbye: str | None) -> None:
+        """End the call gracefully: say ``goodbye``, let it play out, hang up."""
+        if self._ending:
+            return
+        self._ending = True
+        if self._ended_by is None:
+            self._ended_by = reason
+        if self.pipeline is None or self._pipeline_over:
+            return
+        self._goodbye = goodbye
+        logger.info("ending the call (%s)", reason)
+        await self.pipeline.end(goodbye)
+        self._spawn(self._bound_ending)
 
     async def _caller_gone(self) -> None:
         if self._ended_by is None:
             self._ended_by = "caller"
             logger.info("caller hung up")
-        if self.pipeline is not None:
+        if self.pipeline is not None and not self._pipeline_over:
             await self.pipeline.cancel("caller hung up")
 
-    # ------------------------------------------------------------------- watching
-
-    def _watch(self, pipeline: CallPipeline) -> None:
-        @pipeline.worker.event_handler("on_pipeline_started")
-        async def _started(worker, frame) -> None:
-            self._pipeline_started.set()
-
-        @pipeline.worker.event_handler("on_pipeline_error")
-        async def _error(worker, frame: ErrorFrame) -> None:
-            await self._provider_error(frame)
-
-        user = pipeline.aggregators.user()
-        assistant = pipeline.aggregators.assistant()
-
-        @user.event_handler("on_user_turn_message_added")
-        async def _caller_said(aggregator, message) -> None:
-            self._reprompts = 0
-            self._unheard = 0
-            self.log.said("caller", message.content)
-
-        @user.event_handler("on_user_turn_stop_timeout")
-        async def _unheard(aggregator) -> None:
-            await self._caller_unheard()
-
-        @assistant.event_handler("on_assistant_turn_stopped")
-        async def _bot_said(aggregator, message) -> None:
-            self.log.said("bot", message.content)
-            if self.log.greeting_latency is None and pipeline.turn_timer.first_audio_at:
-                self.log.greeting_latency = round(
-                    pipeline.turn_timer.first_audio_at - self._started_at, 3
-                )
-
-        @user.event_handler("on_user_turn_idle")
-        async def _silent(aggregator) -> None:
-            await self._caller_silent()
-
-        @pipeline.tts.strategy.event_handler("on_service_switched")
-        async def _switched(strategy, service) -> None:
-            notice = self._voice_switched(service.name)
-            await pipeline.speech.replay()
-            # Submitted here, not spawned: a voice can fail while the call is already
-            # winding down, when its task group takes no new work, and the alert must
-            # not be lost with it.
-            await self._deps.records.submit([notice])
-
-    async def _caller_silent(self) -> None:
-        assert self.pipeline is not None
+    async def _provider_down(self, down: ProviderDown) -> None:
         if self._ending:
             return
-        self._reprompts += 1
-        if self._reprompts <= MAX_REPROMPTS:
-            logger.info("caller silent: reprompt %d", self._reprompts)
-            await self.pipeline.say("Are you still there?")
-            return
-        logger.info("caller silent after %d reprompts: ending", MAX_REPROMPTS)
-        await self.end(
-            goodbye="I haven't heard anything, so I'll hang up now. Please call us back "
-            "any time. Goodbye."
-        )
-
-    async def _caller_unheard(self) -> None:
-        # The caller spoke but no transcript came: once is noise, twice in a row means
-        # speech recognition is not working for this call.
-        assert self.pipeline is not None
-        if self._ending:
-            return
-        self._unheard += 1
-        logger.warning("caller spoke but nothing was transcribed (%d in a row)", self._unheard)
-        if self._unheard < MAX_UNHEARD_TURNS:
-            await self.pipeline.say("Sorry, I didn't catch that. Could you say that again?")
-            return
-        await self._give_up(
-            goodbye=TROUBLE_GOODBYE, why="speech recognition stalled", ended_by="error"
-        )
-
-    async def _provider_error(self, frame: ErrorFrame) -> None:
-        processor = frame.processor
-        if processor is None or self._ending or self.pipeline is None:
-            return
-        # The LLM has no fallback: one failed completion (after the client's own
-        # retry) leaves the caller without an answer, so it counts as failing.
-        if processor.is_usable and processor is not self.pipeline.llm:
-            return
-        logger.error("%s failed for this call: %s", processor.name, frame.error)
-        if self.pipeline is not None and processor is self.pipeline.tts:
+        logger.error("%s failed for this call: %s", down.service, down.error)
+        await self._step(conversation.ProviderFailed(provider=down.provider, detail=down.service))
+        if down.provider == "voice" and self.pipeline is not None:
             # No voice left: nothing can be said, but the callback is still made.
-            await self._give_up(goodbye=None, why="no voice could speak", ended_by="error")
-            if self.pipeline is not None:
-                await self.pipeline.cancel("no voice left")
-            return
-        await self._give_up(
-            goodbye=TROUBLE_GOODBYE, why=f"{provider_of(processor.name)} failed", ended_by="error"
-        )
+            await self.pipeline.cancel("no voice left")
 
-    def _voice_switched(self, to_name: str) -> Record:
+    async def _voice_switched(self, from_voice: str, to_voice: str) -> None:
+        await self._deps.records.submit([self._failed_over(from_voice, to_voice)])
+
+    def _failed_over(self, from_voice: str, to_voice: str) -> Record:
         """Count and log a failover; returns the operator's alert about it."""
-        assert self.pipeline is not None
-        from_name = self.pipeline.voices[0].name
-        self.log.failover(from_name, to_name)
+        self.log.failover(from_voice, to_voice)
         self._deps.metrics.tts_failovers_total.inc()
         self._deps.providers.tts_breaker.record_failure()
-        logger.warning("voice failed over from %s to %s", from_name, to_name)
-        notice = alert(
+        logger.warning("voice failed over from %s to %s", from_voice, to_voice)
+        return alert(
             AlertKind.TTS_FAILOVER,
             f"the primary voice failed during call {self.call.call_sid}; the fallback took over",
             call_sid=self.call.call_sid,
             user_email=self._settings.dashboard_user_email,
-            from_provider=from_name,
-            to_provider=to_name,
+            from_provider=from_voice,
+            to_provider=to_voice,
         )
-        return notice
-
-    # -------------------------------------------------------------------- ending
 
     async def _hang_up(self) -> Hangup:
         """Hang up through Twilio, once per call however many endings ask for it.
@@ -443,7 +656,10 @@ class CallActor:
         """
         async with self._hangup_lock:
             if self._hangup is None:
-                self._hangup = (await self._deps.twilio.hang_up(self.call.call_sid)).value
+                # Shielded: once asked, the hang-up completes even if the call's tasks are
+                # being cancelled, so it is never sent twice.
+                with anyio.CancelScope(shield=True):
+                    self._hangup = (await self._deps.twilio.hang_up(self.call.call_sid)).value
             return self._hangup
 
     async def _finish(self, error: BaseException | None) -> None:
@@ -453,8 +669,6 @@ class CallActor:
         hangup = await self._hang_up()
         ended_by: EndedBy = "error" if error is not None else (self._ended_by or "bot")
         user_email = self._settings.dashboard_user_email
-        if error is not None:
-            self.log.outcome = Outcome.ERROR
         said = [e.text for e in self.log.transcript if e.role == "bot"]
         if self._goodbye and not (said and said[-1].endswith(self._goodbye)):
             # The goodbye cannot be interrupted, so it was said (at least begun) even if
@@ -462,15 +676,15 @@ class CallActor:
             self.log.said("bot", self._goodbye)
         if self.pipeline is not None:
             self.log.turn_latencies = [round(t.latency, 3) for t in self.pipeline.turn_timer.turns]
-        records: list[Record] = [
-            self.log.call_record(
-                user_email=user_email,
-                ended_by=ended_by,
-                hangup=hangup,
-                error=f"{type(error).__name__}: {error}" if error is not None else None,
-            )
-        ]
-        job = self.log.job_record(user_email=user_email)
+        call_record = self.log.call_record(
+            self.conversation,
+            user_email=user_email,
+            ended_by=ended_by,
+            hangup=hangup,
+            error=f"{type(error).__name__}: {error}" if error is not None else None,
+        )
+        records: list[Record] = [call_record, *self._late_records]
+        job = self.log.job_record(self.conversation, user_email=user_email)
         if job is not None:
             records.append(job)
         if error is not None:
@@ -485,10 +699,10 @@ class CallActor:
             )
             metrics.call_crashes_total.inc()
         await self._deps.records.submit(records)
-        outcome = records[0].outcome.value  # type: ignore[union-attr]
-        metrics.calls_total.labels(outcome).inc()
-        metrics.calls_active.dec()
-        logger.info("call finished: %s (%s, hang-up %s)", outcome, ended_by, hangup)
+        metrics.calls_total.labels(call_record.outcome.value).inc()
+        logger.info(
+            "call finished: %s (%s, hang-up %s)", call_record.outcome.value, ended_by, hangup
+        )
 
     async def _apologise(self) -> None:
         with anyio.move_on_after(APOLOGY_TIMEOUT_SECONDS):
@@ -507,6 +721,13 @@ class CallActor:
             await self._send(mark_message(stream_sid, "apology"))
             # Twilio plays 8000 μ-law bytes a second; wait that long for it to be heard.
             await anyio.sleep(len(audio) / 8000)
+
+
+def _entering(pipeline: CallPipeline, enter: Enter) -> Callable[[], Awaitable[None]]:
+    async def apply() -> None:
+        await pipeline.enter(enter.instructions, enter.tools, respond=enter.respond)
+
+    return apply
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -25,6 +25,7 @@ import httpx
 from actors.dashboard_sync import DashboardMessage, DashboardSync
 from emulators.dashboard import DashboardEmulator
 from frontdesk.app import OutboxSink
+from frontdesk.conversation.state import Conversation
 from frontdesk.delivery.call_log import CallLog
 from frontdesk.delivery.outbox import Outbox, OutboxRecord
 from frontdesk.delivery.records import (
@@ -34,8 +35,11 @@ from frontdesk.delivery.records import (
     Callback,
     CallRecord,
     JobRecord,
+    Lead,
     Outcome,
+    ToolCallEntry,
     alert,
+    utcnow,
 )
 from frontdesk.runtime.settings import Settings
 
@@ -60,74 +64,89 @@ def expected_signature(secret: str, timestamp: str, body: bytes) -> str:
 
 def booked_call(call_sid: str | None = None) -> tuple[CallRecord, JobRecord]:
     """The call record and job record of a returning customer who booked a visit."""
-    log = CallLog(
-        call_sid=call_sid or new_sid(), from_number="+14155550123", to_number="+14155550100"
-    )
-    log.enter_state("greeting")
+    sid = call_sid or new_sid()
+    log = CallLog(call_sid=sid, from_number="+14155550123", to_number="+14155550100")
     log.said("bot", "Thanks for calling Bayside Plumbing and Heating, this is Riley.")
-    log.enter_state("intake")
-    log.caller_turn()
     log.said("caller", "Hi, my kitchen sink is leaking under the cabinet.")
-    log.lead.update(
-        customer_id="cus-0042",
-        name="Dana Whitfield",
-        phone="+14155550123",
-        address="12 Oak Street",
-        zip="94110",
-        service="leak repair",
-        description="kitchen sink leaking under the cabinet",
-        urgency="this week",
-    )
-    log.enter_state("booking")
-    log.caller_turn()
     log.said("caller", "The first one works.")
-    log.tool(
-        "book_appointment",
-        {"slot_start": "2026-11-24T09:00:00-08:00", "customer_id": "cus-0042"},
-        {"appointment_id": "apt-7731", "technician": "Sam"},
-        True,
-    )
-    log.appointment = Appointment(
-        appointment_id="apt-7731",
-        slot_start="2026-11-24T09:00:00-08:00",
-        slot_end="2026-11-24T11:00:00-08:00",
-        technician="Sam",
-    )
-    log.outcome = Outcome.BOOKED
     log.greeting_latency = 0.41
     log.turn_latencies = [0.62, 0.58]
-    record = log.call_record(user_email=USER_EMAIL, ended_by="bot", hangup="hung_up")
-    job = log.job_record(user_email=USER_EMAIL)
+    conversation = Conversation(
+        call_sid=sid,
+        caller_id="+14155550123",
+        state="wrap_up",
+        visited=("greeting", "collect_job", "book", "wrap_up"),
+        turns_per_state={"greeting": 1, "collect_job": 0, "book": 1, "wrap_up": 0},
+        turns_total=2,
+        lead=Lead(
+            customer_id="cus-0042",
+            name="Dana Whitfield",
+            phone="+14155550123",
+            address="12 Oak Street",
+            zip="94110",
+            service="plumbing",
+            description="kitchen sink leaking under the cabinet",
+            urgency="this_week",
+        ),
+        tool_calls=(
+            ToolCallEntry(
+                name="book_slot",
+                arguments={"slot_id": "slot_1"},
+                result={"status": "booked", "appointment_id": "apt-7731"},
+                ok=True,
+                at=utcnow(),
+            ),
+        ),
+        appointment=Appointment(
+            appointment_id="apt-7731",
+            slot_start="2026-11-24T09:00:00-08:00",
+            slot_end="2026-11-24T11:00:00-08:00",
+            technician="Sam",
+        ),
+        outcome=Outcome.BOOKED,
+    )
+    record = log.call_record(conversation, user_email=USER_EMAIL, ended_by="bot", hangup="hung_up")
+    job = log.job_record(conversation, user_email=USER_EMAIL)
     assert job is not None
     return record, job
 
 
 def callback_job(call_sid: str | None = None) -> JobRecord:
     """A callback promised to a new caller while the backend was down."""
-    log = CallLog(
-        call_sid=call_sid or new_sid(), from_number="+14155550142", to_number="+14155550100"
+    sid = call_sid or new_sid()
+    log = CallLog(call_sid=sid, from_number="+14155550142", to_number="+14155550100")
+    conversation = Conversation(
+        call_sid=sid,
+        caller_id="+14155550142",
+        lead=Lead(phone="+14155550142", name="Sam Ortiz", zip="94112", service="plumbing"),
+        callback=Callback(
+            callback_id=None,
+            reason="booking system unavailable",
+            urgency="today",
+            promise="Someone from our team will call you back within the hour.",
+        ),
     )
-    log.lead.update(phone="+14155550142", name="Sam Ortiz", zip="94112", service="water heater")
-    log.callback = Callback(
-        callback_id=None,
-        reason="booking system unavailable",
-        urgency="today",
-        promise="Someone from our team will call you back within the hour.",
-    )
-    job = log.job_record(user_email=USER_EMAIL)
+    job = log.job_record(conversation, user_email=USER_EMAIL)
     assert job is not None
     return job
 
 
 def abandoned_call(call_sid: str | None = None) -> CallRecord:
     """A caller who hung up mid-sentence: no lead details at all (no ZIP)."""
-    log = CallLog(
-        call_sid=call_sid or new_sid(), from_number="+14155550177", to_number="+14155550100"
-    )
-    log.enter_state("greeting")
+    sid = call_sid or new_sid()
+    log = CallLog(call_sid=sid, from_number="+14155550177", to_number="+14155550100")
     log.said("bot", "Thanks for calling Bayside Plumbing and Heating, this is Riley.")
-    log.lead.update(phone="+14155550177")
-    return log.call_record(user_email=USER_EMAIL, ended_by="caller", hangup="already_ended")
+    conversation = Conversation(
+        call_sid=sid,
+        caller_id="+14155550177",
+        state="greeting",
+        visited=("greeting",),
+        turns_per_state={"greeting": 0},
+        lead=Lead(phone="+14155550177"),
+    )
+    return log.call_record(
+        conversation, user_email=USER_EMAIL, ended_by="caller", hangup="already_ended"
+    )
 
 
 def call_alert(kind: AlertKind, call_sid: str | None, message: str) -> Alert:

@@ -29,7 +29,7 @@ from aiohttp.web_protocol import RequestHandler
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from actors.call import APOLOGY, TIMEOUT_GOODBYE
+from actors.call import APOLOGY
 from emulators.caller import place_call
 from emulators.caller_control import EndedBy, HttpCallControl
 from emulators.caller_report import CallReport
@@ -39,6 +39,7 @@ from emulators.scenario import FaultStep, Scenario, load_scenario
 from emulators.speech import load_clip
 from emulators.world import EmulatorWorld
 from frontdesk.app import Frontdesk
+from frontdesk.conversation.prompts import TIMEOUT_GOODBYE
 from frontdesk.runtime.config import load_config
 from frontdesk.telephony.edge import BUSY_MESSAGE, SHUTDOWN_GOODBYE
 from tests.call_rig import (

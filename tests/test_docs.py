@@ -2,31 +2,58 @@
 
 from __future__ import annotations
 
-import re
-
-from frontdesk.conversation.flow import STATE_GRAPH, mermaid
+from frontdesk.backend.contract import CallbackResult, LookupResult
+from frontdesk.conversation.events import CallbackAnswered, CallerTurn, Greet, ToolCalled
+from frontdesk.conversation.intents import RequestCallback
+from frontdesk.conversation.receptionist import Receptionist
+from frontdesk.conversation.state import STATE_GRAPH, mermaid
+from frontdesk.runtime.profile import load_profile
+from frontdesk.runtime.settings import DEFAULT_PROFILE
 from tests.support import ROOT
-
-NODES = {
-    "greeting",
-    "identify",
-    "collect_job",
-    "book",
-    "callback",
-    "out_of_area",
-    "emergency",
-    "wrap_up",
-}
+from tests.test_receptionist import MONDAY_9
 
 
-def test_the_readme_draws_the_state_graph_the_flow_defines():
+def test_the_readme_draws_the_state_graph_the_receptionist_defines():
     assert mermaid() in (ROOT / "README.md").read_text()
 
 
-def test_the_state_graph_names_exactly_the_states_the_flow_enters():
-    flow = (ROOT / "frontdesk" / "conversation" / "flow.py").read_text()
-    entered = set(re.findall(r'self\._node\(\s*"(\w+)"', flow))
-    entered |= set(re.findall(r'enter_state\("(\w+)"\)', flow))
+def visited(*turns: tuple[str, dict] | str) -> set[str]:
+    """The states a new caller's conversation enters, driven by tool calls and lines."""
+    receptionist = Receptionist(load_profile(DEFAULT_PROFILE))
+    conversation = receptionist.start(call_sid="CA1", from_number="+14155550123")
+    events = [Greet(lookup=LookupResult(customer=None))]
+    for turn in turns:
+        if isinstance(turn, str):
+            events.append(CallerTurn(text=turn))
+        else:
+            events.append(ToolCalled(call_id="c", name=turn[0], arguments=turn[1]))
+    for event in events:
+        step = receptionist.step(conversation, event, now=MONDAY_9)
+        conversation = step.conversation
+        for intent in step.intents:
+            if isinstance(intent, RequestCallback):
+                answer = CallbackAnswered(key=intent.key, result=CallbackResult(callback_id="c"))
+                conversation = receptionist.step(conversation, answer, now=MONDAY_9).conversation
+    return set(conversation.visited)
+
+
+def test_the_state_graph_names_exactly_the_states_the_receptionist_enters():
+    request = ("record_request", {"service": "plumbing", "description": "sink leaks"})
+    caller = ("record_caller", {"name": "Jordan Lee"})
+    entered = visited(
+        request,
+        caller,
+        ("record_job", {"address": "12 Oak Street", "zip": "94110", "urgency": "today"}),
+        ("prefer_callback", {}),
+        ("create_callback", {}),
+    )
+    entered |= visited(
+        request,
+        caller,
+        ("record_job", {"address": "1 Main Street", "zip": "10001", "urgency": "today"}),
+        ("answer_callback_offer", {"accept": False}),
+    )
+    entered |= visited("I smell gas")
     graph = {state for edge in STATE_GRAPH for state in (edge[0], edge[2])} - {"any state"}
 
-    assert entered == graph == NODES
+    assert entered == graph

@@ -3,7 +3,7 @@
 ::
 
     transport in → Deepgram STT → user context (shared Silero VAD, turn end) → drop caller audio
-      → turn gate (limits, emergencies) → OpenAI LLM (+ the flow's tools)
+      → turn gate (limits, emergencies) → OpenAI LLM (+ the current state's tools)
       → tool calls (straight to the assistant context) → sentences
       → speech ledger → TTS (Inworld ⇢ Deepgram) → speech ledger → utterance marks
       → transport out → turn timer → assistant context
@@ -20,19 +20,32 @@ Choices that differ from Pipecat's defaults, and why:
 - the turn ends on VAD silence plus a finalised transcript, not on the smart-turn model,
   which costs an ONNX session and per-frame work per call;
 - 8 kHz end to end: Twilio's rate, so nothing is resampled.
+
+The pipeline decides nothing about the call. Pipecat's events become typed messages for
+the call actor (:mod:`frontdesk.call.events`), and the actor's decisions come back as
+calls: :meth:`CallPipeline.say`, :meth:`~CallPipeline.enter` (a conversation state's
+instructions and tools), :meth:`~CallPipeline.reply` (a tool's result),
+:meth:`~CallPipeline.end`, :meth:`~CallPipeline.cancel`.
+
+A state is applied to the LLM directly, not through ``pipecat.flows``: the tools are
+set on the shared context and the instructions appended at the user context, which
+runs the LLM. After a tool call the instructions follow the tool's result in the
+context (they are appended once the result is in), so the LLM reads its answer first.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import (
     EndFrame,
+    ErrorFrame,
     Frame,
     FunctionCallCancelFrame,
     FunctionCallInProgressFrame,
@@ -40,10 +53,6 @@ from pipecat.frames.frames import (
     FunctionCallsStartedFrame,
     InputAudioRawFrame,
     LLMMessagesAppendFrame,
-    LLMMessagesUpdateFrame,
-    LLMRunFrame,
-    LLMSetToolsFrame,
-    LLMUpdateSettingsFrame,
     OutputAudioRawFrame,
     TTSSpeakFrame,
     UserSpeakingFrame,
@@ -59,20 +68,37 @@ from pipecat.processors.aggregators.llm_response_universal import (
 from pipecat.processors.aggregators.llm_text_processor import LLMTextProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.deepgram.stt import DeepgramSTTService
+from pipecat.services.llm_service import FunctionCallParams, FunctionCallResultProperties
 from pipecat.turns.user_start import (
     TranscriptionUserTurnStartStrategy,
     VADUserTurnStartStrategy,
 )
 from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
+from pipecat.utils.types import NOT_GIVEN
 from pipecat.workers.runner import WorkerRunner
 
+from frontdesk.call.events import (
+    BotLine,
+    CallerIdle,
+    CallerLine,
+    CallerNotTranscribed,
+    KeyPress,
+    PipelineEvent,
+    PipelineStarted,
+    PlayedOut,
+    ProviderDown,
+    ToolCall,
+    VoiceSwitched,
+)
 from frontdesk.call.providers import SAMPLE_RATE, Providers
 from frontdesk.call.transport import Send, TwilioTransport, UtteranceMarker
-from frontdesk.call.turn_gate import TurnGate
-from frontdesk.call.turn_metrics import TurnTimer
+from frontdesk.call.turn_gate import MayAnswer, TurnGate
+from frontdesk.call.turn_metrics import TurnTimer, provider_of
 from frontdesk.call.vad import BatchedSileroVAD, VADBatcher
 from frontdesk.call.voice_failover import SpeechLedger, VoiceSwitcher
+from frontdesk.conversation.events import Provider
+from frontdesk.conversation.tools import ToolSchema
 from frontdesk.runtime.metrics import Metrics
 from frontdesk.runtime.settings import Settings
 
@@ -118,50 +144,6 @@ class PhoneTurnStop(SpeechTimeoutUserTurnStopStrategy):
         await super()._handle_vad_user_stopped_speaking(frame)
 
 
-class ContextEntry:
-    """The call's worker as the conversation's flow sees it: context frames enter late.
-
-    ``pipecat.flows`` queues a new state's instructions, tools and run request at the
-    top of the pipeline, from where they cross the input transport and speech
-    recognition — a queue hop each, behind the caller's audio — to reach the user
-    context, their first reader. Between a tool's result and the bot's answer that is
-    pure wait, so here they are queued at the user context itself. Every other frame
-    (an ending, a spoken action) still enters at the top.
-    """
-
-    CONTEXT_FRAMES = (
-        LLMMessagesAppendFrame,
-        LLMMessagesUpdateFrame,
-        LLMRunFrame,
-        LLMSetToolsFrame,
-        LLMUpdateSettingsFrame,
-    )
-
-    def __init__(self, worker: PipelineWorker, user_context: FrameProcessor) -> None:
-        self._worker = worker
-        self._user_context = user_context
-
-    async def queue_frame(
-        self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
-    ) -> None:
-        """Queue ``frame``: at the user context if it is for the context, else at the top."""
-        if direction is FrameDirection.DOWNSTREAM and isinstance(frame, self.CONTEXT_FRAMES):
-            await self._user_context.queue_frame(frame, direction)
-        else:
-            await self._worker.queue_frame(frame, direction)
-
-    async def queue_frames(
-        self, frames: Iterable[Frame], direction: FrameDirection = FrameDirection.DOWNSTREAM
-    ) -> None:
-        """Queue each of ``frames``, in order."""
-        for frame in frames:
-            await self.queue_frame(frame, direction)
-
-    def __getattr__(self, name: str) -> Any:
-        # Event handlers, filters and the rest are the worker's own.
-        return getattr(self._worker, name)
-
-
 class ToolCallsToContext(FrameProcessor):
     """Hands the LLM's tool-call frames straight to the assistant context.
 
@@ -173,6 +155,8 @@ class ToolCallsToContext(FrameProcessor):
     queue hops. Placed right after the LLM, this queues those frames at the assistant
     context itself, where they are read; the answer that follows still plays after
     the line before it, since speech keeps its order in the voice and the output.
+
+    It also tells the pipeline which tool calls an interruption cancelled.
     """
 
     KINDS = (
@@ -182,14 +166,19 @@ class ToolCallsToContext(FrameProcessor):
         FunctionCallCancelFrame,
     )
 
-    def __init__(self, assistant_context: FrameProcessor) -> None:
+    def __init__(
+        self, assistant_context: FrameProcessor, *, on_cancel: Callable[[str], None] | None = None
+    ) -> None:
         super().__init__(enable_direct_mode=True)
         self._assistant_context = assistant_context
+        self._on_cancel = on_cancel
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         """Send tool-call frames going down to the assistant context; pass the rest on."""
         await super().process_frame(frame, direction)
         if direction is FrameDirection.DOWNSTREAM and isinstance(frame, self.KINDS):
+            if isinstance(frame, FunctionCallCancelFrame) and self._on_cancel is not None:
+                self._on_cancel(frame.tool_call_id)
             await self._assistant_context.queue_frame(frame, direction)
         else:
             await self.push_frame(frame, direction)
@@ -205,8 +194,12 @@ class CallInfo:
     to_number: str
 
 
+Tell = Callable[[PipelineEvent], Awaitable[None]]
+"""Delivers one pipeline event to the call actor."""
+
+
 class CallPipeline:
-    """The assembled pipeline of one call and the runner that runs it."""
+    """The assembled pipeline of one call, the runner that runs it, and its events."""
 
     def __init__(
         self,
@@ -216,9 +209,11 @@ class CallPipeline:
         providers: Providers,
         metrics: Metrics,
         send: Send,
+        tell: Tell,
+        may_answer: MayAnswer,
+        role: str,
         stt: DeepgramSTTService | None = None,
         vad: VADBatcher | None = None,
-        on_played_out: Callable[[], Awaitable[object]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Assemble the pipeline (nothing connects until :meth:`run`).
@@ -229,14 +224,18 @@ class CallPipeline:
             providers: Builds the provider services.
             metrics: The process metrics.
             send: Writes one message to the media stream.
+            tell: Delivers the pipeline's events to the call actor.
+            may_answer: Asked, for each caller turn, whether the LLM may answer it.
+            role: The LLM's system instruction for the whole call.
             stt: The STT service, if already built.
             vad: The process's VAD batcher (without one, windows are scored inline).
-            on_played_out: Called once the caller has heard the last words of an
-                ending (:meth:`end`), before the pipeline winds down.
             clock: The voice watchdog's clock (the process's loop clock, so that an
                 overloaded process does not take its own lateness for a stalled voice).
         """
         self.call = call
+        self._tell = tell
+        self._tool_calls: dict[str, FunctionCallParams] = {}
+        self._cancelled: set[str] = set()
         chunks, late = metrics.bot_audio_chunks_total, metrics.bot_audio_late_chunks_total
 
         def chunk_sent(was_late: bool) -> None:
@@ -249,10 +248,13 @@ class CallPipeline:
             stream_sid=call.stream_sid,
             call_sid=call.call_sid,
             on_chunk=chunk_sent,
-            on_played_out=on_played_out,
+            on_played_out=self._played_out,
         )
         self.stt = stt or providers.stt(call.call_sid)
-        self.llm = providers.llm(call.call_sid)
+        self.llm = providers.llm(call.call_sid, system_instruction=role)
+        # Every tool call goes to the call actor, whichever tool it names: the
+        # receptionist knows which tools the current state offers.
+        self.llm.register_function(None, self._tool_called)
         self.voices = providers.voices()
         self.tts = VoiceSwitcher(self.voices)
         primary = self.voices[0]
@@ -289,7 +291,7 @@ class CallPipeline:
             ),
         )
         self.turn_timer = TurnTimer(metrics)
-        self.turn_gate = TurnGate()
+        self.turn_gate = TurnGate(may_answer=may_answer, key_pressed=self._key_pressed)
         pipeline = Pipeline(
             [
                 self.transport.input(),
@@ -300,7 +302,7 @@ class CallPipeline:
                 DropFrames(InputAudioRawFrame, UserSpeakingFrame),
                 self.turn_gate,
                 self.llm,
-                ToolCallsToContext(self.aggregators.assistant()),
+                ToolCallsToContext(self.aggregators.assistant(), on_cancel=self._cancelled.add),
                 # The words as sentences: one frame per sentence, not per word, crosses
                 # the voice switcher and the voice's queue (the voice needs whole
                 # sentences anyway, and takes them as they are).
@@ -335,25 +337,14 @@ class CallPipeline:
         self.runner = WorkerRunner(
             name=f"runner-{call.call_sid}", handle_sigint=False, handle_sigterm=False
         )
-        self.flow_entry = ContextEntry(self.worker, self.aggregators.user())
+        self._watch()
 
-    async def _voice_stalled(self) -> None:
-        active = self.tts.strategy.active_service
-        if len(self.voices) > 1 and active is self.voices[0]:
-            await active.push_error(
-                "the voice stalled with words unsaid", force_treat_as_permanent=True
-            )
+    # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
         """Run until the pipeline ends (an ``EndFrame`` played out, or a cancel)."""
         await self.runner.add_workers(self.worker)
         await self.runner.run()
-
-    async def say(self, text: str, *, interruptible: bool = True) -> None:
-        """Speak ``text`` outside the LLM (greetings, reprompts, goodbyes)."""
-        frame = TTSSpeakFrame(text)
-        frame.interruptible = interruptible
-        await self.worker.queue_frame(frame)
 
     async def end(self, goodbye: str | None = None) -> None:
         """Say ``goodbye`` (not interruptible), let it play out, then end the pipeline."""
@@ -364,3 +355,157 @@ class CallPipeline:
     async def cancel(self, reason: str) -> None:
         """End the pipeline now, without waiting for audio."""
         await self.worker.cancel(reason=reason)
+
+    # ------------------------------------------------------------ the media stream
+
+    async def feed_audio(self, ulaw: bytes) -> None:
+        """Take 20 ms of the caller's μ-law audio."""
+        await self.transport.input().feed_audio(ulaw)
+
+    def on_mark(self, name: str) -> None:
+        """Twilio has played the bot's audio up to the mark ``name``."""
+        self.transport.output().on_mark(name)
+
+    async def feed_dtmf(self, digit: str) -> None:
+        """The caller pressed a key."""
+        await self.transport.input().feed_dtmf(digit)
+
+    # ------------------------------------------------------- the conversation's side
+
+    async def say(self, text: str, *, interruptible: bool = True) -> None:
+        """Speak ``text`` outside the LLM (greetings, reprompts, goodbyes)."""
+        frame = TTSSpeakFrame(text)
+        frame.interruptible = interruptible
+        await self.worker.queue_frame(frame)
+
+    async def enter(self, instructions: str, tools: Sequence[ToolSchema], *, respond: bool) -> None:
+        """Give the LLM a conversation state: its tools, then its instructions.
+
+        With ``respond`` the LLM answers at once; otherwise it waits for the caller.
+        """
+        self.context.set_tools(
+            [
+                FunctionSchema(
+                    name=tool.name,
+                    description=tool.description,
+                    properties=dict(tool.properties),
+                    required=list(tool.required),
+                )
+                for tool in tools
+            ]
+            or NOT_GIVEN
+        )
+        frame = LLMMessagesAppendFrame(
+            messages=[{"role": "developer", "content": instructions}], run_llm=respond
+        )
+        # A state's instructions must land even if the caller interrupts meanwhile, or
+        # the LLM would answer with the previous state's.
+        frame.interruptible = False
+        await self.aggregators.user().queue_frame(frame)
+
+    async def reply(
+        self,
+        call_id: str,
+        result: Mapping[str, Any],
+        *,
+        run_llm: bool,
+        then: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Answer the LLM's tool call ``call_id``, then run ``then``.
+
+        ``then`` (typically :meth:`enter` of the next state) runs once the result is in
+        the context, so the LLM reads the result before the new instructions. A tool
+        call an interruption cancelled has no result to give; ``then`` still runs.
+        """
+        params = self._tool_calls.pop(call_id, None)
+        if params is None or call_id in self._cancelled:
+            self._cancelled.discard(call_id)
+            if then is not None:
+                await then()
+            return
+        properties = FunctionCallResultProperties(
+            run_llm=run_llm and then is None, on_context_updated=then
+        )
+        await params.result_callback(dict(result), properties=properties)
+
+    # ------------------------------------------------------------------- events
+
+    async def _tool_called(self, params: FunctionCallParams) -> None:
+        self._tool_calls[params.tool_call_id] = params
+        await self._tell(
+            ToolCall(
+                call_id=params.tool_call_id,
+                name=params.function_name,
+                arguments=dict(params.arguments),
+            )
+        )
+
+    async def _key_pressed(self, digit: str) -> None:
+        await self._tell(KeyPress(digit=digit))
+
+    async def _played_out(self) -> None:
+        await self._tell(PlayedOut())
+
+    async def _voice_stalled(self) -> None:
+        active = self.tts.strategy.active_service
+        if len(self.voices) > 1 and active is self.voices[0]:
+            await active.push_error(
+                "the voice stalled with words unsaid", force_treat_as_permanent=True
+            )
+
+    def _watch(self) -> None:
+        """Turn Pipecat's events into the call actor's messages."""
+
+        @self.worker.event_handler("on_pipeline_started")
+        async def _started(worker, frame) -> None:
+            await self._tell(PipelineStarted())
+
+        @self.worker.event_handler("on_pipeline_error")
+        async def _error(worker, frame: ErrorFrame) -> None:
+            down = self._provider_down(frame)
+            if down is not None:
+                await self._tell(down)
+
+        user = self.aggregators.user()
+        assistant = self.aggregators.assistant()
+
+        @user.event_handler("on_user_turn_message_added")
+        async def _caller_said(aggregator, message) -> None:
+            await self._tell(CallerLine(text=str(message.content)))
+
+        @user.event_handler("on_user_turn_stop_timeout")
+        async def _unheard(aggregator) -> None:
+            await self._tell(CallerNotTranscribed())
+
+        @user.event_handler("on_user_turn_idle")
+        async def _silent(aggregator) -> None:
+            await self._tell(CallerIdle())
+
+        @assistant.event_handler("on_assistant_turn_stopped")
+        async def _bot_said(aggregator, message) -> None:
+            await self._tell(BotLine(text=str(message.content)))
+
+        @self.tts.strategy.event_handler("on_service_switched")
+        async def _switched(strategy, service) -> None:
+            await self.speech.replay()
+            await self._tell(VoiceSwitched(from_voice=self.voices[0].name, to_voice=service.name))
+
+    def _provider_down(self, frame: ErrorFrame) -> ProviderDown | None:
+        """The provider an error leaves the call without, if any."""
+        processor = frame.processor
+        if processor is None:
+            return None
+        # The LLM has no fallback: one failed completion (after the client's own retry)
+        # leaves the caller without an answer, so it counts as down. Other processors
+        # are down once they mark themselves unusable.
+        if processor.is_usable and processor is not self.llm:
+            return None
+        if processor is self.tts:
+            provider: Provider = "voice"
+        elif processor is self.llm:
+            provider = "llm"
+        else:
+            provider = "stt"
+        return ProviderDown(
+            provider=provider, detail=f"{provider_of(processor.name)}: {frame.error}"
+        )

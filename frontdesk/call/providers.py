@@ -165,14 +165,16 @@ class Providers:
             ttfs_p99_latency=s.vad_stop_seconds + STT_FINALIZE_SECONDS,
         )
 
-    def llm(self, call_sid: str) -> SharedClientLLM:
-        """The OpenAI chat model for one call."""
+    def llm(self, call_sid: str, *, system_instruction: str | None = None) -> SharedClientLLM:
+        """The OpenAI chat model for one call, with its system instruction."""
         s = self.settings
         return SharedClientLLM(
             client=self.completions,
             api_key=s.openai_api_key.get_secret_value(),
             settings=SharedClientLLM.Settings(
-                model=s.openai_model, extra={"prompt_cache_key": call_sid}
+                model=s.openai_model,
+                system_instruction=system_instruction,
+                extra={"prompt_cache_key": call_sid},
             ),
             function_call_timeout_secs=s.v2_request_timeout_seconds + 2.0,
         )

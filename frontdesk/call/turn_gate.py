@@ -1,10 +1,10 @@
 """The caller's turns, seen before the LLM runs on them.
 
 :class:`TurnGate` sits between the user context and the LLM. For each new caller turn
-it asks the conversation whether to let the LLM answer it; the conversation counts turns
-against the limits and listens for emergency keywords, and may take the turn over —
-then the LLM never answers the old state's question, and exactly one answer (the new
-state's) is heard. It also notes key presses for the transcript.
+it asks whether the LLM may answer it (the call actor asks the receptionist, which
+counts turns against the limits and listens for emergency keywords); when the turn has
+been taken over, the LLM never answers the old state's question, and exactly one
+answer — the receptionist's — is heard. Key presses are passed on to the actor too.
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ from collections.abc import Awaitable, Callable
 from pipecat.frames.frames import Frame, InputDTMFFrame, LLMContextFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-CallerTurn = Callable[[str], Awaitable[bool]]
-"""Told the caller's words; returns True when it has taken the turn over."""
+MayAnswer = Callable[[str], Awaitable[bool]]
+"""Told the caller's words; returns whether the LLM may answer them."""
 
-KeyPress = Callable[[str], None]
+KeyPressed = Callable[[str], Awaitable[None]]
 
 
 class TurnGate(FrameProcessor):
     """Lets each caller turn through to the LLM, or not."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, may_answer: MayAnswer, key_pressed: KeyPressed) -> None:
         super().__init__(enable_direct_mode=True)
-        self.on_caller_turn: CallerTurn | None = None
-        self.on_key_press: KeyPress | None = None
+        self._may_answer = may_answer
+        self._key_pressed = key_pressed
         self._answered = 0
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -35,10 +35,10 @@ class TurnGate(FrameProcessor):
         if direction is FrameDirection.DOWNSTREAM:
             if isinstance(frame, LLMContextFrame) and not frame.speculation:
                 text = self._new_caller_turn(frame)
-                if text is not None and self.on_caller_turn and await self.on_caller_turn(text):
+                if text is not None and not await self._may_answer(text):
                     return
-            elif isinstance(frame, InputDTMFFrame) and self.on_key_press:
-                self.on_key_press(frame.button.value)
+            elif isinstance(frame, InputDTMFFrame):
+                await self._key_pressed(frame.button.value)
         await self.push_frame(frame, direction)
 
     def _new_caller_turn(self, frame: LLMContextFrame) -> str | None:

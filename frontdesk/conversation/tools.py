@@ -1,20 +1,24 @@
-"""The arguments of every tool the LLM may call, validated before anything leaves the process.
+"""The tools the LLM may call: their arguments, validated, and their JSON schemas.
 
 The LLM's arguments are untrusted input. Each tool has a pydantic model; phone numbers
 are normalised to E.164, ZIP codes checked, free text bounded. :func:`validate` turns a
 failure into one short sentence the LLM can act on (ask the caller again) — never an
-exception into the pipeline.
+exception into the pipeline. :func:`schema` derives the JSON schema the LLM is offered
+from the same model, so a tool's arguments are written down once.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-Urgency = Literal["emergency", "today", "this_week", "flexible"]
-URGENCIES: tuple[str, ...] = ("emergency", "today", "this_week", "flexible")
+from frontdesk.backend.contract import Urgency
+
+URGENCIES: tuple[str, ...] = get_args(Urgency)
 
 
 def to_e164(value: str, *, default_country: str = "1") -> str:
@@ -62,54 +66,135 @@ class _Args(BaseModel):
 class RecordRequest(_Args):
     """What the caller needs: ``record_request``."""
 
-    service: str
-    description: ShortText
-
-
-class ConfirmCustomer(_Args):
-    """Whether the caller is the customer on file: ``confirm_customer``."""
-
-    confirmed: bool
+    service: str = Field(description="The kind of work.")
+    description: ShortText = Field(description="The problem in the caller's words.")
 
 
 class RecordCaller(_Args):
     """A new caller's name and number: ``record_caller``."""
 
-    name: PersonName
-    callback_number: Phone | None = None
+    name: PersonName = Field(description="The caller's full name.")
+    callback_number: Phone | None = Field(None, description="A different number to call back.")
 
 
 class RecordJob(_Args):
     """Where and how urgent: ``record_job``."""
 
-    address: Address
-    zip: Zip
-    urgency: Urgency
+    address: Address = Field(description="Street address.")
+    zip: Zip = Field(description="Five-digit ZIP code.")
+    urgency: Urgency = Field(description="How soon they need someone.")
 
 
 class BookSlot(_Args):
     """Which offered appointment window: ``book_slot``."""
 
-    slot_id: Annotated[str, Field(pattern=r"^slot_[1-9]$")]
+    slot_id: Annotated[str, Field(pattern=r"^slot_[1-9]$")] = Field(
+        description="The id of the window the caller picked."
+    )
 
 
 class PreferCallback(_Args):
     """The caller would rather be called back: ``prefer_callback``."""
 
-    reason: ShortText | None = None
+    reason: ShortText | None = Field(None, description="Why, in the caller's words.")
 
 
 class CreateCallback(_Args):
     """Confirm the callback: ``create_callback``."""
 
-    callback_number: Phone | None = None
-    best_time: ShortText | None = None
+    callback_number: Phone | None = Field(None, description="A different number to call back.")
+    best_time: ShortText | None = Field(None, description="When the caller would like the call.")
 
 
 class AnswerCallbackOffer(_Args):
     """Out of the area: whether the caller wants a call back anyway."""
 
-    accept: bool
+    accept: bool = Field(description="True if the caller wants a call back.")
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A tool the LLM may be offered: its name, what it is for, and its arguments."""
+
+    name: str
+    description: str
+    arguments: type[_Args]
+
+
+RECORD_REQUEST = Tool("record_request", "Record what the caller needs help with.", RecordRequest)
+RECORD_CALLER = Tool("record_caller", "Record who is calling.", RecordCaller)
+RECORD_JOB = Tool("record_job", "Record where the job is and how urgent it is.", RecordJob)
+BOOK_SLOT = Tool("book_slot", "Book the window the caller picked.", BookSlot)
+PREFER_CALLBACK = Tool("prefer_callback", "The caller wants a call back instead.", PreferCallback)
+CREATE_CALLBACK = Tool("create_callback", "Ask the team to call the caller back.", CreateCallback)
+ANSWER_CALLBACK_OFFER = Tool(
+    "answer_callback_offer", "The caller's answer to the callback offer.", AnswerCallbackOffer
+)
+TOOLS: dict[str, Tool] = {
+    tool.name: tool
+    for tool in (
+        RECORD_REQUEST,
+        RECORD_CALLER,
+        RECORD_JOB,
+        BOOK_SLOT,
+        PREFER_CALLBACK,
+        CREATE_CALLBACK,
+        ANSWER_CALLBACK_OFFER,
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSchema:
+    """What the LLM is shown of one tool: a JSON-schema function declaration."""
+
+    name: str
+    description: str
+    properties: Mapping[str, Mapping[str, Any]]
+    required: tuple[str, ...]
+
+
+def schema(
+    tool: Tool,
+    *,
+    choices: Mapping[str, Sequence[str]] | None = None,
+    required: Sequence[str] | None = None,
+) -> ToolSchema:
+    """The LLM's view of ``tool``, derived from its argument model.
+
+    Args:
+        tool: The tool.
+        choices: Arguments whose values are limited for this call (e.g. the services of
+            the business, the windows just offered): offered to the LLM as an ``enum``.
+        required: Overrides which arguments are required (e.g. a callback number when
+            the caller ID is withheld); by default, those without a default.
+    """
+    model_schema = tool.arguments.model_json_schema()
+    properties: dict[str, dict[str, Any]] = {}
+    for name, field_schema in model_schema.get("properties", {}).items():
+        properties[name] = _plain_property(field_schema)
+        if choices and name in choices:
+            properties[name]["enum"] = list(choices[name])
+    return ToolSchema(
+        name=tool.name,
+        description=tool.description,
+        properties=properties,
+        required=tuple(required if required is not None else model_schema.get("required", ())),
+    )
+
+
+def _plain_property(field_schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Type, description and enum only: an optional value is offered as its plain type."""
+    variants = field_schema.get("anyOf")
+    if variants:
+        field_schema = {
+            **next(v for v in variants if v.get("type") != "null"),
+            "description": field_schema.get("description"),
+        }
+    plain = {key: field_schema[key] for key in ("type", "enum") if key in field_schema}
+    if field_schema.get("description"):
+        plain["description"] = field_schema["description"]
+    return plain
 
 
 A = TypeVar("A", bound=_Args)

@@ -1,4 +1,11 @@
-"""The running log of one call, from which its records are built when it ends."""
+"""The running log of one call, from which its records are built when it ends.
+
+The conversation (what the caller told us, which states it went through, which tools it
+called, how it ended for the business) is the receptionist's
+:class:`~frontdesk.conversation.state.Conversation`. This log holds what the call
+actor observed besides: what was said, voice failovers, latencies. Both go into the
+call's records.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,15 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
+from frontdesk.conversation.state import Conversation
 from frontdesk.delivery.records import (
-    Appointment,
-    Callback,
     CallRecord,
+    EndedBy,
     FailoverEntry,
+    Hangup,
     JobRecord,
-    Lead,
     Outcome,
     ToolCallEntry,
     TranscriptEntry,
@@ -25,63 +32,26 @@ from frontdesk.delivery.records import (
 
 conversation_logger = logging.getLogger("frontdesk.conversation")
 
-EndedBy = Literal["bot", "caller", "shutdown", "error", "timeout"]
-Hangup = Literal["hung_up", "already_ended", "failed", "not_attempted"]
-
 
 @dataclass
 class CallLog:
-    """What has happened on one call so far. Owned by the call's actor."""
+    """What has been observed on one call so far. Owned by the call's actor."""
 
     call_sid: str
     from_number: str
     to_number: str
     started_at: datetime = field(default_factory=utcnow)
-    outcome: Outcome | None = None
-    states: list[str] = field(default_factory=list)
-    turns_per_state: dict[str, int] = field(default_factory=dict)
-    turns_total: int = 0
     transcript: list[TranscriptEntry] = field(default_factory=list)
-    tool_calls: list[ToolCallEntry] = field(default_factory=list)
     failovers: list[FailoverEntry] = field(default_factory=list)
-    lead: dict[str, Any] = field(default_factory=dict)
-    appointment: Appointment | None = None
-    callback: Callback | None = None
     greeting_latency: float | None = None
     turn_latencies: list[float] = field(default_factory=list)
     log_conversation: bool = False
-
-    @property
-    def state(self) -> str | None:
-        """The conversation state the call is in."""
-        return self.states[-1] if self.states else None
-
-    def enter_state(self, name: str) -> None:
-        """Record a move to conversation state ``name``."""
-        if self.state != name:
-            self.states.append(name)
-            self.turns_per_state.setdefault(name, 0)
-            self._event("state", name)
-
-    def caller_turn(self) -> tuple[int, int]:
-        """Count one caller turn; return (turns in this state, turns in the call)."""
-        self.turns_total += 1
-        state = self.state or "greeting"
-        self.turns_per_state[state] = self.turns_per_state.get(state, 0) + 1
-        return self.turns_per_state[state], self.turns_total
 
     def said(self, role: Literal["caller", "bot"], text: str) -> None:
         """Add a line to the transcript."""
         if text.strip():
             self.transcript.append(TranscriptEntry(role=role, text=text.strip(), at=utcnow()))
             self._event(role, text.strip())
-
-    def tool(self, name: str, arguments: dict[str, Any], result: dict[str, Any], ok: bool) -> None:
-        """Record a tool call and its result."""
-        self.tool_calls.append(
-            ToolCallEntry(name=name, arguments=arguments, result=result, ok=ok, at=utcnow())
-        )
-        self._event("tool", f"{name}({json.dumps(arguments)}) -> {json.dumps(result)}")
 
     def failover(self, from_provider: str, to_provider: str) -> None:
         """Record a TTS failover."""
@@ -92,6 +62,17 @@ class CallLog:
         )
         self._event("failover", f"voice {from_provider} -> {to_provider}")
 
+    def changed(self, before: Conversation, after: Conversation) -> None:
+        """Log the states entered and tools called between two steps of the conversation."""
+        for entry in after.tool_calls[len(before.tool_calls) :]:
+            self._tool(entry)
+        for state in after.visited[len(before.visited) :]:
+            self._event("state", state)
+
+    def _tool(self, entry: ToolCallEntry) -> None:
+        arguments, result = json.dumps(entry.arguments), json.dumps(entry.result)
+        self._event("tool", f"{entry.name}({arguments}) -> {result}")
+
     def _event(self, kind: str, detail: str) -> None:
         # One line per conversation event; the demo prints them live.
         if self.log_conversation:
@@ -99,6 +80,7 @@ class CallLog:
 
     def call_record(
         self,
+        conversation: Conversation,
         *,
         user_email: str | None,
         ended_by: EndedBy,
@@ -107,7 +89,8 @@ class CallLog:
     ) -> CallRecord:
         """The call's record, as of now."""
         ended_at = utcnow()
-        outcome = self.outcome or (Outcome.ERROR if error else Outcome.ABANDONED)
+        # A crash is what the business must hear of, whatever the call had reached.
+        outcome = Outcome.ERROR if error is not None else conversation.outcome or Outcome.ABANDONED
         return CallRecord(
             record_id=new_record_id(),
             user_email=user_email,
@@ -120,28 +103,30 @@ class CallLog:
             outcome=outcome,
             ended_by=ended_by,
             hangup=hangup,
-            states_visited=list(self.states),
-            turns=TurnCounts(total=self.turns_total, per_state=dict(self.turns_per_state)),
+            states_visited=list(conversation.visited),
+            turns=TurnCounts(
+                total=conversation.turns_total, per_state=dict(conversation.turns_per_state)
+            ),
             transcript=list(self.transcript),
-            tool_calls=list(self.tool_calls),
+            tool_calls=list(conversation.tool_calls),
             failovers=list(self.failovers),
-            lead=Lead(**self.lead),
+            lead=conversation.lead,
             greeting_latency_seconds=self.greeting_latency,
             turn_latencies_seconds=list(self.turn_latencies),
             error=error,
         )
 
-    def job_record(self, *, user_email: str | None) -> JobRecord | None:
+    def job_record(self, conversation: Conversation, *, user_email: str | None) -> JobRecord | None:
         """The job record, if the call booked an appointment or promised a callback."""
-        if self.appointment is None and self.callback is None:
+        if conversation.appointment is None and conversation.callback is None:
             return None
         return JobRecord(
             record_id=new_record_id(),
             user_email=user_email,
             call_sid=self.call_sid,
             created_at=utcnow(),
-            job_type="appointment" if self.appointment is not None else "callback",
-            lead=Lead(**self.lead),
-            appointment=self.appointment,
-            callback=self.callback,
+            job_type="appointment" if conversation.appointment is not None else "callback",
+            lead=conversation.lead,
+            appointment=conversation.appointment,
+            callback=conversation.callback,
         )

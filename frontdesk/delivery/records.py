@@ -19,6 +19,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from frontdesk.backend.contract import Urgency
+
+EndedBy = Literal["bot", "caller", "shutdown", "error", "timeout"]
+"""Who or what ended a call."""
+Hangup = Literal["hung_up", "already_ended", "failed", "not_attempted"]
+"""How Frontdesk's hang-up request through Twilio ended."""
+
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
 
@@ -91,7 +98,11 @@ class Lead(BaseModel):
     zip: str | None = None
     service: str | None = None
     description: str | None = None
-    urgency: str | None = None
+    urgency: Urgency | None = None
+
+    def updated(self, **changes: Any) -> Lead:
+        """A copy with ``changes`` applied and validated: a mistyped field fails here."""
+        return Lead.model_validate({**self.model_dump(), **changes})
 
 
 class TurnCounts(BaseModel):
@@ -114,8 +125,8 @@ class CallRecord(_Record):
     ended_at: datetime
     duration_seconds: float
     outcome: Outcome
-    ended_by: Literal["bot", "caller", "shutdown", "error", "timeout"]
-    hangup: Literal["hung_up", "already_ended", "failed", "not_attempted"]
+    ended_by: EndedBy
+    hangup: Hangup
     states_visited: list[str]
     turns: TurnCounts
     transcript: list[TranscriptEntry]

@@ -1,0 +1,165 @@
+"""What the receptionist says and asks the LLM to do, in one place.
+
+Fixed lines (greeting, safety instructions, goodbyes) are spoken as written, never
+generated. State instructions tell the LLM what to find out and which tool to call;
+the business's own extra instructions (``prompts:`` in its profile) are added to them.
+"""
+
+from __future__ import annotations
+
+from frontdesk.conversation.spoken import spoken_window
+from frontdesk.conversation.state import Conversation
+from frontdesk.runtime.profile import AgentProfile
+
+STILL_THERE = "Are you still there?"
+SILENT_GOODBYE = (
+    "I haven't heard anything, so I'll hang up now. Please call us back any time. Goodbye."
+)
+NOT_CAUGHT = "Sorry, I didn't catch that. Could you say that again?"
+TROUBLE_GOODBYE = (
+    "I'm sorry, I'm having trouble on my end. Someone from our team will call you back "
+    "shortly. Goodbye."
+)
+TIMEOUT_GOODBYE = (
+    "I'm sorry, I have to end the call now. Someone from our team will call you back "
+    "shortly. Goodbye."
+)
+SHUTDOWN_GOODBYE = (
+    "I'm sorry, I have to end our call now. Someone from our team will call you back shortly."
+)
+EMERGENCY_GOODBYE = (
+    "I've alerted our on-call team, and someone will call you back within minutes. "
+    "Please stay safe. Goodbye."
+)
+TURN_LIMIT_LINE = "Let me have someone from the team call you back."
+
+
+def role(profile: AgentProfile) -> str:
+    """Who the LLM is, for the whole call (its system instruction)."""
+    services = "; ".join(f"{s.name} ({s.description})" for s in profile.services)
+    return (
+        f"You are {profile.agent_name}, the phone receptionist of {profile.business_name}, a "
+        f"home-services company. Services: {services}. You are on a live phone call: "
+        "speak in one or two short, natural sentences at a time, with no lists, symbols "
+        "or formatting, and ask one question at a time. Never invent appointment times, "
+        "prices or promises: only tell the caller what the tools confirm. If the caller "
+        "wants something you cannot do, offer a call back from the team."
+    )
+
+
+def greeting(profile: AgentProfile, conversation: Conversation) -> str:
+    """The first thing the caller hears (by name, for a returning customer)."""
+    line = profile.greeting
+    if conversation.customer is not None:
+        line += f" Hi {conversation.customer.first_name}, good to hear from you again."
+    return f"{line} How can I help you today?"
+
+
+def instructions(profile: AgentProfile, state: str, conversation: Conversation, why: str) -> str:
+    """The LLM's task in ``state``, with the business's extra words for it."""
+    task = _TASKS[state](profile, conversation, why)
+    extra = getattr(profile.prompts, state, None)
+    return f"{task} {extra}" if extra else task
+
+
+def offers(conversation: Conversation) -> str:
+    """The windows on offer, as the LLM is told them."""
+    return "; ".join(f"{s.id}: {spoken_window(s.start, s.end)}" for s in conversation.slots)
+
+
+def booked_goodbye(
+    profile: AgentProfile, *, technician: str | None, window: str, address: str
+) -> str:
+    """The goodbye that reads back what the backend confirmed."""
+    who = f"{technician} will" if technician else "A technician will"
+    return (
+        f"You're all set. {who} come out {window} to {address}. "
+        f"Thanks for calling {profile.business_name}. Goodbye!"
+    )
+
+
+def callback_goodbye(profile: AgentProfile) -> str:
+    """The goodbye once a callback is promised."""
+    return (
+        f"Someone from our team will call you back {profile.callback_promise}. "
+        f"Thanks for calling {profile.business_name}. Goodbye!"
+    )
+
+
+def declined_goodbye(profile: AgentProfile) -> str:
+    """The goodbye to a caller outside the area who wants no callback."""
+    return (
+        f"No problem. Thanks for calling {profile.business_name}, and "
+        "good luck with the repair. Goodbye!"
+    )
+
+
+def turn_limit_goodbye(profile: AgentProfile) -> str:
+    """The goodbye once the call went round in circles for too long."""
+    return (
+        f"{TURN_LIMIT_LINE} They'll call {profile.callback_promise}. "
+        f"Thanks for calling {profile.business_name}. Goodbye."
+    )
+
+
+def _greeting(profile: AgentProfile, conversation: Conversation, why: str) -> str:
+    return (
+        "You have greeted the caller. Find out what they need. As soon as you know which "
+        "service it is and have a one-line description of the problem, call record_request."
+    )
+
+
+def _identify(profile: AgentProfile, conversation: Conversation, why: str) -> str:
+    return (
+        "Ask for the caller's name. They are calling from "
+        f"{conversation.lead.phone or 'a hidden number'}; if they want to be called back "
+        "on another number, ask for it. Then call record_caller."
+    )
+
+
+def _collect_job(profile: AgentProfile, conversation: Conversation, why: str) -> str:
+    lead = conversation.lead
+    where = (
+        f"Their address on file is {lead.address}, ZIP {lead.zip}: ask whether the work is "
+        "at that address, and if not, ask for the address and ZIP code."
+        if lead.address and lead.zip
+        else "Ask for the address where the work is needed, including the ZIP code."
+    )
+    return f"{where} Also ask how soon they need someone. Then call record_job."
+
+
+def _book(profile: AgentProfile, conversation: Conversation, why: str) -> str:
+    return (
+        f"Offer these appointment windows: {offers(conversation)}. When the caller picks "
+        "one, call book_slot with its id. If none of them works, or they would rather talk "
+        "to someone, call prefer_callback."
+    )
+
+
+def _callback(profile: AgentProfile, conversation: Conversation, why: str) -> str:
+    return (
+        f"{why} Tell the caller someone from the team will call them back "
+        f"{profile.callback_promise}, at {conversation.lead.phone} unless they give another "
+        "number. Then call create_callback."
+    )
+
+
+def _out_of_area(profile: AgentProfile, conversation: Conversation, why: str) -> str:
+    area = profile.service_area
+    places = ", ".join(area.cities) if area.cities else "our listed ZIP codes"
+    return (
+        f"Explain kindly that ZIP {conversation.lead.zip} is outside the area "
+        f"{profile.business_name} serves ({places}), so no technician can come out. Offer "
+        "to have someone call them back with a recommendation, then call "
+        "answer_callback_offer."
+    )
+
+
+_TASKS = {
+    "greeting": _greeting,
+    "identify": _identify,
+    "collect_job": _collect_job,
+    "book": _book,
+    "callback": _callback,
+    "out_of_area": _out_of_area,
+}
