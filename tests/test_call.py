@@ -375,6 +375,25 @@ INWORLD_DIES = variant(
     faults=[{"at": {"after_caller_line": 1}, "target": "inworld", "fault": {"kind": "down"}}],
     expect={**BOOKS.expect.model_dump(), "alert_kinds": ["tts_failover"]},
 )
+LLM_DIES = variant(
+    BOOKS,
+    name="llm_dies_mid_call",
+    description="OpenAI answers every completion with a 500 once the caller said line 1.",
+    faults=[
+        {
+            "at": {"after_caller_line": 1},
+            "target": "openai",
+            "fault": {"kind": "error", "status": 500},
+        }
+    ],
+    expect={
+        "outcome": "callback",
+        "hung_up_by": "bot",
+        "bot_said": ["call you back"],
+        "records": {"calls": 1, "jobs": 1},
+        "booked": False,
+    },
+)
 CRASHES = variant(
     BOOKS,
     name="crashes_after_line_1",
@@ -448,6 +467,7 @@ async def long_calls(tmp_path_factory) -> dict[str, Finished]:
         async with anyio.create_task_group() as tg:
             tg.start_soon(failover, "inworld_dies", INWORLD_DIES)
             tg.start_soon(failover, "inworld_down", load_scenario("inworld_down"))
+            tg.start_soon(failover, "llm_dies", LLM_DIES)
             tg.start_soon(crash_beside_a_booking)
     return results
 
@@ -474,6 +494,15 @@ async def test_with_inworld_down_from_the_start_deepgram_speaks_from_the_greetin
     assert done.failures["inworld_down"] == []
     assert done.world.inworld.spoken == []
     assert GREETING in done.world.deepgram.spoken[0]
+
+
+async def test_the_llm_failing_mid_call_is_apologised_for_and_becomes_a_callback(long_calls):
+    done = long_calls["llm_dies"]
+    record = done.records[LLM_DIES.name]
+
+    assert done.failures[LLM_DIES.name] == []
+    assert record is not None
+    assert record["ended_by"] == "error", record
 
 
 async def test_a_crashed_call_is_apologised_for_hung_up_and_recorded_and_another_call_books(

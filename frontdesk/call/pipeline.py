@@ -507,5 +507,5 @@ class CallPipeline:
         else:
             provider = "stt"
         return ProviderDown(
-            provider=provider, detail=f"{provider_of(processor.name)}: {frame.error}"
+            provider=provider, service=provider_of(processor.name), error=str(frame.error)
         )
