@@ -24,7 +24,7 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +64,7 @@ class ChildSpec:
     """
 
     name: str
-    run: Callable[..., Awaitable[Any]]
+    run: Callable[..., Coroutine[Any, Any, Any]]
     restart: Restart = Restart.PERMANENT
     group: str | None = None
     start_timeout: float = 10.0
@@ -237,9 +237,9 @@ class Supervisor:
                 for child in temporaries:
                     tg.start_soon(self._stop_child, child)
         for name in reversed(self._order):
-            child = self._children.get(name)
-            if child is not None and child.spec.restart is not Restart.TEMPORARY:
-                await self._stop_child(child)
+            kept = self._children.get(name)
+            if kept is not None and kept.spec.restart is not Restart.TEMPORARY:
+                await self._stop_child(kept)
         self._stopped.set()
 
     def drain(self) -> None:

@@ -26,9 +26,9 @@ import base64
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, assert_never
+from typing import Any, Protocol, TypeVar, assert_never
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -523,7 +523,7 @@ class CallActor:
 
     # ----------------------------------------------------------------- the backend
 
-    def _ask_backend(self, request: Callable[[], Awaitable[None]]) -> None:
+    def _ask_backend(self, request: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._in_flight += 1
         self._spawn(request)
 
@@ -566,7 +566,7 @@ class CallActor:
 
     # --------------------------------------------------------------------- tasks
 
-    def _spawn(self, work: Callable[[], Awaitable[object]]) -> None:
+    def _spawn(self, work: Callable[[], Coroutine[Any, Any, object]]) -> None:
         # The call's own work runs in its task group: if it raises, the call crashes
         # (and ends politely); it cannot fail silently.
         if self._tg is not None:
@@ -655,12 +655,14 @@ class CallActor:
         sit in silence while the pipeline winds down); every other ending, at finish.
         """
         async with self._hangup_lock:
-            if self._hangup is None:
-                # Shielded: once asked, the hang-up completes even if the call's tasks are
-                # being cancelled, so it is never sent twice.
-                with anyio.CancelScope(shield=True):
-                    self._hangup = (await self._deps.twilio.hang_up(self.call.call_sid)).value
-            return self._hangup
+            if self._hangup is not None:
+                return self._hangup
+            # Shielded: once asked, the hang-up completes even if the call's tasks are
+            # being cancelled, so it is never sent twice.
+            with anyio.CancelScope(shield=True):
+                hangup = (await self._deps.twilio.hang_up(self.call.call_sid)).value
+            self._hangup = hangup
+            return hangup
 
     async def _finish(self, error: BaseException | None) -> None:
         metrics = self._deps.metrics

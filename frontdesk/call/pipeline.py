@@ -256,7 +256,7 @@ class CallPipeline:
         # receptionist knows which tools the current state offers.
         self.llm.register_function(None, self._tool_called)
         self.voices = providers.voices()
-        self.tts = VoiceSwitcher(self.voices)
+        self.tts = VoiceSwitcher(list[FrameProcessor](self.voices))
         primary = self.voices[0]
         breaker = providers.tts_breaker
 

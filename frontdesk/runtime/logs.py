@@ -158,7 +158,7 @@ def _loguru_sink(message: Any) -> None:
         record["file"].path,
         record["line"],
         record["message"],
-        None,
+        (),
         exc_info,
         func=record["function"],
     )

@@ -52,6 +52,7 @@ class MemoryTrimmer:
         if trim is None:
             logger.info("no glibc malloc_trim here: freed memory stays with the allocator")
             await anyio.sleep_forever()
+            return
         while True:
             await anyio.sleep(self._interval)
             await anyio.to_thread.run_sync(trim)

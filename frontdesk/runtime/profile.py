@@ -27,7 +27,8 @@ from pydantic import (
 
 from frontdesk.runtime.errors import SettingsError
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 &'.,()/-]*$")
 # Text that reaches the LLM must not smuggle template syntax (which would be rendered
 # from conversation state) or tool-call / chat-markup syntax.
@@ -84,7 +85,7 @@ class ServiceArea(_Strict):
         """Whether a job at ``zip_code`` (or ``city``) is inside the area."""
         if zip_code and zip_code[:5] in self.zips:
             return True
-        return bool(city) and city.strip().lower() in {c.lower() for c in self.cities}
+        return city is not None and city.strip().lower() in {c.lower() for c in self.cities}
 
 
 class OpeningHours(_Strict):
@@ -104,7 +105,7 @@ class Hours(_Strict):
     """When the business works, in its own time zone."""
 
     timezone: str
-    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], OpeningHours | None]
+    weekly: dict[Weekday, OpeningHours | None]
 
     @field_validator("weekly")
     @classmethod
