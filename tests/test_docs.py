@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 from frontdesk.backend.contract import CallbackResult, LookupResult
 from frontdesk.conversation.events import CallbackAnswered, CallerTurn, Greet, ToolCalled
 from frontdesk.conversation.intents import RequestCallback
@@ -57,3 +59,29 @@ def test_the_state_graph_names_exactly_the_states_the_receptionist_enters():
     graph = {state for edge in STATE_GRAPH for state in (edge[0], edge[2])} - {"any state"}
 
     assert entered == graph
+
+
+def production_modules() -> dict[str, str]:
+    """Every production module, with the first line of its docstring."""
+    paths = [ROOT / "main.py", ROOT / "supervisor.py"]
+    for package in ("actors", "frontdesk"):
+        paths += sorted(p for p in (ROOT / package).rglob("*.py") if p.name != "__init__.py")
+    purposes = {}
+    for path in paths:
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        purposes[path.relative_to(ROOT).as_posix()] = doc.strip().splitlines()[0] if doc else ""
+    return purposes
+
+
+def readme_layout() -> dict[str, str]:
+    """The README's module tree: ``path  purpose`` lines of its Layout block."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    lines = [line.split(None, 1) for line in block.splitlines() if line.strip()]
+    return {parts[0]: parts[1] if len(parts) > 1 else "" for parts in lines}
+
+
+def test_the_readme_tree_lists_every_production_module_with_its_docstring_purpose():
+    modules = production_modules()
+    assert all(modules.values()), [path for path, purpose in modules.items() if not purpose]
+    assert readme_layout() == modules
