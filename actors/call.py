@@ -26,7 +26,7 @@ import base64
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, assert_never
 
@@ -65,6 +65,7 @@ from frontdesk.conversation.intents import (
     Book,
     End,
     Enter,
+    FindAnswer,
     Intent,
     RaiseAlert,
     Reply,
@@ -93,6 +94,7 @@ END_TIMEOUT_SECONDS = 20.0
 FINISH_TIMEOUT_SECONDS = 20.0
 APOLOGY_TIMEOUT_SECONDS = 8.0
 LOOKUP_WAIT_SECONDS = 0.5
+KNOWLEDGE_WAIT_SECONDS = 2.0
 TURN_DECISION_SECONDS = 2.0
 BACKEND_SLACK_SECONDS = 3.0
 APOLOGY = "I'm sorry, something went wrong on our end. Someone from our team will call you back."
@@ -143,7 +145,7 @@ class _GreetNow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Answered:
-    event: conversation.BookingAnswered | conversation.CallbackAnswered
+    event: conversation.BookingAnswered | conversation.CallbackAnswered | conversation.AnswerFound
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,6 +191,14 @@ class RecordSink(Protocol):
         ...
 
 
+class Knowledge(Protocol):
+    """The business's own knowledge, searched for a caller's question (blocking)."""
+
+    def search(self, question: str) -> Sequence[conversation.Passage]:
+        """The best passages for ``question``; empty when nothing is relevant."""
+        ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallDeps:
     """What every call shares."""
@@ -201,6 +211,8 @@ class CallDeps:
     twilio: TwilioRest
     apology: ApologyVoice
     records: RecordSink
+    knowledge: Callable[[], Knowledge | None] = lambda: None
+    """What the business wrote, searchable; ``None`` when it wrote nothing."""
     vad: VADBatcher | None = None
     clock: Callable[[], float] = time.monotonic
     """Clock for judging a provider quiet: the process's loop clock in the server."""
@@ -234,12 +246,14 @@ class CallActor:
         self._send = send
         self._caller_connected = caller_connected
         self._to_self, self._inbox = anyio.create_memory_object_stream[Inbox](INBOX_SIZE)
+        self._knowledge = deps.knowledge()
         self.receptionist = Receptionist(
             deps.profile(),
             Limits(
                 turns_per_state=self._settings.max_turns_per_state,
                 turns_per_call=self._settings.max_turns_per_call,
             ),
+            knowledge=self._knowledge is not None,
         )
         self.conversation: Conversation = self.receptionist.start(
             call_sid=call.call_sid, from_number=call.from_number
@@ -488,6 +502,8 @@ class CallActor:
                     self._ask_backend(functools.partial(self._book, key, book))
                 case RequestCallback(key=key, request=callback):
                     self._ask_backend(functools.partial(self._request_callback, key, callback))
+                case FindAnswer(call_id=call_id, question=question):
+                    self._spawn(functools.partial(self._find_answer, call_id, question))
                 case RaiseAlert():
                     await self._raise(intent)
                 case End(reason=reason, goodbye=goodbye):
@@ -547,6 +563,23 @@ class CallActor:
         finally:
             if self.pipeline is not None:
                 self.pipeline.turn_timer.waited_on_backend(time.monotonic() - started)
+
+    async def _find_answer(self, call_id: str, question: str) -> None:
+        found: Sequence[conversation.Passage] = ()
+        knowledge = self._knowledge
+        if knowledge is not None:
+            # Off the loop that paces every call's audio; a search that fails or hangs
+            # answers "nothing found", and the caller is offered a callback.
+            with anyio.move_on_after(KNOWLEDGE_WAIT_SECONDS):
+                try:
+                    found = await anyio.to_thread.run_sync(knowledge.search, question)
+                except Exception:
+                    logger.exception("knowledge search failed for %r", question)
+        passages = tuple(
+            conversation.Passage(source=p.source, heading=p.heading, text=p.text) for p in found
+        )
+        event = conversation.AnswerFound(call_id=call_id, question=question, passages=passages)
+        await self._tell(_Answered(event=event))
 
     async def _look_up_caller(self) -> None:
         result = await self._deps.backend.lookup(self.call.from_number, self.call.call_sid)

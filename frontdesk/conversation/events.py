@@ -56,6 +56,24 @@ class CallbackAnswered:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Passage:
+    """A piece of what the business wrote: its source's title, its heading, its text."""
+
+    source: str
+    heading: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerFound:
+    """The business's knowledge was searched for the question of tool call ``call_id``."""
+
+    call_id: str
+    question: str
+    passages: tuple[Passage, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallerSilent:
     """The caller has said nothing for the idle time."""
 
@@ -99,6 +117,7 @@ Event = (
     | ToolCalled
     | BookingAnswered
     | CallbackAnswered
+    | AnswerFound
     | CallerSilent
     | CallerUnheard
     | KeyPressed

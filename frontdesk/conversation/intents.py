@@ -74,6 +74,14 @@ class RequestCallback:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FindAnswer:
+    """Search the business's knowledge; the passages come back as ``AnswerFound``."""
+
+    call_id: str
+    question: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RaiseAlert:
     """Tell the business's dashboard something it must know now."""
 
@@ -91,4 +99,4 @@ class End:
     goodbye: str | None
 
 
-Intent = Say | Enter | Reply | Respond | Book | RequestCallback | RaiseAlert | End
+Intent = Say | Enter | Reply | Respond | Book | RequestCallback | FindAnswer | RaiseAlert | End

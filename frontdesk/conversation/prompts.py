@@ -32,9 +32,24 @@ EMERGENCY_GOODBYE = (
     "Please stay safe. Goodbye."
 )
 TURN_LIMIT_LINE = "Let me have someone from the team call you back."
+ANSWER_FROM_PASSAGES = (
+    "Answer the caller's question from these passages only, in one or two short spoken "
+    "sentences. If they do not answer it, say you don't know and that the team can tell "
+    "them on a call back. Never add a price, a time or a policy they do not state. Then "
+    "carry on where the conversation was."
+)
+NO_ANSWER = (
+    "Nothing the business has written answers this. Tell the caller you don't have that "
+    "information and that the team can answer it when they call back. Do not guess. Then "
+    "carry on where the conversation was."
+)
+KNOWLEDGE_ROLE = (
+    " When the caller asks about the business (prices, policies, services, hours), look it "
+    "up with answer_question and answer only from what it returns."
+)
 
 
-def role(profile: AgentProfile) -> str:
+def role(profile: AgentProfile, *, knowledge: bool = False) -> str:
     """Who the LLM is, for the whole call (its system instruction)."""
     services = "; ".join(f"{s.name} ({s.description})" for s in profile.services)
     return (
@@ -44,7 +59,7 @@ def role(profile: AgentProfile) -> str:
         "or formatting, and ask one question at a time. Never invent appointment times, "
         "prices or promises: only tell the caller what the tools confirm. If the caller "
         "wants something you cannot do, offer a call back from the team."
-    )
+    ) + (KNOWLEDGE_ROLE if knowledge else "")
 
 
 def greeting(profile: AgentProfile, conversation: Conversation) -> str:

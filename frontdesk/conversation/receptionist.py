@@ -37,6 +37,7 @@ from frontdesk.backend.contract import (
 )
 from frontdesk.conversation import prompts, tools
 from frontdesk.conversation.events import (
+    AnswerFound,
     BookingAnswered,
     CallbackAnswered,
     CallerSilent,
@@ -54,6 +55,7 @@ from frontdesk.conversation.intents import (
     Book,
     End,
     Enter,
+    FindAnswer,
     Intent,
     RaiseAlert,
     Reply,
@@ -84,6 +86,7 @@ from frontdesk.delivery.records import (
     EndedBy,
     Lead,
     Outcome,
+    QuestionEntry,
     ToolCallEntry,
 )
 from frontdesk.runtime.profile import AgentProfile
@@ -93,6 +96,8 @@ SLOT_LEAD_TIME = timedelta(hours=2)
 MAX_REPROMPTS = 2
 MAX_UNHEARD_TURNS = 2
 ENDING_REPLY = {"status": "error", "error": "The call is ending. Say nothing more."}
+# States in which the caller may ask about the business (not the fixed-text ones).
+ASKING_STATES = frozenset({GREETING, IDENTIFY, COLLECT_JOB, BOOK, CALLBACK, OUT_OF_AREA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +111,22 @@ class Step:
 class Receptionist:
     """Decides a call's conversation for one business. Immutable; safe to share."""
 
-    def __init__(self, profile: AgentProfile, limits: Limits | None = None) -> None:
-        """Decide for the business described by ``profile``, within ``limits``."""
+    def __init__(
+        self, profile: AgentProfile, limits: Limits | None = None, *, knowledge: bool = False
+    ) -> None:
+        """Decide for the business described by ``profile``, within ``limits``.
+
+        With ``knowledge``, the caller's questions about the business are looked up in
+        what it wrote (an ``answer_question`` tool in every conversational state).
+        """
         self.profile = profile
         self.limits = limits or Limits()
+        self.knowledge = knowledge
 
     @property
     def role(self) -> str:
         """Who the LLM is for the whole call (its system instruction)."""
-        return prompts.role(self.profile)
+        return prompts.role(self.profile, knowledge=self.knowledge)
 
     def start(self, *, call_sid: str, from_number: str) -> Conversation:
         """The conversation of a call that has just connected, before the greeting."""
@@ -135,6 +147,8 @@ class Receptionist:
                 self._booking_answered(draft, event)
             case CallbackAnswered():
                 self._callback_answered(draft, event)
+            case AnswerFound():
+                self._answer_found(draft, event)
             case CallerSilent():
                 self._caller_silent(draft)
             case CallerUnheard():
@@ -163,6 +177,12 @@ class Receptionist:
 
     def offered(self, conversation: Conversation) -> tuple[tools.ToolSchema, ...]:
         """The tools the LLM is offered in the conversation's current state."""
+        offered = self._state_tools(conversation)
+        if self.knowledge and conversation.state in ASKING_STATES:
+            offered += (tools.schema(tools.ANSWER_QUESTION),)
+        return offered
+
+    def _state_tools(self, conversation: Conversation) -> tuple[tools.ToolSchema, ...]:
         state = conversation.state
         if state == GREETING:
             services = [s.id for s in self.profile.services]
@@ -271,6 +291,8 @@ class Receptionist:
                 self._create_callback(d, event, args)
             case "answer_callback_offer":
                 self._answer_callback_offer(d, event, args)
+            case "answer_question":
+                self._answer_question(d, event, args)
 
     def _record_request(self, d: _Draft, event: ToolCalled, args: dict[str, Any]) -> None:
         parsed = tools.validate(tools.RecordRequest, args)
@@ -357,6 +379,43 @@ class Receptionist:
             Pending(key=key, purpose="book", call_id=event.call_id, arguments=args, slot_id=slot.id)
         )
         d.emit(Book(key=key, request=request))
+
+    def _answer_question(self, d: _Draft, event: ToolCalled, args: dict[str, Any]) -> None:
+        parsed = tools.validate(tools.AnswerQuestion, args)
+        if isinstance(parsed, str):
+            self._invalid(d, event, parsed)
+            return
+        d.emit(FindAnswer(call_id=event.call_id, question=parsed.question))
+
+    def _answer_found(self, d: _Draft, event: AnswerFound) -> None:
+        c = d.conversation
+        if c.taken_over or c.ending:
+            d.emit(Reply(call_id=event.call_id, result=ENDING_REPLY))
+            return
+        sources = list(dict.fromkeys(f"{p.source}: {p.heading}" for p in event.passages))
+        asked = QuestionEntry(question=event.question, sources=sources, at=d.now)
+        d.update(questions=(*c.questions, asked))
+        result: dict[str, Any]
+        if event.passages:
+            passages = [
+                {"source": p.source, "heading": p.heading, "text": p.text} for p in event.passages
+            ]
+            result = {
+                "status": "found",
+                "passages": passages,
+                "instruction": prompts.ANSWER_FROM_PASSAGES,
+            }
+        else:
+            result = {"status": "not_found", "instruction": prompts.NO_ANSWER}
+        d.tool(
+            "answer_question",
+            {"question": event.question},
+            {"status": result["status"], "sources": sources},
+            ok=True,
+        )
+        # The state does not change: the conversation carries on where it was, and its
+        # turn count keeps counting.
+        d.emit(Reply(call_id=event.call_id, result=result, run_llm=True))
 
     def _booking_answered(self, d: _Draft, event: BookingAnswered) -> None:
         pending = d.answered(event.key)

@@ -20,7 +20,15 @@ from datetime import datetime
 from typing import Literal
 
 from frontdesk.backend.contract import Customer, Urgency
-from frontdesk.delivery.records import Appointment, Callback, EndedBy, Lead, Outcome, ToolCallEntry
+from frontdesk.delivery.records import (
+    Appointment,
+    Callback,
+    EndedBy,
+    Lead,
+    Outcome,
+    QuestionEntry,
+    ToolCallEntry,
+)
 
 GREETING = "greeting"
 IDENTIFY = "identify"
@@ -129,6 +137,7 @@ class Conversation:
         appointment: The appointment the backend confirmed.
         callback: The callback promised.
         tool_calls: Every tool call and its result.
+        questions: The caller's questions about the business, and what answered them.
         taken_over: The receptionist, not the LLM, answers the caller from now on.
         ending: The call is being ended; nothing more is said.
         reprompts: "Are you still there?" asked since the caller last spoke.
@@ -150,6 +159,7 @@ class Conversation:
     appointment: Appointment | None = None
     callback: Callback | None = None
     tool_calls: tuple[ToolCallEntry, ...] = ()
+    questions: tuple[QuestionEntry, ...] = ()
     taken_over: bool = False
     ending: bool = False
     reprompts: int = 0

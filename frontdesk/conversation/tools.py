@@ -112,6 +112,12 @@ class AnswerCallbackOffer(_Args):
     accept: bool = Field(description="True if the caller wants a call back.")
 
 
+class AnswerQuestion(_Args):
+    """A question about the business the booking flow does not answer: ``answer_question``."""
+
+    question: ShortText = Field(description="The caller's question, in their words.")
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     """A tool the LLM may be offered: its name, what it is for, and its arguments."""
@@ -130,6 +136,12 @@ CREATE_CALLBACK = Tool("create_callback", "Ask the team to call the caller back.
 ANSWER_CALLBACK_OFFER = Tool(
     "answer_callback_offer", "The caller's answer to the callback offer.", AnswerCallbackOffer
 )
+ANSWER_QUESTION = Tool(
+    "answer_question",
+    "Look up what the business has written (prices, policies, services, hours) to answer "
+    "a question the caller asks. Answer only from what it returns.",
+    AnswerQuestion,
+)
 TOOLS: dict[str, Tool] = {
     tool.name: tool
     for tool in (
@@ -140,6 +152,7 @@ TOOLS: dict[str, Tool] = {
         PREFER_CALLBACK,
         CREATE_CALLBACK,
         ANSWER_CALLBACK_OFFER,
+        ANSWER_QUESTION,
     )
 }
 

@@ -111,6 +111,7 @@ class CallLog:
             tool_calls=list(conversation.tool_calls),
             failovers=list(self.failovers),
             lead=conversation.lead,
+            questions=list(conversation.questions),
             greeting_latency_seconds=self.greeting_latency,
             turn_latencies_seconds=list(self.turn_latencies),
             error=error,

@@ -75,6 +75,19 @@ class ToolCallEntry(BaseModel):
     at: datetime
 
 
+class QuestionEntry(BaseModel):
+    """A question the caller asked about the business, and what answered it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    question: str
+    sources: list[str] = Field(
+        description="Title and heading of each passage the answer drew on; empty when the "
+        "business's knowledge had nothing on it (nothing was invented, a callback was offered)."
+    )
+    at: datetime
+
+
 class FailoverEntry(BaseModel):
     """A provider switch during the call."""
 
@@ -133,6 +146,7 @@ class CallRecord(_Record):
     tool_calls: list[ToolCallEntry]
     failovers: list[FailoverEntry]
     lead: Lead
+    questions: list[QuestionEntry] = Field(default_factory=list)
     greeting_latency_seconds: float | None
     turn_latencies_seconds: list[float]
     error: str | None = None
