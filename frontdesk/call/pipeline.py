@@ -95,7 +95,7 @@ from frontdesk.call.providers import SAMPLE_RATE, Providers
 from frontdesk.call.transport import Send, TwilioTransport, UtteranceMarker
 from frontdesk.call.turn_gate import MayAnswer, TurnGate
 from frontdesk.call.turn_metrics import TurnTimer, provider_of
-from frontdesk.call.vad import BatchedSileroVAD, VADBatcher
+from frontdesk.call.vad import BatchedSileroVAD, WindowQueue
 from frontdesk.call.voice_failover import SpeechLedger, VoiceSwitcher
 from frontdesk.conversation.events import Provider
 from frontdesk.conversation.tools import ToolSchema
@@ -213,7 +213,7 @@ class CallPipeline:
         may_answer: MayAnswer,
         role: str,
         stt: DeepgramSTTService | None = None,
-        vad: VADBatcher | None = None,
+        vad: WindowQueue | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Assemble the pipeline (nothing connects until :meth:`run`).
