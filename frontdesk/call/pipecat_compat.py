@@ -79,13 +79,15 @@ class Requirement:
             where = self.owner.__name__
         label = f"{where}.{self.name}"
         if self.kind == "instance attribute":
-            try:
-                source = inspect.getsource(self.owner)
-            except (OSError, TypeError):
-                return f"{label}: the source of {where} cannot be read to find it"
-            if not re.search(rf"\bself\.{re.escape(self.name)}\b\s*(:[^=]*)?=", source):
-                return f"{label}: no longer assigned"
-            return None
+            assigned = re.compile(rf"\bself\.{re.escape(self.name)}\b\s*(:[^=]*)?=")
+            # The constructor first: reading a whole large class's source is slower.
+            for part in (getattr(self.owner, "__init__", None), self.owner):
+                try:
+                    if assigned.search(inspect.getsource(part)):
+                        return None
+                except (OSError, TypeError):
+                    return f"{label}: the source of {where} cannot be read to find it"
+            return f"{label}: no longer assigned"
         if self.kind == "field":
             fields = getattr(self.owner, "model_fields", {})
             return None if self.name in fields else f"{label}: no such field"
