@@ -21,7 +21,7 @@ from anyio.abc import TaskStatus
 
 from frontdesk.runtime import logs
 from frontdesk.runtime.config import Config, load_config
-from frontdesk.runtime.errors import RestartIntensityExceeded, SettingsError
+from frontdesk.runtime.errors import PipecatIncompatible, RestartIntensityExceeded, SettingsError
 from frontdesk.runtime.gc_freeze import freeze_startup_objects
 from frontdesk.runtime.settings import masked, startup_warnings
 
@@ -34,6 +34,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
 EXIT_ESCALATED = 3
+EXIT_INCOMPATIBLE = 4
 EXIT_FORCED = 130
 
 
@@ -167,6 +168,8 @@ def _serve_command(env_file: str | None) -> int:
         return EXIT_BAD_SETTINGS
     for warning in startup_warnings(config.settings):
         logger.warning("%s", warning)
+    if not _pipecat_compatible():
+        return EXIT_INCOMPATIBLE
     try:
         # uvloop: every call's audio is callbacks, timers and socket writes on one loop.
         return anyio.run(
@@ -178,6 +181,17 @@ def _serve_command(env_file: str | None) -> int:
     except OSError as exc:
         logger.critical("cannot serve: %s", exc)
         return EXIT_FAILED
+
+
+def _pipecat_compatible() -> bool:
+    """Whether the installed Pipecat and SDKs have every internal Frontdesk relies on."""
+    try:
+        # Importing the seam checks them all.
+        from frontdesk.call import pipecat_compat  # noqa: F401
+    except PipecatIncompatible as exc:
+        logger.critical("cannot start: %s", exc)
+        return False
+    return True
 
 
 async def _serve(config: Config, env_file: str | None) -> int:

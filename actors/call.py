@@ -34,6 +34,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from actors.vad_batcher import VADBatcher
 from frontdesk.backend.contract import (
     BookingRequest,
     BookingResult,
@@ -59,7 +60,6 @@ from frontdesk.call.events import (
 from frontdesk.call.pipeline import CallInfo, CallPipeline
 from frontdesk.call.providers import Providers
 from frontdesk.call.transport import Send
-from frontdesk.call.vad import VADBatcher
 from frontdesk.conversation import events as conversation
 from frontdesk.conversation.intents import (
     Book,

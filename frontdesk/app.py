@@ -18,10 +18,11 @@ from actors.call import CallDeps
 from actors.config import ConfigActor, ConfigMessage, Reload, ReloadResult
 from actors.dashboard_sync import DashboardMessage, DashboardSync, RecordsQueued
 from actors.v2_gateway import GatewayClient, GatewayMessage, V2Gateway
+from actors.vad_batcher import VADBatcher
 from actors.web import Check, WebActor
 from frontdesk.call.apology import ApologyVoice
 from frontdesk.call.providers import Providers
-from frontdesk.call.vad import VADBatcher, silero_session
+from frontdesk.call.vad import silero_session
 from frontdesk.delivery.outbox import Outbox
 from frontdesk.delivery.records import AlertKind, Record, alert
 from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
@@ -106,7 +107,7 @@ class Frontdesk:
             api_key=settings.deepgram_api_key.get_secret_value(),
             voice=settings.voice_deepgram,
         )
-        self.vad = VADBatcher()
+        self.vad = VADBatcher(on_dropped=self.metrics.vad_windows_dropped_total.inc)
         self.loop_lag = LoopLagWatcher(self.metrics.event_loop_lag_seconds)
         self.memory_trim = MemoryTrimmer()
         self.outbox = Outbox(settings.outbox_path)

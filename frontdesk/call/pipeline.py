@@ -56,7 +56,6 @@ from pipecat.frames.frames import (
     OutputAudioRawFrame,
     TTSSpeakFrame,
     UserSpeakingFrame,
-    VADUserStoppedSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
@@ -73,7 +72,6 @@ from pipecat.turns.user_start import (
     TranscriptionUserTurnStartStrategy,
     VADUserTurnStartStrategy,
 )
-from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.utils.types import NOT_GIVEN
 from pipecat.workers.runner import WorkerRunner
@@ -91,11 +89,12 @@ from frontdesk.call.events import (
     ToolCall,
     VoiceSwitched,
 )
+from frontdesk.call.pipecat_compat import QuietStopTimeStrategy
 from frontdesk.call.providers import SAMPLE_RATE, Providers
 from frontdesk.call.transport import Send, TwilioTransport, UtteranceMarker
 from frontdesk.call.turn_gate import MayAnswer, TurnGate
 from frontdesk.call.turn_metrics import TurnTimer, provider_of
-from frontdesk.call.vad import BatchedSileroVAD, VADBatcher
+from frontdesk.call.vad import BatchedSileroVAD, WindowQueue
 from frontdesk.call.voice_failover import SpeechLedger, VoiceSwitcher
 from frontdesk.conversation.events import Provider
 from frontdesk.conversation.tools import ToolSchema
@@ -127,21 +126,15 @@ class DropFrames(FrameProcessor):
             await self.push_frame(frame, direction)
 
 
-class PhoneTurnStop(SpeechTimeoutUserTurnStopStrategy):
+class PhoneTurnStop(QuietStopTimeStrategy):
     """The turn ends when VAD's silence does: ``VAD_STOP_SECONDS`` is the endpointing.
 
-    Pipecat warns once per call that a stop time other than its 0.2 s default needs a
-    re-measured STT wait; on phone audio the longer VAD silence is the wait, chosen on
-    purpose, so the warning would only repeat itself in the log for every call.
+    On phone audio the longer VAD silence is the STT wait, chosen on purpose, so
+    Pipecat's warning about a stop time other than its default is kept quiet.
     """
 
     def __init__(self) -> None:
         super().__init__(user_speech_timeout=0.0)
-
-    async def _handle_vad_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
-        # Pipecat re-arms its warning whenever the STT reports its latency; keep it quiet.
-        self._stop_secs_warned = True
-        await super()._handle_vad_user_stopped_speaking(frame)
 
 
 class ToolCallsToContext(FrameProcessor):
@@ -213,7 +206,7 @@ class CallPipeline:
         may_answer: MayAnswer,
         role: str,
         stt: DeepgramSTTService | None = None,
-        vad: VADBatcher | None = None,
+        vad: WindowQueue | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Assemble the pipeline (nothing connects until :meth:`run`).
@@ -255,7 +248,7 @@ class CallPipeline:
         # Every tool call goes to the call actor, whichever tool it names: the
         # receptionist knows which tools the current state offers.
         self.llm.register_function(None, self._tool_called)
-        self.voices = providers.voices()
+        self.voices = providers.voices(clock=clock)
         self.tts = VoiceSwitcher(list[FrameProcessor](self.voices))
         primary = self.voices[0]
         breaker = providers.tts_breaker

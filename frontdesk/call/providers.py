@@ -11,15 +11,13 @@ per call.
 
 from __future__ import annotations
 
-import functools
 import logging
+import time
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import deepgram.listen.v1.client as deepgram_listen
-import httpx
-import pipecat.services.deepgram.stt as pipecat_deepgram_stt
 from openai import AsyncOpenAI, AsyncStream, DefaultAsyncHttpxClient, NotGiven, Omit, Timeout
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pipecat.services.deepgram.stt import DeepgramSTTService
@@ -28,6 +26,12 @@ from pipecat.services.inworld.tts import InworldTTSService
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.tts_service import TTSService
 
+from frontdesk.call.pipecat_compat import (
+    LoopClockedTTS,
+    deepgram_listen_without_compression,
+    deepgram_on_one_http_client,
+    post_streamed_completion,
+)
 from frontdesk.runtime.breaker import CircuitBreaker
 from frontdesk.runtime.settings import Settings
 
@@ -38,35 +42,6 @@ LLM_MAX_RETRIES = 1
 STT_FINALIZE_SECONDS = 0.35
 # ``create`` arguments that shape the HTTP request rather than being part of its body.
 REQUEST_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
-
-
-def _listen_without_compression() -> None:
-    """Open Deepgram's live-transcription sockets without permessage-deflate.
-
-    The SDK opens them with the websockets defaults and takes no socket options, so
-    every 60 ms audio frame was run through zlib, which cannot shrink audio; at 50 calls
-    that was a twentieth of the process's CPU. Deepgram accepts uncompressed frames (a
-    client need not offer the extension at all).
-    """
-    connect = deepgram_listen.websockets_client_connect
-    if not isinstance(connect, functools.partial):
-        deepgram_listen.websockets_client_connect = functools.partial(connect, compression=None)
-
-
-def _deepgram_on_one_http_client() -> None:
-    """Build every call's Deepgram client on one HTTP client instead of a new one each.
-
-    Pipecat's Deepgram STT makes an SDK client per service, and the SDK an HTTP client
-    with a freshly loaded CA bundle: about 25 ms of CPU per call and ~55 KB of memory the
-    process never got back. Live transcription only opens a websocket, so the HTTP
-    client is never used for a request (nor holds a connection, so it needs no closing);
-    one instance serves every call of the process.
-    """
-    make = pipecat_deepgram_stt.AsyncDeepgramClient
-    if not isinstance(make, functools.partial):
-        pipecat_deepgram_stt.AsyncDeepgramClient = functools.partial(
-            make, httpx_client=httpx.AsyncClient()
-        )
 
 
 class PlainBodyCompletions:
@@ -94,14 +69,15 @@ class PlainBodyCompletions:
         if not params.get("stream") or REQUEST_OPTIONS & params.keys():
             return await self._sdk_completions.create(**params)
         body = {k: v for k, v in params.items() if not isinstance(v, NotGiven | Omit)}
-        return await self._client.post(
-            "/chat/completions",
-            body=body,
-            cast_to=ChatCompletion,
-            options={"security": {"bearer_auth": True}},
-            stream=True,
-            stream_cls=AsyncStream[ChatCompletionChunk],
-        )
+        return await post_streamed_completion(self._client, body)
+
+
+class InworldVoice(LoopClockedTTS, InworldTTSService):
+    """Pipecat's Inworld TTS, judging a quiet audio context on the loop clock."""
+
+
+class DeepgramVoice(LoopClockedTTS, DeepgramTTSService):
+    """Pipecat's Deepgram TTS, judging a quiet audio context on the loop clock."""
 
 
 class SharedClientLLM(OpenAILLMService):
@@ -135,8 +111,8 @@ class Providers:
         """
         self.settings = settings
         self.tts_breaker = tts_breaker
-        _listen_without_compression()
-        _deepgram_on_one_http_client()
+        deepgram_listen_without_compression()
+        deepgram_on_one_http_client()
         self.openai = AsyncOpenAI(
             api_key=settings.openai_api_key.get_secret_value(),
             base_url=settings.openai_base_url,
@@ -179,10 +155,11 @@ class Providers:
             function_call_timeout_secs=s.v2_request_timeout_seconds + 2.0,
         )
 
-    def inworld(self) -> InworldTTSService:
-        """The primary voice."""
+    def inworld(self, *, clock: Callable[[], float] = time.monotonic) -> InworldVoice:
+        """The primary voice; ``clock`` judges when its audio has gone quiet."""
         s = self.settings
-        return InworldTTSService(
+        return InworldVoice(
+            clock=clock,
             api_key=s.inworld_api_key.get_secret_value(),
             url=s.inworld_tts_url,
             sample_rate=SAMPLE_RATE,
@@ -192,10 +169,11 @@ class Providers:
             reconnect_on_error=False,
         )
 
-    def deepgram_tts(self) -> DeepgramTTSService:
-        """The fallback voice."""
+    def deepgram_tts(self, *, clock: Callable[[], float] = time.monotonic) -> DeepgramVoice:
+        """The fallback voice; ``clock`` judges when its audio has gone quiet."""
         s = self.settings
-        return DeepgramTTSService(
+        return DeepgramVoice(
+            clock=clock,
             api_key=s.deepgram_api_key.get_secret_value(),
             base_url=websocket_base(s.deepgram_base_url),
             sample_rate=SAMPLE_RATE,
@@ -203,9 +181,13 @@ class Providers:
             settings=DeepgramTTSService.Settings(voice=s.voice_deepgram),
         )
 
-    def voices(self) -> list[TTSService]:
-        """The voices a new call may use, in order: Inworld first unless its breaker is open."""
+    def voices(self, *, clock: Callable[[], float] = time.monotonic) -> list[TTSService]:
+        """The voices a new call may use, in order: Inworld first unless its breaker is open.
+
+        ``clock`` judges when a voice's audio has gone quiet: the process's loop clock,
+        so that an overloaded process does not fail a voice over for its own lateness.
+        """
         if self.tts_breaker.allow():
-            return [self.inworld(), self.deepgram_tts()]
+            return [self.inworld(clock=clock), self.deepgram_tts(clock=clock)]
         logger.info("Inworld breaker open: this call starts on Deepgram TTS")
-        return [self.deepgram_tts()]
+        return [self.deepgram_tts(clock=clock)]

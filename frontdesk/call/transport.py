@@ -156,7 +156,8 @@ class TwilioOutput(BaseOutputTransport):
         self._marks: dict[str, asyncio.Future[bool]] = {}
         self._mark_count = 0
 
-    async def setup(self, setup: FrameProcessorSetup) -> None:
+    # Pipecat's FrameProcessor narrows BaseObject.setup's parameter the same way.
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
         """Work out the real-time duration of one audio chunk."""
         await super().setup(setup)
         await self._serializer.setup(setup)

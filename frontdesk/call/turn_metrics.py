@@ -34,7 +34,9 @@ PROVIDERS = {
     "SharedClientLLM": "openai",
     "OpenAILLMService": "openai",
     "InworldTTSService": "inworld",
+    "InworldVoice": "inworld",
     "DeepgramTTSService": "deepgram_tts",
+    "DeepgramVoice": "deepgram_tts",
 }
 LLM = "openai"
 

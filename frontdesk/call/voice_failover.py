@@ -23,12 +23,12 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from pipecat.frames.frames import (
     AggregatedTextFrame,
     AggregatedTextProgressFrame,
-    EndFrame,
     ErrorFrame,
     Frame,
     InterruptionFrame,
@@ -39,9 +39,11 @@ from pipecat.frames.frames import (
     TTSStoppedFrame,
     TTSTextFrame,
 )
-from pipecat.pipeline.service_switcher import ServiceSwitcher, ServiceSwitcherStrategyFailover
+from pipecat.pipeline.service_switcher import ServiceSwitcherStrategyFailover
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.errors import ErrorCategory
+
+from frontdesk.call.pipecat_compat import EndingSwitcher
 
 logger = logging.getLogger(__name__)
 
@@ -69,36 +71,17 @@ class EagerFailover(ServiceSwitcherStrategyFailover):
         return await super().handle_error(error)
 
 
-class VoiceSwitcher(ServiceSwitcher[EagerFailover]):
+class VoiceSwitcher(EndingSwitcher[EagerFailover]):
     """The voices, one active, with their audio let out as soon as it is made.
 
-    Pipecat's ``ParallelPipeline`` (which ``ServiceSwitcher`` is) holds back every frame
-    its branches produce while an ``EndFrame`` crosses them, until the ``EndFrame`` has
-    left every branch — needed for a ``StartFrame``, which must reach the rest of the
-    pipeline first, but not for an ``EndFrame``, which still leaves after those frames.
     A call ends with a goodbye spoken right before its ``EndFrame``, and a voice lets
-    the ``EndFrame`` through only once the goodbye's audio is all made: held, the
-    caller would hear nothing until then (a third of a second at 50 calls, the whole
-    synthesis time with a real provider).
+    the ``EndFrame`` through only once the goodbye's audio is all made: held back
+    until then (as Pipecat's switcher would), the caller would hear nothing meanwhile
+    (a third of a second at 50 calls, the whole synthesis time with a real provider).
     """
 
     def __init__(self, voices: list[FrameProcessor]) -> None:
         super().__init__(services=voices, strategy_type=EagerFailover)
-        self._ending = False
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        """Note that the call is ending; otherwise as Pipecat's switcher."""
-        if isinstance(frame, EndFrame):
-            self._ending = True
-        await super().process_frame(frame, direction)
-
-    async def _parallel_push_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        if self._ending and not isinstance(frame, EndFrame):
-            if frame.id not in self._seen_ids:
-                self._seen_ids.add(frame.id)
-                await self.push_frame(frame, direction)
-            return
-        await super()._parallel_push_frame(frame, direction)
 
 
 class SpeechLedger:
@@ -123,7 +106,7 @@ class SpeechLedger:
         *,
         stall_seconds: float,
         on_first_audio: Callable[[], None] | None = None,
-        on_stall: Callable[[], Awaitable[None]] | None = None,
+        on_stall: Callable[[], Coroutine[Any, Any, None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stall_seconds = stall_seconds

@@ -5,6 +5,7 @@ between retrying, giving up and refusing to start::
 
     FrontdeskError
     ├── SettingsError            settings or agent profile invalid; startup stops (exit 2)
+    ├── PipecatIncompatible      the installed Pipecat / SDKs lack what Frontdesk relies on (exit 4)
     ├── ActorError               a conversation between actors went wrong
     │   ├── ActorTimeout         a request was not answered within its bound
     │   └── ActorUnavailable     the actor's inbox is closed or it is not running
@@ -37,6 +38,16 @@ class SettingsError(FrontdeskError):
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"invalid {what} ({count} {noun}):\n{lines}")
+
+
+class PipecatIncompatible(FrontdeskError):
+    """The installed Pipecat or provider SDK lacks internals Frontdesk relies on."""
+
+    def __init__(self, versions: str, missing: list[str]) -> None:
+        self.versions = versions
+        self.missing = list(missing)
+        lines = "\n".join(f"  - {item}" for item in self.missing)
+        super().__init__(f"{versions} lacks what Frontdesk relies on:\n{lines}")
 
 
 class ActorError(FrontdeskError):

@@ -11,6 +11,7 @@ is late, so an overloaded process does not blame a provider for its own slowness
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskStatus
@@ -27,13 +28,15 @@ class LoopClock:
     loop falls a second behind, this clock falls a second behind with it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        """Create the clock on ``now``, the monotonic time the watcher reports in."""
+        self._now = now
         self._late = 0.0
         self._due: float | None = None
 
     def __call__(self) -> float:
         """The current time, less every second the loop has been late."""
-        now = time.monotonic()
+        now = self._now()
         overdue = 0.0 if self._due is None else max(0.0, now - self._due)
         return now - self._late - overdue
 

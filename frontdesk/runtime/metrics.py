@@ -124,6 +124,11 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.vad_windows_dropped_total = Counter(
+            "frontdesk_vad_windows_dropped",
+            "Caller audio windows the shared VAD dropped unscored: a call fell too far behind.",
+            registry=r,
+        )
         self.draining = Gauge(
             "frontdesk_draining", "1 while the process drains before shutdown.", registry=r
         )
