@@ -27,7 +27,7 @@ from pathlib import Path
 
 from frontdesk.knowledge.chunks import Chunk, chunk_markdown, chunk_plain_text
 from frontdesk.knowledge.sources import KnowledgeSource, read_sources
-from frontdesk.knowledge.words import PARTICLES, STOP_WORDS, WIDER_WORDS
+from frontdesk.knowledge.words import PHRASE_WORDS, STOP_WORDS, wider_words
 
 MAX_QUESTION_WORDS = 12
 # A passage that has the caller's own word beats one that has only a wider word for it.
@@ -131,11 +131,12 @@ class KnowledgeIndex:
                 for rowid, weight in self._weights(phrase).items():
                     scores[rowid] = scores.get(rowid, 0.0) + weight
             ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
-            passages = [
-                Passage(*self._connection.execute(_PASSAGE, (rowid,)).fetchone(), score)
-                for rowid, score in ranked
-            ]
+            passages = [self._passage(rowid, score) for rowid, score in ranked]
         return _within_budget(passages, max_chars)
+
+    def _passage(self, rowid: int, score: float) -> Passage:
+        source, heading, body = self._connection.execute(_PASSAGE, (rowid,)).fetchone()
+        return Passage(source, heading, body, score)
 
     def _weights(self, term: str) -> dict[int, float]:
         """BM25's weight of ``term`` in each passage containing it; none if too common."""
@@ -158,22 +159,23 @@ def question_words(question: str) -> list[tuple[str, tuple[str, ...]]]:
     words: list[tuple[str, tuple[str, ...]]] = []
     for word in dict.fromkeys(_WORD.findall(question.lower())):
         if word not in STOP_WORDS:
-            words.append((word, WIDER_WORDS.get(word, ())))
+            words.append((word, wider_words(word)))
     return words[:MAX_QUESTION_WORDS]
 
 
 def question_phrases(question: str) -> list[str]:
     """Neighbouring words of ``question`` that mean more together: "credit cards", "come out".
 
-    Two words worth searching for, or one followed by a particle. A passage that has them
-    side by side is closer to the question than one that only has both somewhere ("come
-    back ... no charge").
+    Two words worth searching for, or one of them beside a phrase word ("after hours"). A
+    passage that has them side by side is closer to the question than one that only has
+    both somewhere ("come back ... no charge").
     """
     spoken = _WORD.findall(question.lower())
     pairs = [
         f"{first} {second}"
         for first, second in itertools.pairwise(spoken)
-        if first not in STOP_WORDS and (second not in STOP_WORDS or second in PARTICLES)
+        if (first not in STOP_WORDS or second not in STOP_WORDS)
+        and {first, second} & STOP_WORDS <= PHRASE_WORDS
     ]
     return list(dict.fromkeys(pairs))[:MAX_QUESTION_WORDS]
 

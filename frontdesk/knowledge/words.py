@@ -26,8 +26,8 @@ _STOP_WORDS = """
 STOP_WORDS = frozenset(_STOP_WORDS.split())
 """Words that never count toward finding a passage."""
 
-PARTICLES = frozenset({"out", "up", "off", "back", "over", "down", "away"})
-"""Stop words that change the meaning of the word before them ("come out", "show up")."""
+PHRASE_WORDS = frozenset({"out", "up", "off", "back", "over", "down", "away", "after", "same"})
+"""Stop words that mean something with the word beside them: "come out", "after hours"."""
 
 _SAME_MEANING: tuple[tuple[str, ...], ...] = (
     ("charge", "fee", "cost", "price"),
@@ -44,5 +44,15 @@ WIDER_WORDS: dict[str, tuple[str, ...]] = {
     word: tuple(other for other in group if other != word)
     for group in _SAME_MEANING
     for word in group
-} | {"weekend": ("saturday", "sunday"), "weekends": ("saturday", "sunday")}
+} | {
+    "weekend": ("saturday", "sunday"),
+    "card": ("visa", "mastercard"),
+}
 """For a word of the question, the other words a business may have written for it."""
+
+
+def wider_words(word: str) -> tuple[str, ...]:
+    """The other words a business may have written for ``word`` (or for its singular)."""
+    if word in WIDER_WORDS:
+        return WIDER_WORDS[word]
+    return WIDER_WORDS.get(word.removesuffix("s"), ())
