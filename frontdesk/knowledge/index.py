@@ -39,6 +39,7 @@ CREATE VIRTUAL TABLE passages USING fts5(
 );
 INSERT INTO passages(passages, rank) VALUES ('rank', 'bm25(1.0, 2.0, 1.0)');
 """
+_COUNT = "SELECT count(*) FROM passages WHERE passages MATCH ?"
 _TERM = "SELECT rowid, rank FROM passages WHERE passages MATCH ?"
 _PASSAGE = "SELECT source, heading, body FROM passages WHERE rowid = ?"
 
@@ -119,16 +120,23 @@ class KnowledgeIndex:
         if not words or limit < 1:
             return []
         scores: dict[int, float] = {}
+        weighed: dict[str, dict[int, float]] = {}
+
+        def weights(term: str) -> dict[int, float]:
+            if term not in weighed:
+                weighed[term] = self._weights(term)
+            return weighed[term]
+
         with self._lock:
             for word, wider in words:
-                best: dict[int, float] = self._weights(word)
+                best = dict(weights(word))
                 for other in wider:
-                    for rowid, weight in self._weights(other).items():
+                    for rowid, weight in weights(other).items():
                         best[rowid] = max(best.get(rowid, 0.0), WIDER_WORD_WEIGHT * weight)
                 for rowid, weight in best.items():
                     scores[rowid] = scores.get(rowid, 0.0) + weight
             for phrase in question_phrases(question):
-                for rowid, weight in self._weights(phrase).items():
+                for rowid, weight in weights(phrase).items():
                     scores[rowid] = scores.get(rowid, 0.0) + weight
             ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
             passages = [self._passage(rowid, score) for rowid, score in ranked]
@@ -140,10 +148,12 @@ class KnowledgeIndex:
 
     def _weights(self, term: str) -> dict[int, float]:
         """BM25's weight of ``term`` in each passage containing it; none if too common."""
-        rows = self._connection.execute(_TERM, (f'"{term}"',)).fetchall()
-        if len(rows) > max(1, self.passage_count / 2):
+        quoted = f'"{term}"'
+        # Counting is several times cheaper than ranking: skip the common words first.
+        (found_in,) = self._connection.execute(_COUNT, (quoted,)).fetchone()
+        if found_in == 0 or found_in > max(1, self.passage_count / 2):
             return {}
-        return {rowid: -rank for rowid, rank in rows}
+        return {rowid: -rank for rowid, rank in self._connection.execute(_TERM, (quoted,))}
 
     def close(self) -> None:
         """Free the index; searching it afterwards is an error."""
