@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from bench.knowledge import measure
 from frontdesk.knowledge.chunks import CHUNK_CHARS, Chunk, chunk_markdown, chunk_plain_text
 from frontdesk.knowledge.index import KnowledgeIndex, Passage
 from frontdesk.knowledge.sources import MAX_SOURCE_BYTES
@@ -383,3 +384,13 @@ def test_a_file_gone_since_loading_stops_the_build_naming_the_field(tmp_path):
         KnowledgeIndex.build(profile.knowledge)
 
     assert refused.value.problems == ["knowledge.4.path: cannot be read: No such file or directory"]
+
+
+def test_the_benchmark_measures_build_size_and_search_times():
+    figures = measure(size=3000, count=40, repeat=2)
+
+    assert figures["sources"] == 10 and figures["questions"] == 40
+    assert figures["passages"] > 30 and figures["index_bytes"] > 0
+    for percentiles in ("search_on_loop", "search_via_to_thread", "shipped_profile_search"):
+        times = figures[percentiles]
+        assert 0 < times["p50_us"] <= times["p95_us"] <= times["max_us"]
