@@ -1,10 +1,13 @@
 """The knowledge index: passages of the business's files, found by a caller's question.
 
-SQLite FTS5 in memory, ranked by BM25 (a heading word counts twice a body word), words
-stemmed by the Porter stemmer over the ``unicode61`` tokenizer (accents folded). A
-question is never passed to FTS5 as syntax: its words are taken out, stop words dropped,
-a few everyday words widened to the words businesses write ("charge" also looks for
-"fee", "cost" and "price"), and each is quoted as a plain term, any of which may match.
+SQLite FTS5 in memory, ranked by BM25 (a word of a heading counts twice one of the text
+or the source's title), words stemmed by the Porter stemmer over the ``unicode61``
+tokenizer (accents folded). A question is never passed to FTS5 as syntax: its words are
+taken out, stop words dropped, a few everyday words widened to the words businesses
+write ("charge" also looks for "fee", "cost" and "price", at half weight), and each is
+quoted as a plain term. A passage's score is the sum over the question's words of BM25's
+weight for the word (or the best of its wider words), plus that of neighbouring words
+found side by side ("come out").
 
 Relevance: a word found in more than half of all passages cannot tell one from another
 (FTS5's BM25 gives it no weight either), so it does not count. A passage is returned
@@ -29,6 +32,7 @@ from frontdesk.knowledge.chunks import Chunk, chunk_markdown, chunk_plain_text
 from frontdesk.knowledge.sources import KnowledgeSource, read_sources
 from frontdesk.knowledge.words import PHRASE_WORDS, STOP_WORDS, wider_words
 
+MAX_QUESTION_CHARS = 500
 MAX_QUESTION_WORDS = 12
 # A passage that has the caller's own word beats one that has only a wider word for it.
 WIDER_WORD_WEIGHT = 0.5
@@ -167,7 +171,7 @@ def question_words(question: str) -> list[tuple[str, tuple[str, ...]]]:
     Only letters and digits survive, so nothing a caller says is read as FTS5 syntax.
     """
     words: list[tuple[str, tuple[str, ...]]] = []
-    for word in dict.fromkeys(_WORD.findall(question.lower())):
+    for word in dict.fromkeys(_WORD.findall(question[:MAX_QUESTION_CHARS].lower())):
         if word not in STOP_WORDS:
             words.append((word, wider_words(word)))
     return words[:MAX_QUESTION_WORDS]
@@ -180,7 +184,7 @@ def question_phrases(question: str) -> list[str]:
     passage that has them side by side is closer to the question than one that only has
     both somewhere ("come back ... no charge").
     """
-    spoken = _WORD.findall(question.lower())
+    spoken = _WORD.findall(question[:MAX_QUESTION_CHARS].lower())
     pairs = [
         f"{first} {second}"
         for first, second in itertools.pairwise(spoken)
