@@ -78,6 +78,13 @@ Hours
     ]
 
 
+def test_windows_line_ends_and_a_rule_under_a_list_cut_the_same_way():
+    text = "---\nauthor: office\n---\n## Payment\n- Cards\n- Cash\n---\nChecks too.\n"
+
+    assert chunk_markdown(text.replace("\n", "\r\n")) == chunk_markdown(text)
+    assert chunk_markdown(text) == [Chunk(heading="Payment", text="- Cards\n- Cash\n\nChecks too.")]
+
+
 def test_a_long_section_is_split_between_paragraphs_and_every_piece_keeps_its_heading():
     paragraphs = [f"Paragraph {n} " + "about water heaters and their care. " * 8 for n in range(6)]
     chunks = chunk_markdown("## Water heaters\n\n" + "\n\n".join(paragraphs))

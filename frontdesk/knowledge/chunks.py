@@ -25,6 +25,7 @@ _IMAGE_OR_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1|(?<![\w*])\*(?!\s)([^*]+?)\*(?![\w*])")
 _BULLET = re.compile(r"^(\s*)[*+]\s+")
 _WRAPPED = re.compile(r"[ \t]*\n[ \t]*(?!- |\d+[.)] |\|)")
+_LIST_ITEM = re.compile(r"^\s*(?:- |\d+[.)] )")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -38,7 +39,7 @@ class Chunk:
 
 def chunk_markdown(text: str) -> list[Chunk]:
     """The passages of a Markdown document, in document order."""
-    text = _COMMENT.sub("", _without_front_matter(text))
+    text = _COMMENT.sub("", _without_front_matter(text.replace("\r\n", "\n")))
     sections: list[tuple[str, list[str]]] = [("", [])]
     in_fence = False
     for line in text.splitlines():
@@ -52,7 +53,7 @@ def chunk_markdown(text: str) -> list[Chunk]:
         elif not in_fence and _SETEXT.match(line) and _one_line_paragraph_ends(body):
             sections.append((body.pop(), []))
         elif not in_fence and _RULE.match(line):
-            continue
+            body.append("")  # a rule ends the paragraph above it
         else:
             body.append(line if in_fence else _inline(_BULLET.sub(r"\1- ", line)))
     return [
@@ -64,7 +65,9 @@ def chunk_markdown(text: str) -> list[Chunk]:
 
 def _one_line_paragraph_ends(lines: list[str]) -> bool:
     """Whether ``lines`` end in a paragraph of one line (which an underline makes a heading)."""
-    return bool(lines) and bool(lines[-1].strip()) and (len(lines) == 1 or not lines[-2].strip())
+    if not lines or not lines[-1].strip() or _LIST_ITEM.match(lines[-1]):
+        return False
+    return len(lines) == 1 or not lines[-2].strip()
 
 
 def chunk_plain_text(text: str) -> list[Chunk]:
