@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ TWO_HOURS = timedelta(hours=2)
 
 
 def write(tmp_path: Path, data: dict[str, Any]) -> Path:
+    # The shipped profile's knowledge files travel with it: they are relative to its folder.
+    knowledge = tmp_path / "knowledge"
+    if not knowledge.exists():
+        shutil.copytree(DEFAULT_PROFILE.parent / "knowledge", knowledge)
     path = tmp_path / "profile.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from frontdesk.knowledge.sources import PROFILE_FOLDER, KnowledgeSources
 from frontdesk.runtime.errors import SettingsError
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -226,6 +227,7 @@ class AgentProfile(_Strict):
     appointment_minutes: Annotated[int, Field(ge=30, le=480)] = 120
     emergency: Emergency
     callback_promise: PlainText
+    knowledge: KnowledgeSources = Field(default_factory=list)
     voices: Voices = Field(default_factory=Voices)
     prompts: Prompts = Field(default_factory=Prompts)
 
@@ -246,7 +248,8 @@ def load_profile(path: str | Path) -> AgentProfile:
     except yaml.YAMLError as exc:
         raise SettingsError([f"{path}: not valid YAML ({exc})"], what="agent profile") from None
     try:
-        return AgentProfile.model_validate(data)
+        # Knowledge files are relative to, and must stay inside, the profile's folder.
+        return AgentProfile.model_validate(data, context={PROFILE_FOLDER: path.absolute().parent})
     except ValidationError as exc:
         problems = [
             f"{'.'.join(str(p) for p in error['loc']) or '(profile)'}: "

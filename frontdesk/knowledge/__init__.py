@@ -1,0 +1,1 @@
+"""The business's own knowledge: the files a profile lists, indexed for answering callers."""
