@@ -157,22 +157,18 @@ def _check_command(env_file: str | None) -> int:
     )
     print(f"  hours        {days} ({profile.hours.timezone})")
     print(f"  emergencies  {', '.join(profile.emergency.keywords)}")
-    if not _print_knowledge(config):
-        return EXIT_BAD_SETTINGS
+    _print_knowledge(config)
     for warning in startup_warnings(config.settings):
         print(f"warning: {warning}")
     return EXIT_OK
 
 
-def _print_knowledge(config: Config) -> bool:
-    """Index the profile's knowledge and list its sources; ``False`` if a file is unusable."""
-    from frontdesk.knowledge.index import KnowledgeIndex
-
-    try:
-        index = KnowledgeIndex.build(config.profile.knowledge)
-    except SettingsError as exc:
-        print(f"frontdesk: cannot start: {exc}", file=sys.stderr)
-        return False
+def _print_knowledge(config: Config) -> None:
+    """List the knowledge sources the profile's index was built from."""
+    index = config.knowledge
+    if index is None:
+        print("  knowledge    none")
+        return
     folder = Path(config.settings.agent_profile).absolute().parent.resolve()
     print(f"  knowledge    {len(index.sources)} sources, {index.passage_count} passages")
     for source in index.sources:
@@ -180,8 +176,6 @@ def _print_knowledge(config: Config) -> bool:
             source.path.relative_to(folder) if source.path.is_relative_to(folder) else source.path
         )
         print(f"    {source.title} ({shown}): {source.passages} passages")
-    index.close()
-    return True
 
 
 def _serve_command(env_file: str | None) -> int:

@@ -191,10 +191,29 @@ class RecordSink(Protocol):
         ...
 
 
+class FoundPassage(Protocol):
+    """A passage a knowledge search returned."""
+
+    @property
+    def source(self) -> str:
+        """The title of the source it comes from."""
+        ...
+
+    @property
+    def heading(self) -> str:
+        """The heading it sits under."""
+        ...
+
+    @property
+    def text(self) -> str:
+        """What it says."""
+        ...
+
+
 class Knowledge(Protocol):
     """The business's own knowledge, searched for a caller's question (blocking)."""
 
-    def search(self, question: str) -> Sequence[conversation.Passage]:
+    def search(self, question: str) -> Sequence[FoundPassage]:
         """The best passages for ``question``; empty when nothing is relevant."""
         ...
 
@@ -565,7 +584,7 @@ class CallActor:
                 self.pipeline.turn_timer.waited_on_backend(time.monotonic() - started)
 
     async def _find_answer(self, call_id: str, question: str) -> None:
-        found: Sequence[conversation.Passage] = ()
+        found: Sequence[FoundPassage] = ()
         knowledge = self._knowledge
         if knowledge is not None:
             # Off the loop that paces every call's audio; a search that fails or hangs

@@ -16,6 +16,7 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from frontdesk.knowledge.index import KnowledgeIndex
 from frontdesk.runtime.config import Config
 from frontdesk.runtime.errors import SettingsError
 from frontdesk.runtime.mailbox import Reply
@@ -90,6 +91,11 @@ class ConfigActor:
     def profile(self) -> AgentProfile:
         """The current agent profile."""
         return self._config.profile
+
+    @property
+    def knowledge(self) -> KnowledgeIndex | None:
+        """The current profile's knowledge, indexed (``None`` when it lists none)."""
+        return self._config.knowledge
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Answer requests until the inbox ends."""

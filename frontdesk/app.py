@@ -145,6 +145,7 @@ class Frontdesk:
             deps=CallDeps(
                 settings=lambda: self.config.settings,
                 profile=lambda: self.config.profile,
+                knowledge=lambda: self.config.knowledge,
                 providers=self.providers,
                 backend=self.backend,
                 metrics=self.metrics,

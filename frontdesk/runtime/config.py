@@ -1,10 +1,11 @@
-"""The whole configuration of a process: validated settings plus the agent profile."""
+"""The whole configuration of a process: validated settings, the agent profile, its knowledge."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from frontdesk.knowledge.index import KnowledgeIndex
 from frontdesk.runtime.profile import AgentProfile, load_profile
 from frontdesk.runtime.settings import Settings, load_settings
 
@@ -15,13 +16,20 @@ class Config:
 
     settings: Settings
     profile: AgentProfile
+    knowledge: KnowledgeIndex | None = None
+    """The profile's knowledge sources, indexed; ``None`` when it lists none."""
 
 
 def load_config(env_file: str | Path | None = None) -> Config:
-    """Read and validate the settings, then the profile ``AGENT_PROFILE`` names.
+    """Read and validate the settings and the profile ``AGENT_PROFILE`` names; index its knowledge.
+
+    Reads files: run it off the event loop once calls are served.
 
     Raises:
-        SettingsError: Naming every problem of the settings, or else of the profile.
+        SettingsError: Naming every problem of the settings, or else of the profile or
+            its knowledge files.
     """
     settings = load_settings(env_file)
-    return Config(settings=settings, profile=load_profile(settings.agent_profile))
+    profile = load_profile(settings.agent_profile)
+    knowledge = KnowledgeIndex.build(profile.knowledge) if profile.knowledge else None
+    return Config(settings=settings, profile=profile, knowledge=knowledge)
