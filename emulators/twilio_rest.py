@@ -9,7 +9,9 @@ caller simulator, which plays Twilio's media-stream half, learns when the bot hu
 The same route with ``Twiml=`` or ``Url=`` redirects the call: its media stream ends
 (the call "ends" for the stream with ``handoff``) and the new TwiML runs — a ``<Dial>``
 as :mod:`emulators.twilio_dial` describes, each redirect kept as a
-:class:`~emulators.twilio_dial.Handoff`. Messages are :mod:`emulators.twilio_messages`,
+:class:`~emulators.twilio_dial.Handoff`. When the ``action`` answers with a new
+``<Connect><Stream>``, the call is live again (``ended_by`` back to ``None``) until a
+hang-up; otherwise it is over once the dial is. Messages are :mod:`emulators.twilio_messages`,
 call recordings :mod:`emulators.twilio_recordings`; every request the emulator makes to
 the application is signed and kept by :class:`~emulators.twilio_callbacks.CallbackSender`
 (:attr:`TwilioEmulator.callbacks`).
@@ -372,6 +374,11 @@ class TwilioEmulator(Emulator):
         handoff = await self.dialing.run(parent, twiml, redirect)
         with self._ledger.lock:
             self._ledger.handoffs.setdefault(parent.call_sid, []).append(handoff)
+            call = self._ledger.calls[parent.call_sid]
+            if handoff.resumed is not None:
+                # Back on a new stream: the call is live again until someone hangs up.
+                call.ended_at = None
+                call.ended_by = None
         logger.info(
             "twilio: dial from %s ended %s (%s)", parent.call_sid, handoff.status, handoff.number
         )

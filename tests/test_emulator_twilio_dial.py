@@ -89,6 +89,7 @@ async def test_a_dial_update_ends_the_stream_whispers_and_reports_completed_to_t
     assert (params["CallSid"], params["AccountSid"]) == (CALL, ACCOUNT)
     assert (params["From"], params["To"], params["Direction"]) == (CALLER, BUSINESS, "inbound")
     assert handoff.ended and handoff.resumed is None
+    assert twilio.call(CALL).ended_by == "handoff"
 
 
 @pytest.mark.parametrize("result", ["no-answer", "busy", "failed"])
@@ -110,6 +111,7 @@ async def test_nobody_picking_up_is_reported_and_the_action_can_bring_the_caller
     assert handoff.resumed.stream_url == "wss://frontdesk.example/twilio/stream"
     assert handoff.resumed.parameters == {"resume": "handoff-failed"}
     assert not handoff.ended
+    assert not twilio.ended(CALL), "back on a stream, the call is live again"
 
 
 async def test_a_url_update_fetches_the_twiml_signed_then_dials(twilio, app, client):
