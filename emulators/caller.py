@@ -16,7 +16,9 @@
 5. ends the call like Twilio: on a REST hang-up by Frontdesk (``control.wait_ended``
    says ``rest``), on the caller's hang-up, when Frontdesk closes the websocket, or at
    ``scenario.max_seconds``: ``stop``, close, then the signed ``completed`` status
-   callback to ``{server_url}/twilio/status``.
+   callback to ``{server_url}/twilio/status``. When Frontdesk redirects the call through
+   REST (``wait_ended`` says ``handoff``), the stream ends the same way, as Twilio ends
+   it when a call leaves ``<Connect><Stream>`` for new TwiML.
 
 Caller steps, as in :class:`~emulators.scenario.CallerStep`: ``wait: bot`` waits until
 a bot utterance that began after the previous action started has finished;
@@ -85,7 +87,7 @@ SERVER_CLOSE_GRACE_SECONDS = 1.5
 DTMF_GAP_SECONDS = 0.25
 CLOSE_TIMEOUT_SECONDS = 2.0
 
-EndCause = Literal["bot", "caller", "deadline", "server_closed"]
+EndCause = Literal["bot", "caller", "deadline", "server_closed", "handoff"]
 
 
 async def place_call(
@@ -289,7 +291,7 @@ class _Call:
         if self._answered_at is not None:
             await self._status_callback()
 
-    async def _final_cause(self) -> Literal["bot", "caller", "server_closed"]:
+    async def _final_cause(self) -> Literal["bot", "caller", "server_closed", "handoff"]:
         """Who ended the call, as the report tells it."""
         match self._end_cause:
             case None:
@@ -299,12 +301,18 @@ class _Call:
                 return "caller"
             case "bot":
                 return "bot"
+            case "handoff":
+                return "handoff"
             case "server_closed":
                 # Frontdesk may hang up through REST and close the socket at once; the
                 # REST hang-up can be reported a moment after the close.
-                if await self._ended_by(SERVER_CLOSE_GRACE_SECONDS) == "rest":
-                    return "bot"
-                return "server_closed"
+                match await self._ended_by(SERVER_CLOSE_GRACE_SECONDS):
+                    case "rest":
+                        return "bot"
+                    case "handoff":
+                        return "handoff"
+                    case _:
+                        return "server_closed"
             case _:
                 assert_never(self._end_cause)
 
@@ -463,6 +471,9 @@ class _Call:
                 return
             if by == "caller":
                 self._end("caller", "the world says the caller hung up")
+                return
+            if by == "handoff":
+                self._end("handoff", "Frontdesk redirected the call through Twilio REST")
                 return
 
     async def _ended_by(self, grace: float) -> str | None:

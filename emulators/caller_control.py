@@ -18,8 +18,10 @@ implements exactly these endpoints (JSON bodies; any 2xx means done)::
            Clear every fault of ``target``.
     GET    /calls/{call_sid}/ended?timeout=S
            Wait up to S seconds (a float) for the call to end, then answer
-           {"ended": true|false, "by": "rest"|"caller"|null}: "rest" when Frontdesk
-           hung up through Twilio REST, "caller" after caller-hangup below.
+           {"ended": true|false, "by": "rest"|"caller"|"handoff"|null}: "rest" when
+           Frontdesk hung up through Twilio REST, "caller" after caller-hangup below,
+           "handoff" when Frontdesk redirected the call (e.g. to <Dial>) and the media
+           stream must end.
     POST   /calls/{call_sid}/caller-hangup
            The caller hung up; the call is over.
     GET    /calls/{call_sid}/outcome
@@ -36,7 +38,7 @@ import httpx
 
 from emulators.scenario import FaultStep, Scenario
 
-EndedBy = Literal["rest", "caller"]
+EndedBy = Literal["rest", "caller", "handoff"]
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 
@@ -127,7 +129,7 @@ class HttpCallControl:
             raise ControlError(f"GET /calls/{call_sid}/ended: unreadable answer") from exc
         if not ended:
             return None
-        if by not in ("rest", "caller"):
+        if by not in ("rest", "caller", "handoff"):
             raise ControlError(f"GET /calls/{call_sid}/ended: unknown ender {by!r}")
         return by
 

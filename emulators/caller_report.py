@@ -15,7 +15,7 @@ import anyio
 
 logger = logging.getLogger("emulators.caller")
 
-HungUpBy = Literal["bot", "caller", "server_closed"]
+HungUpBy = Literal["bot", "caller", "server_closed", "handoff"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,8 +55,10 @@ class CallReport:
             within an utterance.
         worst_gap: The longest wait between two bot media messages within an utterance.
         lines_spoken: Caller lines begun.
-        hung_up_by: ``bot`` (Frontdesk hung up through Twilio REST), ``caller``, or
-            ``server_closed`` (Frontdesk closed the websocket without hanging up).
+        hung_up_by: ``bot`` (Frontdesk hung up through Twilio REST), ``caller``,
+            ``server_closed`` (Frontdesk closed the websocket without hanging up), or
+            ``handoff`` (Frontdesk redirected the call through Twilio REST, e.g. to a
+            person, and Twilio ended the stream).
         call_seconds: Webhook sent → call over.
         marks_echoed: Marks echoed back to the bot after their audio played (or a clear).
         errors: Everything that went wrong, protocol violations included.

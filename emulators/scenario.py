@@ -150,7 +150,8 @@ class Expectations(_Strict):
 
     Attributes:
         outcome: The call record's outcome.
-        hung_up_by: ``bot`` (hang-up through Twilio REST) or ``caller``.
+        hung_up_by: ``bot`` (hang-up through Twilio REST), ``caller``, or ``handoff``
+            (the call was redirected to a person).
         states_visited: Conversation states that must appear in the call record, in order.
         bot_said: Phrases that must appear in what the bot said (from the call record).
         records: Records the dashboard must have received for this call.
@@ -160,7 +161,7 @@ class Expectations(_Strict):
     """
 
     outcome: str | None = None
-    hung_up_by: Literal["bot", "caller"] | None = None
+    hung_up_by: Literal["bot", "caller", "handoff"] | None = None
     states_visited: list[str] = Field(default_factory=list)
     bot_said: list[str] = Field(default_factory=list)
     records: RecordCounts = Field(default_factory=RecordCounts)

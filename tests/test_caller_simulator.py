@@ -71,6 +71,10 @@ class FakeControl:
         """What the Twilio emulator does when Frontdesk POSTs Status=completed."""
         self._end("rest")
 
+    def hand_off(self) -> None:
+        """What the Twilio emulator does when Frontdesk redirects the call to <Dial>."""
+        self._end("handoff")
+
     def _end(self, by: str) -> None:
         if self.ended_by is None:
             self.ended_by = by
@@ -128,10 +132,18 @@ class HeardCaller:
 class FakeFrontdesk:
     """Just enough Frontdesk for the simulator: signed webhooks, TwiML, a canned bot."""
 
-    def __init__(self, control: FakeControl, *, busy: bool = False, hang_up_early: bool = False):
+    def __init__(
+        self,
+        control: FakeControl,
+        *,
+        busy: bool = False,
+        hang_up_early: bool = False,
+        hand_off: bool = False,
+    ):
         self.control = control
         self.busy = busy
         self.hang_up_early = hang_up_early
+        self.hand_off = hand_off
         self.validator = RequestValidator(TOKEN)
         self.url = ""
         self.webhooks: list[dict[str, str]] = []
@@ -237,6 +249,9 @@ class FakeFrontdesk:
         await self._say(ws, "greeting", seconds=1.0)
         if self.hang_up_early:
             await ws.close()
+            return
+        if self.hand_off:
+            self.control.hand_off()
             return
         await (await self.heard.turn(0)).ended.wait()
         # The reply's first second comes in one burst (as some TTS services send it),
@@ -454,6 +469,24 @@ async def test_server_closing_the_stream_ends_the_call() -> None:
     assert report.hung_up_by == "server_closed"
     assert control.caller_hangups == []
     assert len(frontdesk.status_callbacks) == 1
+
+
+@pytest.mark.anyio
+async def test_a_hand_off_ends_the_stream_with_stop_like_a_twilio_redirect() -> None:
+    control = FakeControl()
+    async with FakeFrontdesk(control, hand_off=True) as frontdesk:
+        with anyio.fail_after(15):
+            report = await place_call(
+                scenario([{"say": "Hello?"}]),
+                server_url=frontdesk.url,
+                account_sid=ACCOUNT_SID,
+                auth_token=TOKEN,
+                control=control,
+            )
+    assert report.errors == []
+    assert report.hung_up_by == "handoff"
+    assert frontdesk.messages[-1]["event"] == "stop"
+    assert control.caller_hangups == []
 
 
 @pytest.mark.anyio
