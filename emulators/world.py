@@ -33,6 +33,7 @@ from emulators.faults import Fault, FaultKind
 from emulators.inworld import InworldEmulator
 from emulators.openai import OpenAIEmulator
 from emulators.scenario import Scenario
+from emulators.twilio_messages import MessageState
 from emulators.twilio_rest import TwilioEmulator
 from frontdesk.delivery.records import SCHEMA_DIR
 
@@ -174,6 +175,7 @@ class EmulatorWorld:
         self.calls.register(call_sid, scenario)
         self.backend.seed(scenario.backend)
         self.twilio.register_call(call_sid, from_=scenario.call.from_, to=scenario.call.to)
+        self.twilio.messaging.own_number(scenario.call.to)
 
     def outcome(self, call_sid: str) -> dict[str, Any]:
         """What the world saw of one call."""
@@ -198,10 +200,26 @@ class EmulatorWorld:
             ],
             "callbacks": [c for c in self.backend.callbacks() if c.get("call_sid") == call_sid],
             "hangups": len(self.twilio.hangups(call_sid)),
+            "handoffs": [
+                {"number": h.number, "status": h.status, "duration": h.duration, "ended": h.ended}
+                for h in self.twilio.handoffs(call_sid)
+            ],
+            "texts": [
+                {"sid": m.sid, "body": m.body, "status": m.status, "error_code": m.error_code}
+                for m in self._texts_to_caller(call_sid)
+            ],
+            "recordings": [
+                {"sid": r.sid, "status": r.status, "channels": r.channels}
+                for r in self.twilio.recordings.recordings(call_sid)
+            ],
             "ended_by": self.twilio.call(call_sid).ended_by
             if self.twilio.ended(call_sid)
             else None,
         }
+
+    def _texts_to_caller(self, call_sid: str) -> list[MessageState]:
+        state = self.twilio.call(call_sid)
+        return self.twilio.messaging.messages(to=state.from_) if state is not None else []
 
     # ------------------------------------------------------------- control routes
 
