@@ -147,6 +147,8 @@ class _Call:
         self._answered_at: float | None = None
         self._tg: TaskGroup | None = None
         self._end_cause: EndCause | None = None
+        self._next_step = 0
+        self._handoffs_seen = 0
 
     @property
     def stream(self) -> MediaStream:
@@ -171,6 +173,11 @@ class _Call:
                 answer = await self._ring()
                 if answer is not None and not answer.rejected:
                     await self._converse(answer)
+                    while self._end_cause == "handoff":
+                        resumed = await self._follow_handoff()
+                        if resumed is None:
+                            break
+                        await self._converse(resumed)
             finally:
                 with anyio.move_on_after(TEARDOWN_SECONDS, shield=True):
                     await self._hang_up()
@@ -263,6 +270,43 @@ class _Call:
                 if isinstance(step.at, dict) and "after_seconds" in step.at:
                     tg.start_soon(self._fault_after_seconds, step, float(step.at["after_seconds"]))
 
+    async def _follow_handoff(self) -> TwimlAnswer | None:
+        """After a redirect: the new stream that brings the caller back, if Twilio opens one.
+
+        Waits (up to the call's deadline) for the dial to finish; when the dial action's
+        TwiML connects a new stream, the old one is stopped and closed first, as Twilio
+        does, and the caller's script carries on where it was.
+        """
+        remaining = max(0.1, self.deadline - anyio.current_time())
+        try:
+            handoff = await self.control.wait_handoff(
+                self.call_sid, remaining, after=self._handoffs_seen
+            )
+        except ControlError as exc:
+            self.recorder.error(f"world control: {exc}")
+            return None
+        if handoff is None:
+            self.recorder.error("the hand-off had not finished by max_seconds")
+            return None
+        self._handoffs_seen += 1
+        self.report.handoffs.append(handoff.status or "redirected")
+        self.recorder.event("handoff", f"{handoff.status} {handoff.number}")
+        if handoff.stream_url is None:
+            return None
+        await self._leave_stream()
+        self._end_cause = None
+        self._tg = None
+        self.recorder.event("resumed", handoff.stream_url)
+        return TwimlAnswer(stream_url=handoff.stream_url, parameters=handoff.parameters)
+
+    async def _leave_stream(self) -> None:
+        """``stop`` and close the current stream."""
+        if self._stream is not None:
+            await self.stream.stop()
+        if self._ws is not None and not self._ws.closed:
+            with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS):
+                await self._ws.close()
+
     async def _stream_until_closed(self) -> None:
         reason = await self.stream.run()
         self._end("server_closed", reason)
@@ -279,10 +323,7 @@ class _Call:
         """Finish the call at Twilio: ``stop``, close, tell the world, status callback."""
         if self.report.connected:
             self.report.hung_up_by = await self._final_cause()
-            await self.stream.stop()
-        if self._ws is not None and not self._ws.closed:
-            with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS):
-                await self._ws.close()
+        await self._leave_stream()
         if self.report.hung_up_by == "caller":
             try:
                 await self.control.caller_hung_up(self.call_sid)
@@ -356,15 +397,22 @@ class _Call:
     # --------------------------------------------------------------- the caller
 
     async def _run_script(self) -> None:
-        """The caller's steps, in order; then stay on the line for Frontdesk to hang up."""
+        """The caller's steps, in order; then stay on the line for Frontdesk to hang up.
+
+        After a hand-off brings the caller back on a new stream, the script carries on
+        from the first step not yet taken.
+        """
         since = 0
-        for step in self.scenario.caller:
+        steps = self.scenario.caller
+        while self._next_step < len(steps):
+            step = steps[self._next_step]
             if step.barge_in is not None:
                 await self._wait_barge_in_point(since, step.barge_in)
             else:
                 await self._wait_for_bot(step.wait, since)
                 if step.pause > 0:
                     await anyio.sleep(step.pause)
+            self._next_step += 1
             since = self.stream.bot.utterances
             if step.say is not None:
                 if not await self._say(step, step.say):

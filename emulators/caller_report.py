@@ -59,6 +59,8 @@ class CallReport:
             ``server_closed`` (Frontdesk closed the websocket without hanging up), or
             ``handoff`` (Frontdesk redirected the call through Twilio REST, e.g. to a
             person, and Twilio ended the stream).
+        handoffs: The ``DialCallStatus`` of each redirect Twilio finished (a caller
+            brought back on a new stream goes on with the script).
         call_seconds: Webhook sent → call over.
         marks_echoed: Marks echoed back to the bot after their audio played (or a clear).
         errors: Everything that went wrong, protocol violations included.
@@ -80,6 +82,7 @@ class CallReport:
     worst_gap: float = 0.0
     lines_spoken: int = 0
     hung_up_by: HungUpBy | None = None
+    handoffs: list[str] = field(default_factory=list)
     call_seconds: float = 0.0
     marks_echoed: int = 0
     errors: list[str] = field(default_factory=list)

@@ -191,18 +191,18 @@ class TwilioEmulator(Emulator):
         with self._ledger.lock:
             return list(self._ledger.handoffs.get(call_sid, []))
 
-    async def wait_handoff(self, call_sid: str, timeout: float) -> Handoff:
-        """Wait up to ``timeout`` s for a redirect of ``call_sid`` to finish; the latest.
+    async def wait_handoff(self, call_sid: str, timeout: float, *, after: int = 0) -> Handoff:
+        """Wait up to ``timeout`` s for redirect number ``after + 1`` of ``call_sid`` to finish.
 
         Raises:
-            TimeoutError: None finished in time.
+            TimeoutError: It did not finish in time.
         """
         async with asyncio.timeout(timeout):
-            while not self.handoffs(call_sid):
+            while len(self.handoffs(call_sid)) <= after:
                 if self._handoff_changed is None:
                     self._handoff_changed = asyncio.Event()
                 await self._handoff_changed.wait()
-        return self.handoffs(call_sid)[-1]
+        return self.handoffs(call_sid)[after]
 
     def register_call(self, call_sid: str, *, from_: str, to: str) -> None:
         """Make ``call_sid`` a live call, as Twilio would once it is answered.

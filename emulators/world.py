@@ -115,6 +115,7 @@ class EmulatorWorld:
         app.router.add_delete("/faults/{target}", self._clear_faults)
         app.router.add_get("/calls/{call_sid}/ended", self._ended)
         app.router.add_post("/calls/{call_sid}/caller-hangup", self._caller_hangup)
+        app.router.add_get("/calls/{call_sid}/handoff", self._handoff)
         app.router.add_get("/calls/{call_sid}/outcome", self._outcome)
         app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -255,6 +256,26 @@ class EmulatorWorld:
         timeout = min(float(request.query.get("timeout", "30")), MAX_WAIT_SECONDS)
         by = await self.twilio.wait_ended(request.match_info["call_sid"], timeout)
         return web.json_response({"ended": by is not None, "by": by})
+
+    async def _handoff(self, request: web.Request) -> web.Response:
+        timeout = min(float(request.query.get("timeout", "30")), MAX_WAIT_SECONDS)
+        after = int(request.query.get("after", "0"))
+        try:
+            handoff = await self.twilio.wait_handoff(
+                request.match_info["call_sid"], timeout, after=after
+            )
+        except TimeoutError:
+            return web.json_response({"finished": False})
+        resumed = handoff.resumed
+        return web.json_response(
+            {
+                "finished": True,
+                "status": handoff.status,
+                "number": handoff.number,
+                "stream_url": resumed.stream_url if resumed is not None else None,
+                "parameters": resumed.parameters if resumed is not None else {},
+            }
+        )
 
     async def _caller_hangup(self, request: web.Request) -> web.Response:
         self.twilio.mark_ended(request.match_info["call_sid"], by="caller")

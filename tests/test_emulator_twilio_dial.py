@@ -11,8 +11,11 @@ import httpx
 import pytest
 from twilio.base.exceptions import TwilioRestException
 
+from emulators.caller_control import HttpCallControl
+from emulators.scenario import load_scenario
 from emulators.twilio_dial import Answerer
 from emulators.twilio_rest import TwilioEmulator
+from emulators.world import EmulatorWorld
 from tests.twilio_sdk import SDK_WARNINGS, TWIML_HEADER, WebhookReceiver, sdk_client
 
 pytestmark = [pytest.mark.anyio, SDK_WARNINGS]
@@ -172,3 +175,28 @@ async def test_a_redirect_with_wrong_credentials_is_401_and_changes_nothing(twil
 
     assert (refused.value.status, refused.value.code) == (401, 20003)
     assert not twilio.ended(CALL)
+
+
+async def test_the_world_tells_the_caller_side_how_a_hand_off_ended(app):
+    app.answer("/twilio/dial-action", back_to_stream_twiml())
+    async with (
+        EmulatorWorld() as world,
+        sdk_client(world.twilio.url, world.twilio.account_sid, world.auth_token) as sdk,
+    ):
+        world.register(CALL, load_scenario("returning_customer_books"))
+        world.twilio.set_answerer(ON_CALL, Answerer(result="no-answer"))
+        async with HttpCallControl(world.control_url) as control:
+            await sdk.calls(CALL).update_async(twiml=dial_twiml(app, whisper=False))
+            with anyio.fail_after(5):
+                assert await control.wait_ended(CALL, 5) == "handoff"
+                seen = await control.wait_handoff(CALL, 5, after=0)
+                assert await control.wait_handoff(CALL, 0.05, after=1) is None
+        outcome = world.outcome(CALL)
+
+    assert seen is not None
+    assert (seen.status, seen.number) == ("no-answer", ON_CALL)
+    assert seen.stream_url == "wss://frontdesk.example/twilio/stream"
+    assert seen.parameters == {"resume": "handoff-failed"}
+    assert outcome["handoffs"] == [
+        {"number": ON_CALL, "status": "no-answer", "duration": 0, "ended": False}
+    ]
