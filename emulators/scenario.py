@@ -1,10 +1,11 @@
 """Scenarios: one simulated phone call, from both sides, as a YAML file in ``scenarios/``.
 
 A scenario says what the caller says and does (lines of speech, pauses, barge-ins,
-DTMF, hanging up), what the backend knows (seeded customers), what the LLM answers
-where the built-in receptionist policy is not wanted, which faults to inject and when,
-and what must have happened by the end (outcome, records the dashboard received,
-whether the bot hung up).
+DTMF, hanging up), what the backend knows (seeded customers), how the phones around the
+call behave at Twilio (who answers a hand-off, which texts arrive, who opted out), what
+the LLM answers where the built-in receptionist policy is not wanted, which faults to
+inject and when, and what must have happened by the end (outcome, records the dashboard
+received, whether the bot hung up, hand-offs, texts, recordings).
 """
 
 from __future__ import annotations
@@ -158,6 +159,9 @@ class Expectations(_Strict):
         alert_kinds: Alert kinds that must be among the alerts received.
         booked: Whether the backend must hold an appointment for the caller.
         callbacks: How many callbacks the backend must hold for the caller.
+        handoffs: The ``DialCallStatus`` of each hand-off, in order.
+        texts: How many texts to the caller Twilio must have accepted.
+        recorded: Whether Twilio must hold a completed recording of the call.
     """
 
     outcome: str | None = None
@@ -168,6 +172,37 @@ class Expectations(_Strict):
     alert_kinds: list[str] = Field(default_factory=list)
     booked: bool | None = None
     callbacks: int | None = None
+    handoffs: list[str] | None = None
+    texts: int | None = None
+    recorded: bool | None = None
+
+
+class DialAnswer(_Strict):
+    """How the person at a hand-off number answers (see ``emulators.twilio_dial.Answerer``)."""
+
+    result: Literal["completed", "busy", "no-answer", "failed"] = "completed"
+    talk_seconds: int = 42
+
+
+class TextDelivery(_Strict):
+    """What happens to texts sent to a number."""
+
+    status: Literal["delivered", "undelivered", "failed"] = "delivered"
+    error_code: int | None = None
+
+
+class TwilioSetup(_Strict):
+    """How the phones around the call behave at Twilio.
+
+    Attributes:
+        dial: Per dialled number, how its person answers a hand-off.
+        texts: Per recipient, what happens to texts sent to it.
+        opted_out: Numbers that already replied STOP to the business's number.
+    """
+
+    dial: dict[str, DialAnswer] = Field(default_factory=dict)
+    texts: dict[str, TextDelivery] = Field(default_factory=dict)
+    opted_out: list[str] = Field(default_factory=list)
 
 
 class CallSetup(_Strict):
@@ -187,6 +222,7 @@ class Scenario(_Strict):
     call: CallSetup = Field(default_factory=CallSetup)
     caller: list[CallerStep]
     backend: Backend = Field(default_factory=Backend)
+    twilio: TwilioSetup = Field(default_factory=TwilioSetup)
     llm: list[LLMTurn] = Field(default_factory=list)
     faults: list[FaultStep] = Field(default_factory=list)
     expect: Expectations = Field(default_factory=Expectations)

@@ -33,7 +33,8 @@ from emulators.faults import Fault, FaultKind
 from emulators.inworld import InworldEmulator
 from emulators.openai import OpenAIEmulator
 from emulators.scenario import Scenario
-from emulators.twilio_messages import MessageState
+from emulators.twilio_dial import Answerer
+from emulators.twilio_messages import Delivery, MessageState
 from emulators.twilio_rest import TwilioEmulator
 from frontdesk.delivery.records import SCHEMA_DIR
 
@@ -177,6 +178,17 @@ class EmulatorWorld:
         self.backend.seed(scenario.backend)
         self.twilio.register_call(call_sid, from_=scenario.call.from_, to=scenario.call.to)
         self.twilio.messaging.own_number(scenario.call.to)
+        setup = scenario.twilio
+        for number, answer in setup.dial.items():
+            self.twilio.set_answerer(
+                number, Answerer(result=answer.result, talk_seconds=answer.talk_seconds)
+            )
+        for number, delivery in setup.texts.items():
+            self.twilio.messaging.set_delivery(
+                number, Delivery(status=delivery.status, error_code=delivery.error_code)
+            )
+        for number in setup.opted_out:
+            self.twilio.messaging.opt_out(scenario.call.to, number)
 
     def outcome(self, call_sid: str) -> dict[str, Any]:
         """What the world saw of one call."""
