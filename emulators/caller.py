@@ -16,7 +16,9 @@
 5. ends the call like Twilio: on a REST hang-up by Frontdesk (``control.wait_ended``
    says ``rest``), on the caller's hang-up, when Frontdesk closes the websocket, or at
    ``scenario.max_seconds``: ``stop``, close, then the signed ``completed`` status
-   callback to ``{server_url}/twilio/status``.
+   callback to ``{server_url}/twilio/status``. When Frontdesk redirects the call through
+   REST (``wait_ended`` says ``handoff``), the stream ends the same way, as Twilio ends
+   it when a call leaves ``<Connect><Stream>`` for new TwiML.
 
 Caller steps, as in :class:`~emulators.scenario.CallerStep`: ``wait: bot`` waits until
 a bot utterance that began after the previous action started has finished;
@@ -85,7 +87,7 @@ SERVER_CLOSE_GRACE_SECONDS = 1.5
 DTMF_GAP_SECONDS = 0.25
 CLOSE_TIMEOUT_SECONDS = 2.0
 
-EndCause = Literal["bot", "caller", "deadline", "server_closed"]
+EndCause = Literal["bot", "caller", "deadline", "server_closed", "handoff"]
 
 
 async def place_call(
@@ -145,6 +147,8 @@ class _Call:
         self._answered_at: float | None = None
         self._tg: TaskGroup | None = None
         self._end_cause: EndCause | None = None
+        self._next_step = 0
+        self._handoffs_seen = 0
 
     @property
     def stream(self) -> MediaStream:
@@ -169,6 +173,11 @@ class _Call:
                 answer = await self._ring()
                 if answer is not None and not answer.rejected:
                     await self._converse(answer)
+                    while self._end_cause == "handoff":
+                        resumed = await self._follow_handoff()
+                        if resumed is None:
+                            break
+                        await self._converse(resumed)
             finally:
                 with anyio.move_on_after(TEARDOWN_SECONDS, shield=True):
                     await self._hang_up()
@@ -261,6 +270,43 @@ class _Call:
                 if isinstance(step.at, dict) and "after_seconds" in step.at:
                     tg.start_soon(self._fault_after_seconds, step, float(step.at["after_seconds"]))
 
+    async def _follow_handoff(self) -> TwimlAnswer | None:
+        """After a redirect: the new stream that brings the caller back, if Twilio opens one.
+
+        Waits (up to the call's deadline) for the dial to finish; when the dial action's
+        TwiML connects a new stream, the old one is stopped and closed first, as Twilio
+        does, and the caller's script carries on where it was.
+        """
+        remaining = max(0.1, self.deadline - anyio.current_time())
+        try:
+            handoff = await self.control.wait_handoff(
+                self.call_sid, remaining, after=self._handoffs_seen
+            )
+        except ControlError as exc:
+            self.recorder.error(f"world control: {exc}")
+            return None
+        if handoff is None:
+            self.recorder.error("the hand-off had not finished by max_seconds")
+            return None
+        self._handoffs_seen += 1
+        self.report.handoffs.append(handoff.status or "redirected")
+        self.recorder.event("handoff", f"{handoff.status} {handoff.number}")
+        if handoff.stream_url is None:
+            return None
+        await self._leave_stream()
+        self._end_cause = None
+        self._tg = None
+        self.recorder.event("resumed", handoff.stream_url)
+        return TwimlAnswer(stream_url=handoff.stream_url, parameters=handoff.parameters)
+
+    async def _leave_stream(self) -> None:
+        """``stop`` and close the current stream."""
+        if self._stream is not None:
+            await self.stream.stop()
+        if self._ws is not None and not self._ws.closed:
+            with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS):
+                await self._ws.close()
+
     async def _stream_until_closed(self) -> None:
         reason = await self.stream.run()
         self._end("server_closed", reason)
@@ -277,10 +323,7 @@ class _Call:
         """Finish the call at Twilio: ``stop``, close, tell the world, status callback."""
         if self.report.connected:
             self.report.hung_up_by = await self._final_cause()
-            await self.stream.stop()
-        if self._ws is not None and not self._ws.closed:
-            with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS):
-                await self._ws.close()
+        await self._leave_stream()
         if self.report.hung_up_by == "caller":
             try:
                 await self.control.caller_hung_up(self.call_sid)
@@ -289,7 +332,7 @@ class _Call:
         if self._answered_at is not None:
             await self._status_callback()
 
-    async def _final_cause(self) -> Literal["bot", "caller", "server_closed"]:
+    async def _final_cause(self) -> Literal["bot", "caller", "server_closed", "handoff"]:
         """Who ended the call, as the report tells it."""
         match self._end_cause:
             case None:
@@ -299,12 +342,18 @@ class _Call:
                 return "caller"
             case "bot":
                 return "bot"
+            case "handoff":
+                return "handoff"
             case "server_closed":
                 # Frontdesk may hang up through REST and close the socket at once; the
                 # REST hang-up can be reported a moment after the close.
-                if await self._ended_by(SERVER_CLOSE_GRACE_SECONDS) == "rest":
-                    return "bot"
-                return "server_closed"
+                match await self._ended_by(SERVER_CLOSE_GRACE_SECONDS):
+                    case "rest":
+                        return "bot"
+                    case "handoff":
+                        return "handoff"
+                    case _:
+                        return "server_closed"
             case _:
                 assert_never(self._end_cause)
 
@@ -348,15 +397,22 @@ class _Call:
     # --------------------------------------------------------------- the caller
 
     async def _run_script(self) -> None:
-        """The caller's steps, in order; then stay on the line for Frontdesk to hang up."""
+        """The caller's steps, in order; then stay on the line for Frontdesk to hang up.
+
+        After a hand-off brings the caller back on a new stream, the script carries on
+        from the first step not yet taken.
+        """
         since = 0
-        for step in self.scenario.caller:
+        steps = self.scenario.caller
+        while self._next_step < len(steps):
+            step = steps[self._next_step]
             if step.barge_in is not None:
                 await self._wait_barge_in_point(since, step.barge_in)
             else:
                 await self._wait_for_bot(step.wait, since)
                 if step.pause > 0:
                     await anyio.sleep(step.pause)
+            self._next_step += 1
             since = self.stream.bot.utterances
             if step.say is not None:
                 if not await self._say(step, step.say):
@@ -463,6 +519,9 @@ class _Call:
                 return
             if by == "caller":
                 self._end("caller", "the world says the caller hung up")
+                return
+            if by == "handoff":
+                self._end("handoff", "Frontdesk redirected the call through Twilio REST")
                 return
 
     async def _ended_by(self, grace: float) -> str | None:

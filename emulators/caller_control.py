@@ -18,10 +18,18 @@ implements exactly these endpoints (JSON bodies; any 2xx means done)::
            Clear every fault of ``target``.
     GET    /calls/{call_sid}/ended?timeout=S
            Wait up to S seconds (a float) for the call to end, then answer
-           {"ended": true|false, "by": "rest"|"caller"|null}: "rest" when Frontdesk
-           hung up through Twilio REST, "caller" after caller-hangup below.
+           {"ended": true|false, "by": "rest"|"caller"|"handoff"|null}: "rest" when
+           Frontdesk hung up through Twilio REST, "caller" after caller-hangup below,
+           "handoff" when Frontdesk redirected the call (e.g. to <Dial>) and the media
+           stream must end.
     POST   /calls/{call_sid}/caller-hangup
            The caller hung up; the call is over.
+    GET    /calls/{call_sid}/handoff?timeout=S&after=N
+           Wait up to S seconds for redirect N+1 of the call (counting from 0) to finish,
+           then answer {"finished": true, "status": DialCallStatus, "number": "+1…",
+           "stream_url": "wss://…"|null, "parameters": {…}} — stream_url set when the
+           dial action's TwiML brings the caller back on a new stream — or
+           {"finished": false}.
     GET    /calls/{call_sid}/outcome
            What the world saw of the call (records received, bookings, hang-ups).
 
@@ -30,15 +38,33 @@ Failures reach the simulator as :class:`ControlError`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import httpx
 
 from emulators.scenario import FaultStep, Scenario
 
-EndedBy = Literal["rest", "caller"]
+EndedBy = Literal["rest", "caller", "handoff"]
 
 REQUEST_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandoffSeen:
+    """How a redirect of the call ended at Twilio.
+
+    Attributes:
+        status: The ``DialCallStatus`` Twilio reported, if it dialled.
+        number: The number dialled.
+        stream_url: The new ``<Connect><Stream>`` URL when the caller is brought back.
+        parameters: That stream's ``<Parameter>`` s.
+    """
+
+    status: str | None
+    number: str | None
+    stream_url: str | None
+    parameters: dict[str, str] = field(default_factory=dict)
 
 
 class CallerError(Exception):
@@ -70,6 +96,10 @@ class CallControl(Protocol):
 
     async def caller_hung_up(self, call_sid: str) -> None:
         """The caller hung up; the call is over at Twilio."""
+        ...
+
+    async def wait_handoff(self, call_sid: str, timeout: float, after: int) -> HandoffSeen | None:
+        """Wait up to ``timeout`` s for redirect ``after + 1`` to finish; ``None`` if not yet."""
         ...
 
 
@@ -127,13 +157,34 @@ class HttpCallControl:
             raise ControlError(f"GET /calls/{call_sid}/ended: unreadable answer") from exc
         if not ended:
             return None
-        if by not in ("rest", "caller"):
+        if by not in ("rest", "caller", "handoff"):
             raise ControlError(f"GET /calls/{call_sid}/ended: unknown ender {by!r}")
         return by
 
     async def caller_hung_up(self, call_sid: str) -> None:
         """``POST /calls/{sid}/caller-hangup``."""
         await self._request("POST", f"/calls/{call_sid}/caller-hangup")
+
+    async def wait_handoff(self, call_sid: str, timeout: float, after: int) -> HandoffSeen | None:
+        """``GET /calls/{sid}/handoff?timeout=S&after=N``."""
+        response = await self._request(
+            "GET",
+            f"/calls/{call_sid}/handoff",
+            params={"timeout": f"{timeout:g}", "after": str(after)},
+            timeout=timeout + self._timeout,
+        )
+        try:
+            data = response.json()
+            if not data["finished"]:
+                return None
+            return HandoffSeen(
+                status=data.get("status"),
+                number=data.get("number"),
+                stream_url=data.get("stream_url"),
+                parameters={str(k): str(v) for k, v in (data.get("parameters") or {}).items()},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ControlError(f"GET /calls/{call_sid}/handoff: unreadable answer") from exc
 
     async def outcome(self, call_sid: str) -> dict[str, Any]:
         """``GET /calls/{sid}/outcome``: what the world saw of the call."""

@@ -15,7 +15,7 @@ import anyio
 
 logger = logging.getLogger("emulators.caller")
 
-HungUpBy = Literal["bot", "caller", "server_closed"]
+HungUpBy = Literal["bot", "caller", "server_closed", "handoff"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,8 +55,12 @@ class CallReport:
             within an utterance.
         worst_gap: The longest wait between two bot media messages within an utterance.
         lines_spoken: Caller lines begun.
-        hung_up_by: ``bot`` (Frontdesk hung up through Twilio REST), ``caller``, or
-            ``server_closed`` (Frontdesk closed the websocket without hanging up).
+        hung_up_by: ``bot`` (Frontdesk hung up through Twilio REST), ``caller``,
+            ``server_closed`` (Frontdesk closed the websocket without hanging up), or
+            ``handoff`` (Frontdesk redirected the call through Twilio REST, e.g. to a
+            person, and Twilio ended the stream).
+        handoffs: The ``DialCallStatus`` of each redirect Twilio finished (a caller
+            brought back on a new stream goes on with the script).
         call_seconds: Webhook sent → call over.
         marks_echoed: Marks echoed back to the bot after their audio played (or a clear).
         errors: Everything that went wrong, protocol violations included.
@@ -78,6 +82,7 @@ class CallReport:
     worst_gap: float = 0.0
     lines_spoken: int = 0
     hung_up_by: HungUpBy | None = None
+    handoffs: list[str] = field(default_factory=list)
     call_seconds: float = 0.0
     marks_echoed: int = 0
     errors: list[str] = field(default_factory=list)

@@ -76,7 +76,8 @@ def _geo(number: str) -> tuple[str, str, str, str]:
     return ("", "", "", "US" if number.startswith("+1") else "")
 
 
-def _call_fields(*, call_sid: str, account_sid: str, from_: str, to: str) -> dict[str, str]:
+def call_fields(*, call_sid: str, account_sid: str, from_: str, to: str) -> dict[str, str]:
+    """The fields Twilio puts in every voice request about a call (no ``CallStatus``)."""
     from_city, from_state, from_zip, from_country = _geo(from_)
     to_city, to_state, to_zip, to_country = _geo(to)
     return {
@@ -109,7 +110,7 @@ def _call_fields(*, call_sid: str, account_sid: str, from_: str, to: str) -> dic
 
 def incoming_call_form(*, call_sid: str, account_sid: str, from_: str, to: str) -> dict[str, str]:
     """The form of the voice webhook for a new inbound call (``CallStatus=ringing``)."""
-    fields = _call_fields(call_sid=call_sid, account_sid=account_sid, from_=from_, to=to)
+    fields = call_fields(call_sid=call_sid, account_sid=account_sid, from_=from_, to=to)
     return {**fields, "CallStatus": "ringing"}
 
 
@@ -117,7 +118,7 @@ def status_callback_form(
     *, call_sid: str, account_sid: str, from_: str, to: str, duration: float, sequence: int = 0
 ) -> dict[str, str]:
     """The form of the ``completed`` call-progress status callback."""
-    fields = _call_fields(call_sid=call_sid, account_sid=account_sid, from_=from_, to=to)
+    fields = call_fields(call_sid=call_sid, account_sid=account_sid, from_=from_, to=to)
     return {
         **fields,
         "CallStatus": "completed",

@@ -46,6 +46,7 @@ ASK_PHRASES: dict[str, str] = {
     "callback_number": "What's the best number to reach you?",
 }
 DEFAULT_ASK = "Could you tell me a bit more?"
+ASIDE_TOOLS = ("answer_question",)
 FREE_TEXT_ARGS = ("description", "reason", "details", "issue", "problem", "notes", "summary")
 
 _ASK_FOR_PEOPLE = ("talk to someone", "talk to a person", "real person", "human", "operator")
@@ -147,10 +148,13 @@ def respond(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] 
         arguments = _fill(tool, node)
         if arguments is not None:
             return Reply(tool_call=ToolChoice(name=tool.name, arguments=arguments))
-    if len(offered) == 1 and not offered[0].required:
+    # A tool offered in every state (a question about the business) is an aside: the
+    # state's own tool is still "the only one" the flow is waiting for.
+    flow = [t for t in offered if t.name not in ASIDE_TOOLS]
+    if len(flow) == 1 and not flow[0].required:
         return Reply(
             text=_scripted_text(node.instructions),
-            tool_call=ToolChoice(name=offered[0].name, arguments=_optional(offered[0], node)),
+            tool_call=ToolChoice(name=flow[0].name, arguments=_optional(flow[0], node)),
         )
     if offered:
         missing = _missing(offered[0], node)

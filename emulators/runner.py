@@ -109,6 +109,19 @@ def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> li
             f"backend holds {len(outcome.get('callbacks', []))} callbacks, "
             f"expected {expect.callbacks}"
         )
-    if not report.rejected and outcome.get("hangups") != 1:
-        failures.append(f"{outcome.get('hangups')} REST hang-ups, expected exactly one")
+    if expect.handoffs is not None:
+        statuses = [h.get("status") for h in outcome.get("handoffs", [])]
+        if statuses != expect.handoffs:
+            failures.append(f"hand-offs ended {statuses}, expected {expect.handoffs}")
+    texts = len(outcome.get("texts", []))
+    if expect.texts is not None and texts != expect.texts:
+        failures.append(f"Twilio took {texts} texts, expected {expect.texts}")
+    if expect.recorded is not None:
+        recorded = any(r.get("status") == "completed" for r in outcome.get("recordings", []))
+        if recorded != expect.recorded:
+            failures.append(f"completed recording {'missing' if expect.recorded else 'unexpected'}")
+    # A call a person took is over at Twilio without Frontdesk hanging up.
+    hangups = 0 if report.hung_up_by == "handoff" else 1
+    if not report.rejected and outcome.get("hangups") != hangups:
+        failures.append(f"{outcome.get('hangups')} REST hang-ups, expected {hangups}")
     return failures

@@ -1,10 +1,11 @@
 """Scenarios: one simulated phone call, from both sides, as a YAML file in ``scenarios/``.
 
 A scenario says what the caller says and does (lines of speech, pauses, barge-ins,
-DTMF, hanging up), what the backend knows (seeded customers), what the LLM answers
-where the built-in receptionist policy is not wanted, which faults to inject and when,
-and what must have happened by the end (outcome, records the dashboard received,
-whether the bot hung up).
+DTMF, hanging up), what the backend knows (seeded customers), how the phones around the
+call behave at Twilio (who answers a hand-off, which texts arrive, who opted out), what
+the LLM answers where the built-in receptionist policy is not wanted, which faults to
+inject and when, and what must have happened by the end (outcome, records the dashboard
+received, whether the bot hung up, hand-offs, texts, recordings).
 """
 
 from __future__ import annotations
@@ -150,23 +151,58 @@ class Expectations(_Strict):
 
     Attributes:
         outcome: The call record's outcome.
-        hung_up_by: ``bot`` (hang-up through Twilio REST) or ``caller``.
+        hung_up_by: ``bot`` (hang-up through Twilio REST), ``caller``, or ``handoff``
+            (the call was redirected to a person).
         states_visited: Conversation states that must appear in the call record, in order.
         bot_said: Phrases that must appear in what the bot said (from the call record).
         records: Records the dashboard must have received for this call.
         alert_kinds: Alert kinds that must be among the alerts received.
         booked: Whether the backend must hold an appointment for the caller.
         callbacks: How many callbacks the backend must hold for the caller.
+        handoffs: The ``DialCallStatus`` of each hand-off, in order.
+        texts: How many texts to the caller Twilio must have accepted.
+        recorded: Whether Twilio must hold a completed recording of the call.
     """
 
     outcome: str | None = None
-    hung_up_by: Literal["bot", "caller"] | None = None
+    hung_up_by: Literal["bot", "caller", "handoff"] | None = None
     states_visited: list[str] = Field(default_factory=list)
     bot_said: list[str] = Field(default_factory=list)
     records: RecordCounts = Field(default_factory=RecordCounts)
     alert_kinds: list[str] = Field(default_factory=list)
     booked: bool | None = None
     callbacks: int | None = None
+    handoffs: list[str] | None = None
+    texts: int | None = None
+    recorded: bool | None = None
+
+
+class DialAnswer(_Strict):
+    """How the person at a hand-off number answers (see ``emulators.twilio_dial.Answerer``)."""
+
+    result: Literal["completed", "busy", "no-answer", "failed"] = "completed"
+    talk_seconds: int = 42
+
+
+class TextDelivery(_Strict):
+    """What happens to texts sent to a number."""
+
+    status: Literal["delivered", "undelivered", "failed"] = "delivered"
+    error_code: int | None = None
+
+
+class TwilioSetup(_Strict):
+    """How the phones around the call behave at Twilio.
+
+    Attributes:
+        dial: Per dialled number, how its person answers a hand-off.
+        texts: Per recipient, what happens to texts sent to it.
+        opted_out: Numbers that already replied STOP to the business's number.
+    """
+
+    dial: dict[str, DialAnswer] = Field(default_factory=dict)
+    texts: dict[str, TextDelivery] = Field(default_factory=dict)
+    opted_out: list[str] = Field(default_factory=list)
 
 
 class CallSetup(_Strict):
@@ -186,6 +222,7 @@ class Scenario(_Strict):
     call: CallSetup = Field(default_factory=CallSetup)
     caller: list[CallerStep]
     backend: Backend = Field(default_factory=Backend)
+    twilio: TwilioSetup = Field(default_factory=TwilioSetup)
     llm: list[LLMTurn] = Field(default_factory=list)
     faults: list[FaultStep] = Field(default_factory=list)
     expect: Expectations = Field(default_factory=Expectations)

@@ -1,10 +1,23 @@
-"""The Twilio REST API, as far as Frontdesk uses it: hanging up a call.
+"""The Twilio REST API, as far as Frontdesk uses it: calls, messages and recordings.
 
 Pipecat's ``TwilioFrameSerializer`` ends a call by POSTing ``Status=completed`` to
 ``/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` under HTTP Basic auth.
 :class:`TwilioEmulator` answers that request the way Twilio does (a Call resource,
 Twilio's error bodies for 401 and 404) and remembers who ended each call, so the
 caller simulator, which plays Twilio's media-stream half, learns when the bot hung up.
+
+The same route with ``Twiml=`` or ``Url=`` redirects the call: its media stream ends
+(the call "ends" for the stream with ``handoff``) and the new TwiML runs — a ``<Dial>``
+as :mod:`emulators.twilio_dial` describes, each redirect kept as a
+:class:`~emulators.twilio_dial.Handoff`. When the ``action`` answers with a new
+``<Connect><Stream>``, the call is live again (``ended_by`` back to ``None``) until a
+hang-up; otherwise it is over once the dial is. Messages are :mod:`emulators.twilio_messages`,
+call recordings :mod:`emulators.twilio_recordings`; every request the emulator makes to
+the application is signed and kept by :class:`~emulators.twilio_callbacks.CallbackSender`
+(:attr:`TwilioEmulator.callbacks`).
+
+How the person at a dialled number behaves is :meth:`TwilioEmulator.set_answerer`, or
+``POST /__dial/{number}`` with ``{"result": "no-answer", "talk_seconds": 0}``.
 
 Calls exist once the caller simulator registers them (:meth:`TwilioEmulator.register_call`
 or ``POST /__calls``). Out-of-process readers long-poll
@@ -15,17 +28,38 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from aiohttp import BasicAuth, hdrs, web
+from aiohttp import web
 
 from emulators.base import Emulator
+from emulators.caller_webhooks import TwimlError, call_fields
+from emulators.twilio_callbacks import CallbackSender
+from emulators.twilio_common import (
+    Background,
+    Credentials,
+    error_json,
+    form_of,
+    formatted,
+    now,
+    rfc2822,
+    twilio_error,
+    unauthenticated,
+)
+from emulators.twilio_dial import (
+    Answerer,
+    DialRunner,
+    Handoff,
+    ParentCall,
+    RedirectTwiml,
+    parse_redirect_twiml,
+)
+from emulators.twilio_messages import Messaging
+from emulators.twilio_recordings import Recordings
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +67,7 @@ API_VERSION = "2010-04-01"
 LONG_POLL_MAX_SECONDS = 120.0
 """The longest ``GET /__calls/{sid}/ended`` may wait; a longer ``timeout`` is clamped."""
 
-EndedBy = Literal["rest", "caller"]
+EndedBy = Literal["rest", "caller", "handoff"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +121,7 @@ class _Ledger:
     calls: dict[str, _Call] = field(default_factory=dict)
     hangups: dict[str, list[datetime]] = field(default_factory=dict)
     attempts: list[RestAttempt] = field(default_factory=list)
+    handoffs: dict[str, list[Handoff]] = field(default_factory=dict)
     waiters: dict[str, list[asyncio.Future[EndedBy]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -102,16 +137,31 @@ class TwilioEmulator(Emulator):
         """Create the emulator for one account; requests must authenticate as it."""
         super().__init__(host=host, port=port)
         self.account_sid = account_sid
-        self._auth_token = auth_token
+        self._credentials = Credentials(account_sid, auth_token)
         self._ledger = _Ledger()
+        self.callbacks = CallbackSender(auth_token)
+        """Every signed request the emulator made to the application."""
+        self.dialing = DialRunner(self.callbacks)
+        self.messaging = Messaging(credentials=self._credentials, sender=self.callbacks)
+        self.recordings = Recordings(
+            credentials=self._credentials,
+            sender=self.callbacks,
+            call_live=self._call_live,
+            base_url=lambda: self.url,
+        )
+        self._background = Background()
+        self._handoff_changed: asyncio.Event | None = None
 
     def install(self, app: web.Application) -> None:
-        """Add the hang-up route and the call-ledger admin routes."""
+        """Add the REST routes and the call-ledger admin routes."""
         app.router.add_post(
             rf"/{API_VERSION}/Accounts/{{account_sid}}/Calls/{{call_sid:[^/.]+}}.json",
             self._update_call,
             name="calls",
         )
+        self.messaging.install(app)
+        self.recordings.install(app)
+        app.router.add_post("/__dial/{number}", self._admin_dial, name="__admin_dial")
         app.router.add_post("/__calls", self._admin_register, name="__admin_calls_register")
         app.router.add_get("/__calls/{call_sid}/ended", self._admin_ended, name="__admin_calls")
         app.router.add_post(
@@ -121,13 +171,38 @@ class TwilioEmulator(Emulator):
     # ------------------------------------------------------------------ Python API
 
     def error_body(self, status: int) -> dict[str, Any]:
-        """Injected errors in Twilio's error shape."""
-        return {
-            "code": 20500 if status >= 500 else 20429 if status == 429 else 20400,
-            "message": f"injected {status}",
-            "more_info": "https://www.twilio.com/docs/errors",
-            "status": status,
-        }
+        """Injected errors in Twilio's error shape, with Twilio's code for the status."""
+        code, message = _INJECTED_ERRORS.get(status, (20400 + status % 100, f"HTTP {status}"))
+        return error_json(status, code, message)
+
+    async def stop(self) -> None:
+        """Cancel pending dials and callbacks, then stop listening."""
+        await self._background.close()
+        await self.messaging.close()
+        await self.recordings.close()
+        await super().stop()
+
+    def set_answerer(self, number: str, answerer: Answerer) -> None:
+        """How the person at ``number`` behaves when a call is dialled to it."""
+        self.dialing.set_answerer(number, answerer)
+
+    def handoffs(self, call_sid: str) -> list[Handoff]:
+        """Every finished redirect of ``call_sid``, oldest first."""
+        with self._ledger.lock:
+            return list(self._ledger.handoffs.get(call_sid, []))
+
+    async def wait_handoff(self, call_sid: str, timeout: float, *, after: int = 0) -> Handoff:
+        """Wait up to ``timeout`` s for redirect number ``after + 1`` of ``call_sid`` to finish.
+
+        Raises:
+            TimeoutError: It did not finish in time.
+        """
+        async with asyncio.timeout(timeout):
+            while len(self.handoffs(call_sid)) <= after:
+                if self._handoff_changed is None:
+                    self._handoff_changed = asyncio.Event()
+                await self._handoff_changed.wait()
+        return self.handoffs(call_sid)[after]
 
     def register_call(self, call_sid: str, *, from_: str, to: str) -> None:
         """Make ``call_sid`` a live call, as Twilio would once it is answered.
@@ -182,6 +257,8 @@ class TwilioEmulator(Emulator):
             call.ended_by = by
             waiters = self._ledger.waiters.pop(call_sid, [])
         logger.info("twilio: call %s ended by %s", call_sid, by)
+        if by != "handoff":
+            self._on_call_over(call_sid)
         for waiter in waiters:
             waiter.get_loop().call_soon_threadsafe(_resolve, waiter, by)
         return True
@@ -213,9 +290,11 @@ class TwilioEmulator(Emulator):
 
     async def _update_call(self, request: web.Request) -> web.Response:
         call_sid = request.match_info["call_sid"]
-        form = await request.post()
-        params = {key: str(value) for key, value in form.items()}
-        response = self._answer_update(request, call_sid, params)
+        params, _ = await form_of(request)
+        if "Twiml" in params or "Url" in params:
+            response = await self._redirect(request, call_sid, params)
+        else:
+            response = self._answer_update(request, call_sid, params)
         with self._ledger.lock:
             self._ledger.attempts.append(
                 RestAttempt(call_sid=call_sid, at=_now(), status=response.status, params=params)
@@ -225,10 +304,8 @@ class TwilioEmulator(Emulator):
     def _answer_update(
         self, request: web.Request, call_sid: str, params: dict[str, str]
     ) -> web.Response:
-        if not self._authenticated(request, request.match_info["account_sid"]):
-            return _twilio_error(
-                401, 20003, "Authenticate", headers={"WWW-Authenticate": 'Basic realm="Twilio API"'}
-            )
+        if not self._credentials.accept(request):
+            return unauthenticated()
         status = params.get("Status")
         if status != "completed":
             # Frontdesk only ever hangs up; any other update is a bug worth seeing loudly.
@@ -249,15 +326,90 @@ class TwilioEmulator(Emulator):
         logger.info("twilio: REST hang-up of %s (%d so far)", call_sid, len(state.hangups))
         return web.json_response(_call_resource(self.account_sid, state, now))
 
-    def _authenticated(self, request: web.Request, path_account_sid: str) -> bool:
-        header = request.headers.get(hdrs.AUTHORIZATION, "")
+    async def _redirect(
+        self, request: web.Request, call_sid: str, params: dict[str, str]
+    ) -> web.Response:
+        """A Calls update with ``Twiml`` or ``Url``: leave the stream, run the new TwiML."""
+        if not self._credentials.accept(request):
+            return unauthenticated()
+        state = self.call(call_sid)
+        if state is None:
+            return _twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        if state.ended_by is not None:
+            return _twilio_error(
+                400, 21220, "Invalid call state: the call is not in-progress. Cannot redirect."
+            )
+        parent = ParentCall(
+            call_sid=call_sid, account_sid=self.account_sid, from_=state.from_, to=state.to
+        )
+        if "Twiml" in params:
+            twiml = params["Twiml"]
+        else:
+            method = (params.get("Method") or "POST").upper()
+            fields = call_fields(
+                call_sid=call_sid, account_sid=self.account_sid, from_=state.from_, to=state.to
+            )
+            fetched = await self.callbacks.send(
+                "call_url", params["Url"], {**fields, "CallStatus": "in-progress"}, method=method
+            )
+            if fetched.status != 200:
+                return _twilio_error(
+                    400, 11200, f"HTTP retrieval failure: {fetched.status or fetched.error}"
+                )
+            twiml = fetched.body
         try:
-            auth = BasicAuth.decode(header)
-        except ValueError:
-            return False
-        user_ok = hmac.compare_digest(auth.login.encode(), self.account_sid.encode())
-        token_ok = hmac.compare_digest(auth.password.encode(), self._auth_token.encode())
-        return user_ok and token_ok and path_account_sid == self.account_sid
+            redirect = parse_redirect_twiml(twiml)
+        except TwimlError as exc:
+            return _twilio_error(400, 12100, f"Document parse failure: {exc}")
+        self.mark_ended(call_sid, "handoff")
+        logger.info("twilio: call %s redirected (dial: %s)", call_sid, redirect.dial is not None)
+        self._background.spawn(self._run_redirect(parent, twiml, redirect))
+        updated = self.call(call_sid)
+        assert updated is not None
+        return web.json_response(
+            _call_resource(self.account_sid, updated, _now(), status="in-progress")
+        )
+
+    async def _run_redirect(self, parent: ParentCall, twiml: str, redirect: RedirectTwiml) -> None:
+        handoff = await self.dialing.run(parent, twiml, redirect)
+        with self._ledger.lock:
+            self._ledger.handoffs.setdefault(parent.call_sid, []).append(handoff)
+            call = self._ledger.calls[parent.call_sid]
+            if handoff.resumed is not None:
+                # Back on a new stream: the call is live again until someone hangs up.
+                call.ended_at = None
+                call.ended_by = None
+        logger.info(
+            "twilio: dial from %s ended %s (%s)", parent.call_sid, handoff.status, handoff.number
+        )
+        if handoff.ended:
+            self._on_call_over(parent.call_sid)
+        changed, self._handoff_changed = self._handoff_changed, None
+        if changed is not None:
+            changed.set()
+
+    def _on_call_over(self, call_sid: str) -> None:
+        """The call is over at Twilio: its recordings complete."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.recordings.call_ended(call_sid)
+
+    def _call_live(self, call_sid: str) -> bool | None:
+        state = self.call(call_sid)
+        if state is None:
+            return None
+        return state.ended_by is None
+
+    async def _admin_dial(self, request: web.Request) -> web.Response:
+        try:
+            data = await request.json()
+            answerer = Answerer(**data)
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": f"bad answerer: {exc}"}, status=400)
+        self.set_answerer(request.match_info["number"], answerer)
+        return web.json_response({"number": request.match_info["number"], **data})
 
     # ---------------------------------------------------------------- admin routes
 
@@ -300,43 +452,35 @@ class TwilioEmulator(Emulator):
         return state.ended_by if state is not None else None
 
 
+_INJECTED_ERRORS = {
+    429: (20429, "Too Many Requests"),
+    500: (20500, "Internal Server Error"),
+    502: (20502, "Bad Gateway"),
+    503: (20503, "Service Unavailable"),
+    504: (20504, "Gateway Timeout"),
+}
+
+
 def _resolve(waiter: asyncio.Future[EndedBy], by: EndedBy) -> None:
     if not waiter.done():
         waiter.set_result(by)
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return now()
 
 
-def _rfc2822(moment: datetime) -> str:
-    return format_datetime(moment.astimezone(UTC))
+_rfc2822 = rfc2822
+_formatted = formatted
+_twilio_error = twilio_error
 
 
-def _formatted(number: str) -> str:
-    """Twilio's national formatting, for North American numbers; others as given."""
-    if number.startswith("+1") and len(number) == 12 and number[2:].isdigit():
-        digits = number[2:]
-        return f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
-    return number
-
-
-def _twilio_error(
-    status: int, code: int | None, message: str, *, headers: dict[str, str] | None = None
-) -> web.Response:
-    more_info = (
-        f"https://www.twilio.com/docs/errors/{code}"
-        if code is not None
-        else f"https://www.twilio.com/docs/api/errors/{status}"
-    )
-    body = {"code": code, "message": message, "more_info": more_info, "status": status}
-    return web.json_response(body, status=status, headers=headers)
-
-
-def _call_resource(account_sid: str, state: CallState, now: datetime) -> dict[str, Any]:
+def _call_resource(
+    account_sid: str, state: CallState, moment: datetime, *, status: str = "completed"
+) -> dict[str, Any]:
     """The Call resource Twilio returns, with the fields its Python SDK reads."""
     uri = f"/{API_VERSION}/Accounts/{account_sid}/Calls/{state.call_sid}"
-    ended_at = state.ended_at or now
+    ended_at = (state.ended_at or moment) if status == "completed" else moment
     duration = max(0, int((ended_at - state.created_at).total_seconds()))
     subresources = (
         "notifications",
@@ -352,7 +496,7 @@ def _call_resource(account_sid: str, state: CallState, now: datetime) -> dict[st
     return {
         "sid": state.call_sid,
         "date_created": _rfc2822(state.created_at),
-        "date_updated": _rfc2822(now),
+        "date_updated": _rfc2822(moment),
         "parent_call_sid": None,
         "account_sid": account_sid,
         "to": state.to,
@@ -360,9 +504,9 @@ def _call_resource(account_sid: str, state: CallState, now: datetime) -> dict[st
         "from": state.from_,
         "from_formatted": _formatted(state.from_),
         "phone_number_sid": "PN" + hashlib.sha256(state.to.encode()).hexdigest()[:32],
-        "status": "completed",
+        "status": status,
         "start_time": _rfc2822(state.created_at),
-        "end_time": _rfc2822(ended_at),
+        "end_time": _rfc2822(ended_at) if status == "completed" else None,
         "duration": str(duration),
         "price": None,
         "price_unit": "USD",

@@ -33,6 +33,8 @@ from emulators.faults import Fault, FaultKind
 from emulators.inworld import InworldEmulator
 from emulators.openai import OpenAIEmulator
 from emulators.scenario import Scenario
+from emulators.twilio_dial import Answerer
+from emulators.twilio_messages import Delivery, MessageState
 from emulators.twilio_rest import TwilioEmulator
 from frontdesk.delivery.records import SCHEMA_DIR
 
@@ -114,6 +116,7 @@ class EmulatorWorld:
         app.router.add_delete("/faults/{target}", self._clear_faults)
         app.router.add_get("/calls/{call_sid}/ended", self._ended)
         app.router.add_post("/calls/{call_sid}/caller-hangup", self._caller_hangup)
+        app.router.add_get("/calls/{call_sid}/handoff", self._handoff)
         app.router.add_get("/calls/{call_sid}/outcome", self._outcome)
         app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -174,6 +177,18 @@ class EmulatorWorld:
         self.calls.register(call_sid, scenario)
         self.backend.seed(scenario.backend)
         self.twilio.register_call(call_sid, from_=scenario.call.from_, to=scenario.call.to)
+        self.twilio.messaging.own_number(scenario.call.to)
+        setup = scenario.twilio
+        for number, answer in setup.dial.items():
+            self.twilio.set_answerer(
+                number, Answerer(result=answer.result, talk_seconds=answer.talk_seconds)
+            )
+        for number, delivery in setup.texts.items():
+            self.twilio.messaging.set_delivery(
+                number, Delivery(status=delivery.status, error_code=delivery.error_code)
+            )
+        for number in setup.opted_out:
+            self.twilio.messaging.opt_out(scenario.call.to, number)
 
     def outcome(self, call_sid: str) -> dict[str, Any]:
         """What the world saw of one call."""
@@ -198,10 +213,26 @@ class EmulatorWorld:
             ],
             "callbacks": [c for c in self.backend.callbacks() if c.get("call_sid") == call_sid],
             "hangups": len(self.twilio.hangups(call_sid)),
+            "handoffs": [
+                {"number": h.number, "status": h.status, "duration": h.duration, "ended": h.ended}
+                for h in self.twilio.handoffs(call_sid)
+            ],
+            "texts": [
+                {"sid": m.sid, "body": m.body, "status": m.status, "error_code": m.error_code}
+                for m in self._texts_to_caller(call_sid)
+            ],
+            "recordings": [
+                {"sid": r.sid, "status": r.status, "channels": r.channels}
+                for r in self.twilio.recordings.recordings(call_sid)
+            ],
             "ended_by": self.twilio.call(call_sid).ended_by
             if self.twilio.ended(call_sid)
             else None,
         }
+
+    def _texts_to_caller(self, call_sid: str) -> list[MessageState]:
+        state = self.twilio.call(call_sid)
+        return self.twilio.messaging.messages(to=state.from_) if state is not None else []
 
     # ------------------------------------------------------------- control routes
 
@@ -237,6 +268,26 @@ class EmulatorWorld:
         timeout = min(float(request.query.get("timeout", "30")), MAX_WAIT_SECONDS)
         by = await self.twilio.wait_ended(request.match_info["call_sid"], timeout)
         return web.json_response({"ended": by is not None, "by": by})
+
+    async def _handoff(self, request: web.Request) -> web.Response:
+        timeout = min(float(request.query.get("timeout", "30")), MAX_WAIT_SECONDS)
+        after = int(request.query.get("after", "0"))
+        try:
+            handoff = await self.twilio.wait_handoff(
+                request.match_info["call_sid"], timeout, after=after
+            )
+        except TimeoutError:
+            return web.json_response({"finished": False})
+        resumed = handoff.resumed
+        return web.json_response(
+            {
+                "finished": True,
+                "status": handoff.status,
+                "number": handoff.number,
+                "stream_url": resumed.stream_url if resumed is not None else None,
+                "parameters": resumed.parameters if resumed is not None else {},
+            }
+        )
 
     async def _caller_hangup(self, request: web.Request) -> web.Response:
         self.twilio.mark_ended(request.match_info["call_sid"], by="caller")

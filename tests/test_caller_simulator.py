@@ -22,7 +22,7 @@ from twilio.request_validator import RequestValidator
 
 from emulators.caller import place_call
 from emulators.caller_audio import BotSpeech, CallerVoice, Playback
-from emulators.caller_control import ControlError, HttpCallControl
+from emulators.caller_control import ControlError, HandoffSeen, HttpCallControl
 from emulators.caller_webhooks import TwimlError, dial_url, parse_twiml, sign
 from emulators.scenario import FaultStep, Scenario
 from emulators.speech import mulaw
@@ -37,6 +37,7 @@ TONE_B64 = base64.b64encode(TONE).decode()
 SPEECH_RMS = 500.0
 TURN_END_FRAMES = 15  # 300 ms of caller silence ends a caller turn
 BUSY_TEXT = "All our lines are busy. Please call back later."
+ON_CALL = "+14155550199"
 
 
 # ------------------------------------------------------------------- fakes
@@ -51,6 +52,7 @@ class FakeControl:
         self.caller_hangups: list[str] = []
         self.ended_by: str | None = None
         self._ended = anyio.Event()
+        self.resume_to: str | None = None
 
     async def register(self, call_sid: str, scenario: Scenario) -> None:
         self.registered[call_sid] = scenario
@@ -70,6 +72,23 @@ class FakeControl:
     def hang_up_rest(self) -> None:
         """What the Twilio emulator does when Frontdesk POSTs Status=completed."""
         self._end("rest")
+
+    def hand_off(self) -> None:
+        """What the Twilio emulator does when Frontdesk redirects the call to <Dial>."""
+        self._end("handoff")
+
+    async def wait_handoff(self, call_sid: str, timeout: float, after: int) -> HandoffSeen:
+        """The dial ended; with ``resume_to`` set, the action brings the caller back there."""
+        if self.resume_to is None:
+            return HandoffSeen(status="completed", number=ON_CALL, stream_url=None)
+        self.ended_by = None
+        self._ended = anyio.Event()
+        return HandoffSeen(
+            status="no-answer",
+            number=ON_CALL,
+            stream_url=self.resume_to,
+            parameters={"resume": "handoff_no_answer"},
+        )
 
     def _end(self, by: str) -> None:
         if self.ended_by is None:
@@ -128,10 +147,19 @@ class HeardCaller:
 class FakeFrontdesk:
     """Just enough Frontdesk for the simulator: signed webhooks, TwiML, a canned bot."""
 
-    def __init__(self, control: FakeControl, *, busy: bool = False, hang_up_early: bool = False):
+    def __init__(
+        self,
+        control: FakeControl,
+        *,
+        busy: bool = False,
+        hang_up_early: bool = False,
+        hand_off: bool = False,
+    ):
         self.control = control
         self.busy = busy
         self.hang_up_early = hang_up_early
+        self.hand_off = hand_off
+        self.handed_off = False
         self.validator = RequestValidator(TOKEN)
         self.url = ""
         self.webhooks: list[dict[str, str]] = []
@@ -208,6 +236,7 @@ class FakeFrontdesk:
             return web.Response(status=403, text="bad signature")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        self._started = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._bot, ws)
             async for message in ws:
@@ -237,6 +266,10 @@ class FakeFrontdesk:
         await self._say(ws, "greeting", seconds=1.0)
         if self.hang_up_early:
             await ws.close()
+            return
+        if self.hand_off and not self.handed_off:
+            self.handed_off = True
+            self.control.hand_off()
             return
         await (await self.heard.turn(0)).ended.wait()
         # The reply's first second comes in one burst (as some TTS services send it),
@@ -457,6 +490,49 @@ async def test_server_closing_the_stream_ends_the_call() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_hand_off_ends_the_stream_with_stop_like_a_twilio_redirect() -> None:
+    control = FakeControl()
+    async with FakeFrontdesk(control, hand_off=True) as frontdesk:
+        with anyio.fail_after(15):
+            report = await place_call(
+                scenario([{"say": "Hello?"}]),
+                server_url=frontdesk.url,
+                account_sid=ACCOUNT_SID,
+                auth_token=TOKEN,
+                control=control,
+            )
+    assert report.errors == []
+    assert report.hung_up_by == "handoff"
+    assert report.handoffs == ["completed"]
+    assert frontdesk.messages[-1]["event"] == "stop"
+    assert control.caller_hangups == []
+
+
+@pytest.mark.anyio
+async def test_a_hand_off_nobody_takes_brings_the_caller_back_on_a_new_stream() -> None:
+    control = FakeControl()
+    async with FakeFrontdesk(control, hand_off=True) as frontdesk:
+        control.resume_to = frontdesk.url.replace("http://", "wss://") + "/twilio/stream"
+        with anyio.fail_after(20):
+            report = await place_call(
+                scenario([{"say": "Hello?"}, {"say": "Okay.", "barge_in": 0.5}]),
+                server_url=frontdesk.url,
+                account_sid=ACCOUNT_SID,
+                auth_token=TOKEN,
+                control=control,
+            )
+    assert report.errors == [], report.summary()
+    assert (report.handoffs, report.hung_up_by) == (["no-answer"], "bot")
+    starts = frontdesk.events("start")
+    assert len(starts) == 2
+    assert starts[0]["start"]["streamSid"] != starts[1]["start"]["streamSid"]
+    assert starts[1]["start"]["customParameters"] == {"resume": "handoff_no_answer"}
+    assert len(frontdesk.events("stop")) == 2
+    assert len(frontdesk.heard.turns) == 2, "the script went on on the new stream"
+    assert len(frontdesk.status_callbacks) == 1
+
+
+@pytest.mark.anyio
 async def test_busy_twiml_rejects_the_call() -> None:
     control = FakeControl()
     async with FakeFrontdesk(control, busy=True) as frontdesk:
@@ -614,3 +690,38 @@ async def test_http_call_control_speaks_the_world_control_api() -> None:
     assert registered["call_sid"] == sid
     assert Scenario.model_validate(registered["scenario"]) == CONVERSATION
     assert json.loads(seen[1][2])["kind"] == "latency"
+
+
+@pytest.mark.anyio
+async def test_http_call_control_reads_a_finished_and_an_unfinished_hand_off() -> None:
+    answers = iter(
+        [
+            {
+                "finished": True,
+                "status": "busy",
+                "number": ON_CALL,
+                "stream_url": "wss://frontdesk.example/twilio/stream",
+                "parameters": {"resume": "handoff_busy"},
+            },
+            {"finished": False},
+        ]
+    )
+    seen: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.url.params))
+        return httpx.Response(200, json=next(answers))
+
+    sid = "CA" + "b" * 32
+    async with HttpCallControl("http://world.test", transport=httpx.MockTransport(handler)) as c:
+        finished = await c.wait_handoff(sid, 2.5, after=1)
+        unfinished = await c.wait_handoff(sid, 0.5, after=2)
+
+    assert finished == HandoffSeen(
+        status="busy",
+        number=ON_CALL,
+        stream_url="wss://frontdesk.example/twilio/stream",
+        parameters={"resume": "handoff_busy"},
+    )
+    assert unfinished is None
+    assert seen == [{"timeout": "2.5", "after": "1"}, {"timeout": "0.5", "after": "2"}]

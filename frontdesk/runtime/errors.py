@@ -16,7 +16,8 @@ between retrying, giving up and refusing to start::
     │   ├── ProviderUnavailable  refused, timed out, 5xx or breaker open: worth retrying later
     │   ├── ProviderRejected     4xx: the request itself was wrong; retrying will not help
     │   └── ProviderStalled      a stream stopped making progress
-    └── MediaStreamError         a Twilio media stream message could not be used
+    ├── MediaStreamError         a Twilio media stream message could not be used
+    └── CallbackFormError        a Twilio callback (dial action, SMS, recording) could not be used
 
 Library errors are translated into these at the boundary with ``raise ... from exc``.
 """
@@ -98,3 +99,7 @@ class ProviderStalled(ProviderError):
 
 class MediaStreamError(FrontdeskError):
     """A Twilio Media Streams message was malformed or out of order."""
+
+
+class CallbackFormError(FrontdeskError):
+    """A signed Twilio callback's form lacks a field Frontdesk needs, or has a bad value."""

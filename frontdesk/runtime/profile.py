@@ -1,9 +1,10 @@
 """The agent profile: the business Frontdesk answers for, as a validated YAML file.
 
 Operators change the business — name, services, service area, hours, emergency policy,
-voices, extra prompt text — without touching code. Validation names the field and the
-problem; unknown keys are refused; names are sanitised; text that reaches the LLM may
-not carry template or tool syntax.
+voices, extra prompt text, hand-off, recording and texts
+(:mod:`frontdesk.runtime.profile_features`) — without touching code. Validation names
+the field and the problem; unknown keys are refused; names are sanitised; text that
+reaches the LLM may not carry template or tool syntax.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import (
 
 from frontdesk.knowledge.sources import PROFILE_FOLDER, KnowledgeSources
 from frontdesk.runtime.errors import SettingsError
+from frontdesk.runtime.profile_features import Handoff, Recording, Sms
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -230,6 +232,9 @@ class AgentProfile(_Strict):
     knowledge: KnowledgeSources = Field(default_factory=list)
     voices: Voices = Field(default_factory=Voices)
     prompts: Prompts = Field(default_factory=Prompts)
+    handoff: Handoff = Field(default_factory=Handoff)
+    recording: Recording = Field(default_factory=Recording)
+    sms: Sms = Field(default_factory=Sms)
 
     def service(self, service_id: str) -> Service | None:
         """The service with ``service_id``."""

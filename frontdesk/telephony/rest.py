@@ -1,15 +1,22 @@
-"""Twilio's REST API, for the one request Frontdesk makes: hang a call up.
+"""Twilio's REST API, for the requests Frontdesk makes: hang up, hand off, text, record.
 
 Pipecat's serializer can hang up too, but without a time bound, on a fresh HTTP session
 per call, and only logging the outcome. Here the request is bounded, retried once on a
 transient failure, and its outcome returned so the call record can say how the call
 ended. A 404 (code 20404) means the call had already ended, which is fine.
+
+The other requests are bounded the same way and answer typed outcomes instead of raising:
+:meth:`TwilioRest.redirect` (a Calls update with TwiML, e.g. the hand-off ``<Dial>``),
+:meth:`TwilioRest.send_sms` (one attempt: the outbox retries, so the outcome says whether
+a retry can help, with Twilio's error code), :meth:`TwilioRest.find_sms` (was this text
+already accepted? — for a retry after a lost answer) and :meth:`TwilioRest.start_recording`.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from dataclasses import dataclass
 
 import httpx
 
@@ -25,6 +32,55 @@ class HangupResult(enum.StrEnum):
     HUNG_UP = "hung_up"
     ALREADY_ENDED = "already_ended"
     FAILED = "failed"
+
+
+class RedirectResult(enum.StrEnum):
+    """How a Calls update with TwiML ended."""
+
+    REDIRECTED = "redirected"
+    ALREADY_ENDED = "already_ended"
+    FAILED = "failed"
+
+
+PERMANENT_SMS_CODES = frozenset(
+    {21211, 21266, 21408, 21602, 21603, 21606, 21610, 21612, 21614, 21617, 20003}
+)
+"""Twilio codes after which sending the same text again cannot succeed."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmsAccepted:
+    """Twilio accepted the text (``queued``/``accepted``); delivery is reported later."""
+
+    sid: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmsRefused:
+    """Twilio did not take the text.
+
+    Attributes:
+        retryable: Whether the same request may succeed later (429, 5xx, no answer).
+        status: The HTTP status, or ``None`` when no answer came.
+        code: Twilio's error code, when it gave one (e.g. 21610: the recipient opted out).
+        message: Twilio's message, or what went wrong on the way.
+    """
+
+    retryable: bool
+    status: int | None
+    code: int | None
+    message: str
+
+
+SmsResult = SmsAccepted | SmsRefused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingStarted:
+    """A recording of the call is running; its completion callback names the same SID."""
+
+    sid: str
 
 
 class TwilioRest:
@@ -67,3 +123,134 @@ class TwilioRest:
             if response.status_code < 500 and response.status_code != 429:
                 break
         return HangupResult.FAILED
+
+    async def redirect(self, call_sid: str, twiml: str) -> RedirectResult:
+        """Replace what ``call_sid`` is doing with ``twiml`` (its media stream ends).
+
+        Retried once on a transient failure. A 404, or 21220 (the call is no longer in
+        progress), means the caller has gone: nothing to hand off.
+        """
+        path = f"/2010-04-01/Accounts/{self._account_sid}/Calls/{call_sid}.json"
+        for attempt in range(1, HANGUP_ATTEMPTS + 1):
+            try:
+                response = await self._client.post(path, data={"Twiml": twiml})
+            except httpx.HTTPError as exc:
+                logger.warning("redirect attempt %d failed: %s", attempt, type(exc).__name__)
+                continue
+            if response.status_code == 200:
+                logger.info("call redirected through Twilio")
+                return RedirectResult.REDIRECTED
+            if response.status_code == 404 or _code(response) == 21220:
+                logger.info("call had already ended; not redirected")
+                return RedirectResult.ALREADY_ENDED
+            logger.warning(
+                "redirect attempt %d: Twilio answered %d: %s",
+                attempt,
+                response.status_code,
+                response.text[:200],
+            )
+            if response.status_code < 500 and response.status_code != 429:
+                break
+        return RedirectResult.FAILED
+
+    async def send_sms(
+        self,
+        *,
+        to: str,
+        body: str,
+        from_: str | None = None,
+        messaging_service_sid: str | None = None,
+        status_callback: str | None = None,
+    ) -> SmsResult:
+        """Ask Twilio to send one text; one attempt, bounded (the outbox retries)."""
+        form = {"To": to, "Body": body}
+        if from_ is not None:
+            form["From"] = from_
+        if messaging_service_sid is not None:
+            form["MessagingServiceSid"] = messaging_service_sid
+        if status_callback is not None:
+            form["StatusCallback"] = status_callback
+        path = f"/2010-04-01/Accounts/{self._account_sid}/Messages.json"
+        try:
+            response = await self._client.post(path, data=form)
+        except httpx.HTTPError as exc:
+            return SmsRefused(retryable=True, status=None, code=None, message=type(exc).__name__)
+        if response.status_code in (200, 201):
+            try:
+                resource = response.json()
+                return SmsAccepted(sid=str(resource["sid"]), status=str(resource["status"]))
+            except (ValueError, KeyError, TypeError):
+                return SmsRefused(
+                    retryable=True,
+                    status=response.status_code,
+                    code=None,
+                    message="unreadable Message resource",
+                )
+        code = _code(response)
+        retryable = (response.status_code >= 500 or response.status_code == 429) and (
+            code not in PERMANENT_SMS_CODES
+        )
+        message = _message(response)
+        logger.warning("text refused by Twilio: %d code %s", response.status_code, code)
+        return SmsRefused(
+            retryable=retryable, status=response.status_code, code=code, message=message
+        )
+
+    async def find_sms(self, *, to: str, from_: str, body: str) -> str | None:
+        """The SID of a recent text with exactly ``body`` from ``from_`` to ``to``, if any.
+
+        Before re-sending a text whose answer was lost, this tells whether Twilio took it.
+
+        Raises:
+            httpx.HTTPError: Twilio could not be asked (the caller retries later).
+        """
+        path = f"/2010-04-01/Accounts/{self._account_sid}/Messages.json"
+        response = await self._client.get(path, params={"To": to, "From": from_, "PageSize": "50"})
+        response.raise_for_status()
+        for message in response.json().get("messages", []):
+            if message.get("body") == body:
+                return str(message["sid"])
+        return None
+
+    async def start_recording(
+        self, call_sid: str, *, status_callback: str
+    ) -> RecordingStarted | None:
+        """Record both sides of ``call_sid`` (dual channel); ``None`` if Twilio would not."""
+        path = f"/2010-04-01/Accounts/{self._account_sid}/Calls/{call_sid}/Recordings.json"
+        form = {
+            "RecordingChannels": "dual",
+            "RecordingStatusCallback": status_callback,
+            "RecordingStatusCallbackEvent": "completed",
+            "RecordingStatusCallbackMethod": "POST",
+        }
+        try:
+            response = await self._client.post(path, data=form)
+        except httpx.HTTPError as exc:
+            logger.warning("recording not started: %s", type(exc).__name__)
+            return None
+        if response.status_code != 201:
+            logger.warning(
+                "recording not started: Twilio answered %d: %s",
+                response.status_code,
+                response.text[:200],
+            )
+            return None
+        try:
+            return RecordingStarted(sid=str(response.json()["sid"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def _code(response: httpx.Response) -> int | None:
+    try:
+        code = response.json().get("code")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, int) else None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message") or response.reason_phrase)
+    except (ValueError, AttributeError):
+        return response.text[:200]
