@@ -492,3 +492,20 @@ def test_the_secrets_never_appear_in_the_deployment_files():
     for text in texts:
         for name in secret_settings:
             assert f"{name}:" not in text and f"{name}=" not in text
+
+
+# ----------------------------------------------------------------- the guide
+
+
+def test_the_scaling_guide_quotes_the_files_it_explains():
+    guide = (ROOT / "docs" / "scaling.md").read_text()
+    grace = pod_spec()["terminationGracePeriodSeconds"]
+    assert f"terminationGracePeriodSeconds: {grace}` = {pre_stop_sleep_seconds():.0f}" in guide
+    (metric,) = resource("HorizontalPodAutoscaler")["spec"]["metrics"]
+    assert f"target of {metric['pods']['target']['averageValue']}" in guide
+    assert f"`MAX_CONCURRENT_CALLS: {settings_map()['MAX_CONCURRENT_CALLS']}`" in guide
+    assert f"{CORES_PER_CALL:.1%} of a core per call" in guide
+    assert f"{MB_PER_CALL} MB of resident memory per call" in guide
+    assert f"{IDLE_MB} MB" in guide
+    for link in re.findall(r"\]\((\.\./[^)#]+)\)", guide):
+        assert (ROOT / "docs" / link).resolve().exists(), link
