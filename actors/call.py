@@ -66,6 +66,7 @@ from frontdesk.conversation.intents import (
     End,
     Enter,
     FindAnswer,
+    HandOff,
     Intent,
     RaiseAlert,
     Reply,
@@ -85,7 +86,8 @@ from frontdesk.runtime.metrics import Metrics
 from frontdesk.runtime.profile import AgentProfile
 from frontdesk.runtime.settings import Settings
 from frontdesk.telephony.protocol import mark_message
-from frontdesk.telephony.rest import TwilioRest
+from frontdesk.telephony.rest import RedirectResult, TwilioRest
+from frontdesk.telephony.twiml import handoff_twiml, whisper_url
 
 logger = logging.getLogger(__name__)
 
@@ -521,6 +523,8 @@ class CallActor:
                     self._ask_backend(functools.partial(self._book, key, book))
                 case RequestCallback(key=key, request=callback):
                     self._ask_backend(functools.partial(self._request_callback, key, callback))
+                case HandOff():
+                    self._spawn(functools.partial(self._hand_off, intent))
                 case FindAnswer(call_id=call_id, question=question):
                     self._spawn(functools.partial(self._find_answer, call_id, question))
                 case RaiseAlert():
@@ -599,6 +603,35 @@ class CallActor:
         )
         event = conversation.AnswerFound(call_id=call_id, question=question, passages=passages)
         await self._tell(_Answered(event=event))
+
+    async def _hand_off(self, intent: HandOff) -> None:
+        """Put the caller through once "please hold" has played; report if Twilio can't."""
+        pipeline = self.pipeline
+        public_url = self._settings.public_url
+        if pipeline is None or public_url is None:
+            await self._step(conversation.HandOffFailed(detail="no PUBLIC_URL to report to"))
+            return
+        await pipeline.played_out()
+        base = public_url.rstrip("/")
+        twiml = handoff_twiml(
+            number=intent.number,
+            action_url=f"{base}/twilio/dial-action",
+            ring_seconds=intent.ring_seconds,
+            whisper_url=whisper_url(base, intent.whisper) if intent.whisper else None,
+        )
+        async with self._hangup_lock:
+            # Shielded like a hang-up: once Twilio is asked, its answer is kept.
+            with anyio.CancelScope(shield=True):
+                result = await self._deps.twilio.redirect(self.call.call_sid, twiml)
+            if result is RedirectResult.REDIRECTED:
+                # Twilio now rings the person and ends the stream: no goodbye, no hang-up.
+                self._hangup = "not_attempted"
+                self._ended_by = "handoff"
+        logger.info("hand-off to %s (%s): %s", intent.target, intent.trigger, result.value)
+        if result is RedirectResult.REDIRECTED:
+            await self._end("handoff", None)
+        else:
+            await self._step(conversation.HandOffFailed(detail=f"redirect {result.value}"))
 
     async def _look_up_caller(self) -> None:
         result = await self._deps.backend.lookup(self.call.from_number, self.call.call_sid)

@@ -10,18 +10,35 @@ from frontdesk.conversation.intents import RequestCallback
 from frontdesk.conversation.receptionist import Receptionist
 from frontdesk.conversation.state import STATE_GRAPH, mermaid
 from frontdesk.runtime.profile import load_profile
+from frontdesk.runtime.profile_features import Handoff, HandoffTarget
 from frontdesk.runtime.settings import DEFAULT_PROFILE
 from tests.support import ROOT
 from tests.test_receptionist import MONDAY_9
+
+ON_CALL = Handoff(
+    targets=[
+        HandoffTarget.model_validate(
+            {
+                "name": "On call",
+                "number": "+14155550199",
+                "hours": "always",
+                "use_for": ["request", "emergency"],
+            }
+        )
+    ]
+)
 
 
 def test_the_readme_draws_the_state_graph_the_receptionist_defines():
     assert mermaid() in (ROOT / "README.md").read_text()
 
 
-def visited(*turns: tuple[str, dict] | str) -> set[str]:
+def visited(*turns: tuple[str, dict] | str, handoff: bool = False) -> set[str]:
     """The states a new caller's conversation enters, driven by tool calls and lines."""
-    receptionist = Receptionist(load_profile(DEFAULT_PROFILE))
+    profile = load_profile(DEFAULT_PROFILE)
+    if handoff:
+        profile = profile.model_copy(update={"handoff": ON_CALL})
+    receptionist = Receptionist(profile)
     conversation = receptionist.start(call_sid="CA1", from_number="+14155550123")
     events = [Greet(lookup=LookupResult(customer=None))]
     for turn in turns:
@@ -56,6 +73,8 @@ def test_the_state_graph_names_exactly_the_states_the_receptionist_enters():
         ("answer_callback_offer", {"accept": False}),
     )
     entered |= visited("I smell gas")
+    entered |= visited("I smell gas", handoff=True)
+    entered |= visited(("transfer_to_person", {}), handoff=True)
     graph = {state for edge in STATE_GRAPH for state in (edge[0], edge[2])} - {"any state"}
 
     assert entered == graph

@@ -91,7 +91,7 @@ from frontdesk.call.events import (
 )
 from frontdesk.call.pipecat_compat import QuietStopTimeStrategy
 from frontdesk.call.providers import SAMPLE_RATE, Providers
-from frontdesk.call.transport import Send, TwilioTransport, UtteranceMarker
+from frontdesk.call.transport import PLAYOUT_WAIT_SECONDS, Send, TwilioTransport, UtteranceMarker
 from frontdesk.call.turn_gate import MayAnswer, TurnGate
 from frontdesk.call.turn_metrics import TurnTimer, provider_of
 from frontdesk.call.vad import BatchedSileroVAD, WindowQueue
@@ -344,6 +344,10 @@ class CallPipeline:
         if goodbye:
             await self.say(goodbye, interruptible=False)
         await self.worker.queue_frame(EndFrame())
+
+    async def played_out(self, timeout: float = PLAYOUT_WAIT_SECONDS) -> bool:
+        """Whether Twilio confirms, within ``timeout``, that all speech so far has played."""
+        return await self.transport.output().played_out(timeout)
 
     async def cancel(self, reason: str) -> None:
         """End the pipeline now, without waiting for audio."""

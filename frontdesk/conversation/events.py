@@ -74,6 +74,13 @@ class AnswerFound:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HandOffFailed:
+    """Twilio would not put the caller through (the redirect itself failed)."""
+
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallerSilent:
     """The caller has said nothing for the idle time."""
 
@@ -118,6 +125,7 @@ Event = (
     | BookingAnswered
     | CallbackAnswered
     | AnswerFound
+    | HandOffFailed
     | CallerSilent
     | CallerUnheard
     | KeyPressed

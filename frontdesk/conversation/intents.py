@@ -82,6 +82,22 @@ class FindAnswer:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HandOff:
+    """Put the caller through to ``number``: Twilio rings it, and the stream ends.
+
+    The call is over for Frontdesk once Twilio redirects it: no goodbye, no hang-up.
+    If the redirect fails, the actor reports ``HandOffFailed``.
+    """
+
+    trigger: Literal["request", "emergency", "turn_limit"]
+    target: str
+    number: str
+    ring_seconds: int
+    whisper: str | None
+    """One sentence for the person who answers before the caller is connected."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RaiseAlert:
     """Tell the business's dashboard something it must know now."""
 
@@ -99,4 +115,6 @@ class End:
     goodbye: str | None
 
 
-Intent = Say | Enter | Reply | Respond | Book | RequestCallback | FindAnswer | RaiseAlert | End
+Intent = (
+    Say | Enter | Reply | Respond | Book | RequestCallback | FindAnswer | HandOff | RaiseAlert | End
+)

@@ -32,6 +32,15 @@ EMERGENCY_GOODBYE = (
     "Please stay safe. Goodbye."
 )
 TURN_LIMIT_LINE = "Let me have someone from the team call you back."
+PUTTING_THROUGH = "Please hold while I put you through to someone from our team."
+NOBODY_NOW = (
+    "I'm sorry, there's nobody I can put you through to right now, so let me have someone "
+    "call you back instead."
+)
+HANDOFF_FAILED_GOODBYE = (
+    "I'm sorry, I couldn't put you through. Someone from our team will call you back "
+    "shortly. Goodbye."
+)
 ANSWER_FROM_PASSAGES = (
     "Answer the caller's question from these passages only, in one or two short spoken "
     "sentences. If they do not answer it, say you don't know and that the team can tell "
@@ -60,6 +69,18 @@ def role(profile: AgentProfile, *, knowledge: bool = False) -> str:
         "prices or promises: only tell the caller what the tools confirm. If the caller "
         "wants something you cannot do, offer a call back from the team."
     ) + (KNOWLEDGE_ROLE if knowledge else "")
+
+
+def whisper(profile: AgentProfile, conversation: Conversation, trigger: str) -> str:
+    """The one sentence the person who answers a hand-off hears first."""
+    lead = conversation.lead
+    who = lead.name or lead.phone or "a caller with a hidden number"
+    what = lead.description or lead.service or "no details yet"
+    where = f" at {lead.address}" if lead.address else ""
+    why = {"emergency": "An emergency call", "turn_limit": "A call that needs help"}.get(
+        trigger, "A caller asking for a person"
+    )
+    return f"{why} for {profile.business_name} from {who}{where}: {what}."
 
 
 def greeting(profile: AgentProfile, conversation: Conversation) -> str:

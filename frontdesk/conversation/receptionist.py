@@ -45,6 +45,7 @@ from frontdesk.conversation.events import (
     CallerUnheard,
     Event,
     Greet,
+    HandOffFailed,
     KeyPressed,
     ProviderFailed,
     ShutDown,
@@ -56,6 +57,7 @@ from frontdesk.conversation.intents import (
     End,
     Enter,
     FindAnswer,
+    HandOff,
     Intent,
     RaiseAlert,
     Reply,
@@ -70,6 +72,7 @@ from frontdesk.conversation.state import (
     COLLECT_JOB,
     EMERGENCY,
     GREETING,
+    HANDOFF,
     IDENTIFY,
     OUT_OF_AREA,
     WRAP_UP,
@@ -84,12 +87,14 @@ from frontdesk.delivery.records import (
     Appointment,
     Callback,
     EndedBy,
+    HandoffEntry,
     Lead,
     Outcome,
     QuestionEntry,
     ToolCallEntry,
 )
 from frontdesk.runtime.profile import AgentProfile
+from frontdesk.runtime.profile_features import HandoffTrigger
 
 SLOT_COUNT = 3
 SLOT_LEAD_TIME = timedelta(hours=2)
@@ -153,8 +158,10 @@ class Receptionist:
                 self._caller_silent(draft)
             case CallerUnheard():
                 self._caller_unheard(draft)
-            case KeyPressed():
-                pass
+            case KeyPressed(digit=digit):
+                self._key_pressed(draft, digit)
+            case HandOffFailed(detail=detail):
+                self._hand_off_failed(draft, detail)
             case TimeUp():
                 self._give_up(
                     draft, goodbye=prompts.TIMEOUT_GOODBYE, reason="call too long", by="timeout"
@@ -178,8 +185,11 @@ class Receptionist:
     def offered(self, conversation: Conversation) -> tuple[tools.ToolSchema, ...]:
         """The tools the LLM is offered in the conversation's current state."""
         offered = self._state_tools(conversation)
-        if self.knowledge and conversation.state in ASKING_STATES:
-            offered += (tools.schema(tools.ANSWER_QUESTION),)
+        if conversation.state in ASKING_STATES:
+            if self.knowledge:
+                offered += (tools.schema(tools.ANSWER_QUESTION),)
+            if self._serves("request"):
+                offered += (tools.schema(tools.TRANSFER_TO_PERSON),)
         return offered
 
     def _state_tools(self, conversation: Conversation) -> tuple[tools.ToolSchema, ...]:
@@ -293,6 +303,8 @@ class Receptionist:
                 self._answer_callback_offer(d, event, args)
             case "answer_question":
                 self._answer_question(d, event, args)
+            case "transfer_to_person":
+                self._transfer_to_person(d, event, args)
 
     def _record_request(self, d: _Draft, event: ToolCalled, args: dict[str, Any]) -> None:
         parsed = tools.validate(tools.RecordRequest, args)
@@ -607,7 +619,8 @@ class Receptionist:
                         details={"phone": d.conversation.lead.phone},
                     )
                 )
-                self._wrap_up(d, prompts.EMERGENCY_GOODBYE)
+                if not self._put_through(d, "emergency"):
+                    self._wrap_up(d, prompts.EMERGENCY_GOODBYE)
             case "turn_limit":
                 d.emit(
                     RaiseAlert(
@@ -617,13 +630,96 @@ class Receptionist:
                         details={"state": pending.state, "limit": pending.limit},
                     )
                 )
-                self._wrap_up(d, prompts.turn_limit_goodbye(self.profile))
+                if not self._put_through(d, "turn_limit"):
+                    self._wrap_up(d, prompts.turn_limit_goodbye(self.profile))
             case "give_up":
                 if d.conversation.outcome is None:
                     d.update(outcome=Outcome.CALLBACK)
                 self._wrap_up(d, pending.goodbye, by=pending.ended_by)
             case "book":
                 pass
+
+    # ------------------------------------------------------------- hand-off
+
+    def _serves(self, trigger: HandoffTrigger) -> bool:
+        """Whether anyone is configured to take calls for ``trigger`` (at some hour)."""
+        return any(trigger in target.use_for for target in self.profile.handoff.targets)
+
+    def _transfer_to_person(self, d: _Draft, event: ToolCalled, args: dict[str, Any]) -> None:
+        parsed = tools.validate(tools.TransferToPerson, args)
+        if isinstance(parsed, str):
+            self._invalid(d, event, parsed)
+            return
+        self._person_asked_for(d, event)
+
+    def _key_pressed(self, d: _Draft, digit: str) -> None:
+        c = d.conversation
+        key = self.profile.handoff.dtmf_key
+        if key is None or digit != key or c.taken_over or c.ending:
+            return
+        self._person_asked_for(d, None)
+
+    def _person_asked_for(self, d: _Draft, event: ToolCalled | None) -> None:
+        if event is not None:
+            d.tool(event.name, dict(event.arguments), {"status": "transferring"}, ok=True)
+            d.emit(Reply(call_id=event.call_id, result={"status": "transferring"}))
+        if self._put_through(d, "request"):
+            return
+        # Nobody on duty now: the caller hears why and is offered the callback instead.
+        d.emit(Say(text=prompts.NOBODY_NOW))
+        self._enter(d, CALLBACK, why="Nobody can take the call right now.", respond=False)
+
+    def _put_through(self, d: _Draft, trigger: HandoffTrigger) -> bool:
+        """Hand the call to the person on duty for ``trigger``; ``False`` if there is none."""
+        choice = self.profile.handoff.choose(trigger, d.now, self.profile.hours)
+        target = choice.target
+        if target is None:
+            return False
+        c = d.conversation
+        d.update(
+            taken_over=True,
+            outcome=Outcome.HANDED_OFF,
+            handoff=HandoffEntry(
+                trigger=trigger,
+                target=target.name,
+                number=target.number,
+                result="dialing",
+                at=d.now,
+            ),
+        )
+        d.enter(HANDOFF)
+        d.emit(Say(text=prompts.PUTTING_THROUGH, interruptible=False))
+        d.emit(
+            HandOff(
+                trigger=trigger,
+                target=target.name,
+                number=target.number,
+                ring_seconds=self.profile.handoff.ring_seconds,
+                whisper=(
+                    prompts.whisper(self.profile, c, trigger)
+                    if self.profile.handoff.whisper
+                    else None
+                ),
+            )
+        )
+        return True
+
+    def _hand_off_failed(self, d: _Draft, detail: str) -> None:
+        c = d.conversation
+        if c.handoff is None or c.state != HANDOFF:
+            return
+        outcome = Outcome.EMERGENCY if c.handoff.trigger == "emergency" else None
+        d.update(handoff=c.handoff.model_copy(update={"result": "failed"}), outcome=outcome)
+        if c.callback is not None:
+            self._wrap_up(d, prompts.HANDOFF_FAILED_GOODBYE)
+            return
+        self._ask_callback(
+            d,
+            "give_up",
+            arguments={"reason": "hand-off failed"},
+            notes=f"could not put the caller through: {detail}",
+            goodbye=prompts.HANDOFF_FAILED_GOODBYE,
+        )
 
     # ------------------------------------------------------------- takeovers
 

@@ -11,6 +11,7 @@ The conversation's states and the edges between them::
                          │           └─prefer_callback / booking failed─► callback
                          └─ZIP outside the area─► out_of_area ─accept─► callback ─► wrap_up
     any state ─emergency keyword─► emergency ─► wrap_up        any state ─turn limit─► wrap_up
+    any state ─a person asked for─► handoff (Twilio rings them; the stream ends)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from frontdesk.delivery.records import (
     Appointment,
     Callback,
     EndedBy,
+    HandoffEntry,
     Lead,
     Outcome,
     QuestionEntry,
@@ -37,6 +39,7 @@ BOOK = "book"
 CALLBACK = "callback"
 OUT_OF_AREA = "out_of_area"
 EMERGENCY = "emergency"
+HANDOFF = "handoff"
 WRAP_UP = "wrap_up"
 
 STATE_GRAPH: tuple[tuple[str, str, str], ...] = (
@@ -52,6 +55,9 @@ STATE_GRAPH: tuple[tuple[str, str, str], ...] = (
     (CALLBACK, "create_callback", WRAP_UP),
     ("any state", "emergency keyword", EMERGENCY),
     (EMERGENCY, "safety message, urgent callback, alert", WRAP_UP),
+    (EMERGENCY, "the same, with someone on call", HANDOFF),
+    ("any state", "transfer_to_person or the hand-off key, with someone on duty", HANDOFF),
+    (HANDOFF, "Twilio cannot put the caller through: callback", WRAP_UP),
     ("any state", "turn limit, provider failure, time limit", WRAP_UP),
 )
 """Every edge of the conversation, by what moves the call along (the README draws it)."""
@@ -138,6 +144,7 @@ class Conversation:
         callback: The callback promised.
         tool_calls: Every tool call and its result.
         questions: The caller's questions about the business, and what answered them.
+        handoff: The person the caller was put through to (or who was tried).
         taken_over: The receptionist, not the LLM, answers the caller from now on.
         ending: The call is being ended; nothing more is said.
         reprompts: "Are you still there?" asked since the caller last spoke.
@@ -160,6 +167,7 @@ class Conversation:
     callback: Callback | None = None
     tool_calls: tuple[ToolCallEntry, ...] = ()
     questions: tuple[QuestionEntry, ...] = ()
+    handoff: HandoffEntry | None = None
     taken_over: bool = False
     ending: bool = False
     reprompts: int = 0

@@ -118,6 +118,12 @@ class AnswerQuestion(_Args):
     question: ShortText = Field(description="The caller's question, in their words.")
 
 
+class TransferToPerson(_Args):
+    """The caller wants to talk to a person: ``transfer_to_person``."""
+
+    reason: ShortText | None = Field(None, description="Why, in the caller's words.")
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     """A tool the LLM may be offered: its name, what it is for, and its arguments."""
@@ -142,6 +148,11 @@ ANSWER_QUESTION = Tool(
     "a question the caller asks. Answer only from what it returns.",
     AnswerQuestion,
 )
+TRANSFER_TO_PERSON = Tool(
+    "transfer_to_person",
+    "Put the caller through to a person at the business, when they ask to talk to one.",
+    TransferToPerson,
+)
 TOOLS: dict[str, Tool] = {
     tool.name: tool
     for tool in (
@@ -153,6 +164,7 @@ TOOLS: dict[str, Tool] = {
         CREATE_CALLBACK,
         ANSWER_CALLBACK_OFFER,
         ANSWER_QUESTION,
+        TRANSFER_TO_PERSON,
     )
 }
 

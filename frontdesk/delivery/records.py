@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from frontdesk.backend.contract import Urgency
 
-EndedBy = Literal["bot", "caller", "shutdown", "error", "timeout"]
+EndedBy = Literal["bot", "caller", "shutdown", "error", "timeout", "handoff"]
 """Who or what ended a call."""
 Hangup = Literal["hung_up", "already_ended", "failed", "not_attempted"]
 """How Frontdesk's hang-up request through Twilio ended."""
@@ -42,6 +42,7 @@ class Outcome(enum.StrEnum):
     OUT_OF_AREA = "out_of_area"
     EMERGENCY = "emergency"
     TURN_LIMIT = "turn_limit"
+    HANDED_OFF = "handed_off"
     ABANDONED = "abandoned"
     ERROR = "error"
 
@@ -85,6 +86,22 @@ class QuestionEntry(BaseModel):
         description="Title and heading of each passage the answer drew on; empty when the "
         "business's knowledge had nothing on it (nothing was invented, a callback was offered)."
     )
+    at: datetime
+
+
+class HandoffEntry(BaseModel):
+    """The caller was put through to a person (or Frontdesk tried to)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trigger: Literal["request", "emergency", "turn_limit"]
+    target: str = Field(description="The name of who was rung, from the profile.")
+    number: str
+    result: Literal["dialing", "completed", "no-answer", "busy", "failed", "canceled"] = Field(
+        description="'dialing' until Twilio reports how the dial ended; 'failed' also when "
+        "the call could not be redirected at all."
+    )
+    talk_seconds: float | None = None
     at: datetime
 
 
@@ -147,6 +164,7 @@ class CallRecord(_Record):
     failovers: list[FailoverEntry]
     lead: Lead
     questions: list[QuestionEntry] = Field(default_factory=list)
+    handoff: HandoffEntry | None = None
     greeting_latency_seconds: float | None
     turn_latencies_seconds: list[float]
     error: str | None = None
