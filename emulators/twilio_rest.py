@@ -104,6 +104,11 @@ class TwilioEmulator(Emulator):
         self.account_sid = account_sid
         self._auth_token = auth_token
         self._ledger = _Ledger()
+        self._subaccounts: dict[str, str] = {}
+
+    def add_subaccount(self, account_sid: str, auth_token: str) -> None:
+        """Let ``account_sid`` authenticate with ``auth_token`` for its own calls."""
+        self._subaccounts[account_sid] = auth_token
 
     def install(self, app: web.Application) -> None:
         """Add the hang-up route and the call-ledger admin routes."""
@@ -255,9 +260,13 @@ class TwilioEmulator(Emulator):
             auth = BasicAuth.decode(header)
         except ValueError:
             return False
-        user_ok = hmac.compare_digest(auth.login.encode(), self.account_sid.encode())
-        token_ok = hmac.compare_digest(auth.password.encode(), self._auth_token.encode())
-        return user_ok and token_ok and path_account_sid == self.account_sid
+        tokens = {**self._subaccounts, self.account_sid: self._auth_token}
+        expected = tokens.get(path_account_sid)
+        if expected is None:
+            return False
+        user_ok = hmac.compare_digest(auth.login.encode(), path_account_sid.encode())
+        token_ok = hmac.compare_digest(auth.password.encode(), expected.encode())
+        return user_ok and token_ok
 
     # ---------------------------------------------------------------- admin routes
 
