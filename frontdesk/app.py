@@ -100,6 +100,7 @@ class Frontdesk:
             base_url=settings.twilio_rest_url,
             account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token.get_secret_value(),
+            subaccounts=settings.twilio_auth_tokens,
         )
         self.apology = ApologyVoice(
             base_url=settings.deepgram_base_url,

@@ -229,6 +229,7 @@ class TelephonyEdge:
                     await live.handle.wait()
                 if self._calls.get(start.call_sid) is live:
                     del self._calls[start.call_sid]
+                    self._deps.twilio.unbind(start.call_sid)
         finally:
             with anyio.move_on_after(2, shield=True):
                 await ws.close()
@@ -302,11 +303,13 @@ class TelephonyEdge:
             stop=end_politely,
         )
         self._calls[call.call_sid] = live
+        self._deps.twilio.bind(call.call_sid, start.account_sid)
         try:
             live.handle = await self._supervisor.start_child(spec)
         except Exception as exc:  # its setup error, or SupervisorError while draining
             if self._calls.get(call.call_sid) is live:
                 del self._calls[call.call_sid]
+                self._deps.twilio.unbind(call.call_sid)
             logger.error("could not start call %s: %s", call.call_sid, exc)
             return None
         return live

@@ -58,6 +58,7 @@ class TwilioRest:
         base_url: str,
         account_sid: str,
         auth_token: str,
+        subaccounts: dict[str, str] | None = None,
         backoff: Backoff = HANGUP_BACKOFF,
         attempts: int = HANGUP_ATTEMPTS,
     ) -> None:
@@ -67,15 +68,18 @@ class TwilioRest:
             base_url: The API root, regional when calls live in a non-US region.
             account_sid: The account whose calls are hung up.
             auth_token: Its auth token.
+            subaccounts: Auth token by subaccount SID: a subaccount's calls are hung
+                up under that subaccount (see :meth:`bind`).
             backoff: Waits between attempts.
             attempts: Most requests per hang-up.
         """
         self._account_sid = account_sid
+        self._tokens = {**(subaccounts or {}), account_sid: auth_token}
+        self._call_accounts: dict[str, str] = {}
         self._backoff = backoff
         self._attempts = attempts
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
-            auth=(account_sid, auth_token),
             timeout=HANGUP_TIMEOUT_SECONDS,
         )
 
@@ -83,15 +87,26 @@ class TwilioRest:
         """Close the connection pool."""
         await self._client.aclose()
 
+    def bind(self, call_sid: str, account_sid: str) -> None:
+        """Hang ``call_sid`` up under ``account_sid`` (a subaccount's call lives there)."""
+        if account_sid != self._account_sid and account_sid in self._tokens:
+            self._call_accounts[call_sid] = account_sid
+
+    def unbind(self, call_sid: str) -> None:
+        """Forget the account of a call that is over."""
+        self._call_accounts.pop(call_sid, None)
+
     async def hang_up(self, call_sid: str) -> HangupOutcome:
         """End ``call_sid`` (``Status=completed``), bounded, retried while it may pass."""
-        path = f"/2010-04-01/Accounts/{self._account_sid}/Calls/{call_sid}.json"
+        account = self._call_accounts.get(call_sid, self._account_sid)
+        path = f"/2010-04-01/Accounts/{account}/Calls/{call_sid}.json"
+        auth = (account, self._tokens[account])
         detail = ""
         for attempt in range(1, self._attempts + 1):
             if attempt > 1:
                 await anyio.sleep(self._backoff.delay(attempt - 2))
             try:
-                response = await self._client.post(path, data={"Status": "completed"})
+                response = await self._client.post(path, data={"Status": "completed"}, auth=auth)
             except httpx.HTTPError as exc:
                 detail = f"{type(exc).__name__}"
                 logger.warning("hang-up attempt %d failed: %s", attempt, detail)

@@ -54,9 +54,18 @@ def public_base(request: web.Request, public_url: str | None) -> tuple[str, str]
 
 
 def webhook_url(request: web.Request, public_url: str | None) -> str:
-    """The URL Twilio signed for a webhook: as requested, percent-encoding intact."""
+    """The URL Twilio signed for a webhook: as requested, percent-encoding intact.
+
+    ``request.path_qs`` would be a re-built URL (an empty query's ``?`` dropped, and in
+    some aiohttp versions escapes decoded), which is not what Twilio signed.
+    """
     scheme, host = public_base(request, public_url)
-    return f"{scheme}://{host}{request.raw_path}"
+    target = request.raw_path
+    if not target.startswith("/"):
+        # An absolute-form target (``POST http://host/path``, sent by some proxies).
+        parts = urlsplit(target)
+        target = parts.path + (f"?{parts.query}" if "?" in target else "")
+    return f"{scheme}://{host}{target}"
 
 
 def stream_url(request: web.Request, public_url: str | None) -> str:
