@@ -49,7 +49,9 @@ def public_base(request: web.Request, public_url: str | None) -> tuple[str, str]
         parts = urlsplit(public_url)
         return parts.scheme, parts.netloc
     scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+    # The Host header itself: aiohttp's request.host drops the port of an absolute-form target.
+    own_host = request.headers.get("Host", request.host)
+    host = request.headers.get("X-Forwarded-Host", own_host).split(",")[0].strip()
     return scheme, host
 
 
