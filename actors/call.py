@@ -655,12 +655,14 @@ class CallActor:
         sit in silence while the pipeline winds down); every other ending, at finish.
         """
         async with self._hangup_lock:
-            if self._hangup is None:
+            outcome = self._hangup
+            if outcome is None:
                 # Shielded: once asked, the hang-up completes even if the call's tasks are
                 # being cancelled, so it is never sent twice.
                 with anyio.CancelScope(shield=True):
-                    self._hangup = await self._deps.twilio.hang_up(self.call.call_sid)
-            return self._hangup
+                    outcome = await self._deps.twilio.hang_up(self.call.call_sid)
+                self._hangup = outcome
+            return outcome
 
     async def _finish(self, error: BaseException | None) -> None:
         metrics = self._deps.metrics
