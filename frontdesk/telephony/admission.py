@@ -9,8 +9,8 @@ token, over the call SID, the token's purpose and its issue time: it expires aft
 when its token is genuine, fresh, unused, and names a call that is still reserved.
 
 A call admitted once is remembered (bounded, for a few hours) so that a replayed
-webhook for a call in progress or over cannot reserve it, and so issue it a token,
-again.
+webhook for a call reserved, in progress or over cannot reserve it, and so be issued a
+token, again.
 """
 
 from __future__ import annotations
@@ -109,17 +109,15 @@ class Admission:
         return CallState.UNKNOWN
 
     def reserve(self, call_sid: str, account_sid: str) -> str:
-        """Reserve ``call_sid`` (if not already) and issue a token for its stream.
+        """Reserve ``call_sid`` and issue the token for its stream.
 
-        A repeated webhook for a reserved call (Twilio retrying after a lost answer)
-        gets a fresh token but not a longer reservation. Callers check :meth:`state`
-        first: an admitted call must not be reserved again.
+        Callers check :meth:`state` first: a call reserved or admitted already must not
+        be issued another token (its sender could race the real stream).
         """
         now = self._clock()
-        if call_sid not in self._reserved:
-            self._reserved[call_sid] = _Reservation(
-                account_sid=account_sid, expires_at=now + self._reservation_seconds
-            )
+        self._reserved[call_sid] = _Reservation(
+            account_sid=account_sid, expires_at=now + self._reservation_seconds
+        )
         return stream_token(self._key(), call_sid, int(now))
 
     @property

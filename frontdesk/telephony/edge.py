@@ -115,18 +115,18 @@ class TelephonyEdge:
         call_sid = form.get("CallSid", "")
         if not SID_PATTERN.match(call_sid):
             raise web.HTTPBadRequest(text="CallSid missing or malformed")
-        state = self._admission.state(call_sid)
-        if state is CallState.ADMITTED:
-            # Twilio asks once per call: this is a replay of a captured webhook.
+        if self._admission.state(call_sid) is not CallState.UNKNOWN:
+            # Twilio asks once per call (a failed request goes to the fallback URL, not
+            # here again): this is a replay of a captured webhook. A second token would
+            # let its sender race the real stream for the call.
             self._metrics.twilio_rejected_total.labels("voice", "replayed").inc()
             logger.warning("refused a replayed voice webhook for call %s", call_sid)
-            raise web.HTTPConflict(text="this call was already connected")
-        if state is CallState.UNKNOWN:
-            reason = self._refusal(settings)
-            if reason is not None:
-                self._metrics.calls_rejected_total.labels(reason).inc()
-                logger.warning("turning call %s away: %s", call_sid, reason)
-                return _twiml(busy_twiml(BUSY_MESSAGE))
+            raise web.HTTPConflict(text="this call was already answered")
+        reason = self._refusal(settings)
+        if reason is not None:
+            self._metrics.calls_rejected_total.labels(reason).inc()
+            logger.warning("turning call %s away: %s", call_sid, reason)
+            return _twiml(busy_twiml(BUSY_MESSAGE))
         token = self._admission.reserve(
             call_sid, form.get("AccountSid") or settings.twilio_account_sid
         )
