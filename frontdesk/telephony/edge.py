@@ -212,10 +212,11 @@ class TelephonyEdge:
                 self._refused(Refusal.NO_START, "no start message")
                 return ws
             frame = frame_bytes(start.encoding, start.sample_rate)
-            refusal = self._admit(start, settings) if frame is not None else Refusal.FORMAT
-            if refusal is not None or frame is None:
-                self._refused(refusal or Refusal.FORMAT, f"call {start.call_sid}")
+            refusal = Refusal.FORMAT if frame is None else self._admit(start, settings)
+            if refusal is not None:
+                self._refused(refusal, f"call {start.call_sid}")
                 return ws
+            assert frame is not None
             live = await self._spawn(start, ws)
             if live is None:
                 self._refused(Refusal.UNAVAILABLE, f"call {start.call_sid}")
