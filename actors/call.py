@@ -77,7 +77,7 @@ from frontdesk.conversation.intents import (
 from frontdesk.conversation.receptionist import Receptionist
 from frontdesk.conversation.state import Conversation, Limits
 from frontdesk.delivery.call_log import CallLog
-from frontdesk.delivery.records import AlertKind, EndedBy, Hangup, Record, alert, utcnow
+from frontdesk.delivery.records import AlertKind, EndedBy, Record, alert, utcnow
 from frontdesk.runtime.errors import ActorError, FrontdeskError
 from frontdesk.runtime.logs import bind_call_sid
 from frontdesk.runtime.mailbox import Reply as AnswerTo
@@ -86,7 +86,7 @@ from frontdesk.runtime.metrics import Metrics
 from frontdesk.runtime.profile import AgentProfile
 from frontdesk.runtime.settings import Settings
 from frontdesk.telephony.protocol import mark_message
-from frontdesk.telephony.rest import RedirectResult, TwilioRest
+from frontdesk.telephony.rest import HangupOutcome, RedirectResult, TwilioRest
 from frontdesk.telephony.twiml import handoff_twiml, whisper_url
 
 logger = logging.getLogger(__name__)
@@ -296,7 +296,7 @@ class CallActor:
         self._ending = False
         self._goodbye: str | None = None
         self._started_at = time.time()
-        self._hangup: Hangup | None = None
+        self._hangup: HangupOutcome | None = None
         self._hangup_lock = anyio.Lock()
         self._late_records: list[Record] = []
 
@@ -625,7 +625,7 @@ class CallActor:
                 result = await self._deps.twilio.redirect(self.call.call_sid, twiml)
             if result is RedirectResult.REDIRECTED:
                 # Twilio now rings the person and ends the stream: no goodbye, no hang-up.
-                self._hangup = "not_attempted"
+                self._hangup = HangupOutcome(value="not_attempted", detail="handed off", attempts=0)
                 self._ended_by = "handoff"
         logger.info("hand-off to %s (%s): %s", intent.target, intent.trigger, result.value)
         if result is RedirectResult.REDIRECTED:
@@ -733,7 +733,7 @@ class CallActor:
             to_provider=to_voice,
         )
 
-    async def _hang_up(self) -> Hangup:
+    async def _hang_up(self) -> HangupOutcome:
         """Hang up through Twilio, once per call however many endings ask for it.
 
         A goodbye hangs up as soon as Twilio confirms it played (the caller should not
@@ -745,15 +745,16 @@ class CallActor:
             # Shielded: once asked, the hang-up completes even if the call's tasks are
             # being cancelled, so it is never sent twice.
             with anyio.CancelScope(shield=True):
-                hangup = (await self._deps.twilio.hang_up(self.call.call_sid)).value
-            self._hangup = hangup
-            return hangup
+                outcome = await self._deps.twilio.hang_up(self.call.call_sid)
+            self._hangup = outcome
+            return outcome
 
     async def _finish(self, error: BaseException | None) -> None:
         metrics = self._deps.metrics
         if error is not None and self._caller_connected():
             await self._apologise()
-        hangup = await self._hang_up()
+        outcome = await self._hang_up()
+        hangup = outcome.value
         ended_by: EndedBy = "error" if error is not None else (self._ended_by or "bot")
         user_email = self._settings.dashboard_user_email
         said = [e.text for e in self.log.transcript if e.role == "bot"]
@@ -785,6 +786,18 @@ class CallActor:
                 )
             )
             metrics.call_crashes_total.inc()
+        if outcome.failed:
+            records.append(
+                alert(
+                    AlertKind.HANGUP_FAILED,
+                    f"call {self.call.call_sid} may still be up: Twilio did not hang it up",
+                    severity="critical",
+                    call_sid=self.call.call_sid,
+                    user_email=user_email,
+                    attempts=outcome.attempts,
+                    detail=outcome.detail,
+                )
+            )
         await self._deps.records.submit(records)
         metrics.calls_total.labels(call_record.outcome.value).inc()
         logger.info(

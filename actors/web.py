@@ -81,6 +81,7 @@ class WebActor:
         max_calls: Callable[[], int],
         max_request_bytes: int,
         development: bool,
+        request_read_timeout: float = 10.0,
         routes: Sequence[RouteInstaller] = (),
         checks: Sequence[CheckSource] = (),
     ) -> None:
@@ -94,6 +95,8 @@ class WebActor:
             max_calls: The current call capacity (settings can change on reload).
             max_request_bytes: Largest request body accepted.
             development: Enables the loopback-only ``/debug`` routes.
+            request_read_timeout: Seconds a client has to send a whole request head (and
+                to stay idle between keep-alive requests); slower ones are closed.
             routes: Installers that add further routes (the telephony edge).
             checks: Extra readiness checks (e.g. breakers, reported as degradations).
         """
@@ -104,6 +107,7 @@ class WebActor:
         self._max_calls = max_calls
         self._max_request_bytes = max_request_bytes
         self._development = development
+        self._request_read_timeout = request_read_timeout
         self._routes = routes
         self._checks = checks
         self.port: int | None = None
@@ -129,6 +133,9 @@ class WebActor:
             handle_signals=False,
             access_log=None,
             shutdown_timeout=CLEANUP_TIMEOUT_SECONDS,
+            # aiohttp arms its keep-alive timer when a connection opens and only re-arms
+            # it after a response, so it also bounds how long a request head may take.
+            keepalive_timeout=self._request_read_timeout,
         )
         await runner.setup()
         try:

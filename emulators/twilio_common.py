@@ -76,12 +76,16 @@ def not_found(path: str) -> web.Response:
 
 
 class Credentials:
-    """The one account the emulator serves, checked on every REST request."""
+    """The account the emulator serves (and its subaccounts), checked on every REST request."""
 
     def __init__(self, account_sid: str, auth_token: str) -> None:
         """Remember the account's SID and auth token."""
         self.account_sid = account_sid
-        self._auth_token = auth_token
+        self._tokens = {account_sid: auth_token}
+
+    def add_subaccount(self, account_sid: str, auth_token: str) -> None:
+        """Let ``account_sid`` authenticate with ``auth_token`` for its own resources."""
+        self._tokens[account_sid] = auth_token
 
     def accept(self, request: web.Request) -> bool:
         """Whether ``request`` authenticates as the account named in its path."""
@@ -90,9 +94,13 @@ class Credentials:
             auth = BasicAuth.decode(header)
         except ValueError:
             return False
-        user_ok = hmac.compare_digest(auth.login.encode(), self.account_sid.encode())
-        token_ok = hmac.compare_digest(auth.password.encode(), self._auth_token.encode())
-        return user_ok and token_ok and request.match_info.get("account_sid") == self.account_sid
+        path_account = request.match_info.get("account_sid", "")
+        expected = self._tokens.get(path_account)
+        if expected is None:
+            return False
+        user_ok = hmac.compare_digest(auth.login.encode(), path_account.encode())
+        token_ok = hmac.compare_digest(auth.password.encode(), expected.encode())
+        return user_ok and token_ok
 
 
 async def form_of(request: web.Request) -> tuple[dict[str, str], dict[str, list[str]]]:

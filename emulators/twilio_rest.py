@@ -152,6 +152,10 @@ class TwilioEmulator(Emulator):
         self._background = Background()
         self._handoff_changed: asyncio.Event | None = None
 
+    def add_subaccount(self, account_sid: str, auth_token: str) -> None:
+        """Let ``account_sid`` authenticate with ``auth_token`` for its own calls."""
+        self._credentials.add_subaccount(account_sid, auth_token)
+
     def install(self, app: web.Application) -> None:
         """Add the REST routes and the call-ledger admin routes."""
         app.router.add_post(
@@ -453,6 +457,9 @@ class TwilioEmulator(Emulator):
 
 
 _INJECTED_ERRORS = {
+    # An injected 404 is one Twilio did not mean as "no such call" (code 20404): a request
+    # sent to the wrong account or region's API host.
+    404: (20400, "Not Found (injected: wrong account or region)"),
     429: (20429, "Too Many Requests"),
     500: (20500, "Internal Server Error"),
     502: (20502, "Bad Gateway"),

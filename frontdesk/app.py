@@ -98,9 +98,10 @@ class Frontdesk:
         )
         self.providers = Providers(settings, tts_breaker=self.tts_breaker)
         self.twilio = TwilioRest(
-            base_url=settings.twilio_api_base_url,
+            base_url=settings.twilio_rest_url,
             account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token.get_secret_value(),
+            subaccounts=settings.twilio_auth_tokens,
         )
         self.apology = ApologyVoice(
             base_url=settings.deepgram_base_url,
@@ -164,6 +165,7 @@ class Frontdesk:
             port=settings.port,
             max_calls=lambda: self.config.settings.max_concurrent_calls,
             max_request_bytes=settings.max_request_bytes,
+            request_read_timeout=settings.request_read_timeout_seconds,
             development=not settings.production,
             routes=[self.telephony.install],
             checks=[self._breaker_checks],

@@ -20,7 +20,9 @@ def test_serve_without_settings_exits_2_naming_every_required_key(tmp_path):
     assert stderr.count("cannot start") == 1, "one message, not one per problem"
     for name in REQUIRED:
         assert f"{name} is required but not set" in stderr
-    assert "(6 problems)" in stderr
+    # Production is the default, and production needs PUBLIC_URL.
+    assert "PUBLIC_URL: is required in production" in stderr
+    assert "(7 problems)" in stderr
 
 
 def test_malformed_values_are_named_together_with_missing_ones(tmp_path):

@@ -219,6 +219,7 @@ class AlertKind(enum.StrEnum):
     RECORD_DEAD_LETTERED = "record_dead_lettered"
     CALLBACK_PENDING = "callback_pending"
     CALLBACK_DELIVERED = "callback_delivered"
+    HANGUP_FAILED = "hangup_failed"
 
 
 class Alert(_Record):

@@ -76,6 +76,18 @@ class Metrics:
             ["route", "reason"],
             registry=r,
         )
+        self.streams_refused_total = Counter(
+            "frontdesk_streams_refused",
+            "Media streams closed before a call started, by reason (signature, token, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self.streams_cut_total = Counter(
+            "frontdesk_streams_cut",
+            "Media streams ended for sending audio too large or too fast, by limit.",
+            ["limit"],
+            registry=r,
+        )
         self.media_messages_skipped_total = Counter(
             "frontdesk_media_messages_skipped",
             "Media stream messages logged and skipped, by reason.",

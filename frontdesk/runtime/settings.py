@@ -9,6 +9,7 @@ shown — not in logs, not by ``main.py check``, not in error messages.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -76,7 +77,8 @@ class Settings(BaseSettings):
     log_conversation: bool | None = None
     host: str = "0.0.0.0"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
-    public_url: str | None = None
+    public_url: Annotated[str | None, Field(validate_default=True)] = None
+    request_read_timeout_seconds: PositiveFloat = 10.0
     max_concurrent_calls: PositiveInt = 50
     max_request_bytes: PositiveInt = 64 * 1024
     max_turns_per_state: PositiveInt = 5
@@ -106,6 +108,13 @@ class Settings(BaseSettings):
     deepgram_base_url: str = "https://api.deepgram.com"
     inworld_tts_url: str = "wss://api.inworld.ai/tts/v1/voice:streamBidirectional"
     twilio_api_base_url: str = "https://api.twilio.com"
+
+    # The Twilio edge: who may sign webhooks, how streams are admitted, where to hang up.
+    twilio_stream_signature: Literal["require", "verify-if-present"] = "verify-if-present"
+    twilio_webhook_signing_keys: SecretStr | None = None
+    twilio_subaccounts: SecretStr | None = None
+    twilio_region: Annotated[str, Field(pattern=r"^[a-z]{2}[0-9]$")] | None = None
+    twilio_edge: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")] | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -145,6 +154,11 @@ class Settings(BaseSettings):
     @classmethod
     def _public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
+            if info.data.get("app_env", "production") == "production":
+                raise ValueError(
+                    "is required in production: without it the stream URL and the signed "
+                    "URL would come from headers any client can forge"
+                )
             return None
         problems = netguard.check_outbound_url(value, production=False, schemes=HTTP)
         if info.data.get("app_env") == "production" and not value.startswith("https://"):
@@ -152,6 +166,54 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return value.rstrip("/")
+
+    @field_validator("twilio_webhook_signing_keys", "twilio_subaccounts")
+    @classmethod
+    def _pairs(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            _parse_pairs(value.get_secret_value(), what=info.field_name or "")
+        return value
+
+    @field_validator("twilio_subaccounts")
+    @classmethod
+    def _subaccount_sids(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for sid in _parse_pairs(value.get_secret_value(), what="subaccounts"):
+                if not _ACCOUNT_SID.match(sid):
+                    raise ValueError(f"{sid[:34]!r} is not an account SID (AC + 32 hex digits)")
+        return value
+
+    @property
+    def twilio_rest_url(self) -> str:
+        """Twilio's REST API root: the regional host when a region or edge is set.
+
+        Calls placed through Twilio's IE1 or AU1 regions exist only there, so hanging
+        them up must go to that region's host. An overridden ``TWILIO_API_BASE_URL``
+        (the emulators) wins.
+        """
+        if self.twilio_api_base_url != DEFAULT_TWILIO_API or not (
+            self.twilio_region or self.twilio_edge
+        ):
+            return self.twilio_api_base_url
+        region = self.twilio_region or "us1"
+        host = f"api.{self.twilio_edge}.{region}" if self.twilio_edge else f"api.{region}"
+        return f"https://{host}.twilio.com"
+
+    @property
+    def twilio_signing_keys(self) -> dict[str, str]:
+        """Webhook signing keys by key id (``TWILIO_WEBHOOK_SIGNING_KEYS``)."""
+        if self.twilio_webhook_signing_keys is None:
+            return {}
+        return _parse_pairs(self.twilio_webhook_signing_keys.get_secret_value(), what="keys")
+
+    @property
+    def twilio_auth_tokens(self) -> dict[str, str]:
+        """Auth token by account SID: the main account's, then each configured subaccount's."""
+        tokens = {self.twilio_account_sid: self.twilio_auth_token.get_secret_value()}
+        if self.twilio_subaccounts is not None:
+            pairs = _parse_pairs(self.twilio_subaccounts.get_secret_value(), what="subaccounts")
+            tokens.update({sid: token for sid, token in pairs.items() if sid not in tokens})
+        return tokens
 
     @property
     def conversation_logged(self) -> bool:
@@ -180,12 +242,28 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr) and value.get_secret_value():
                 values.append(value.get_secret_value())
+        # A list of pairs is one setting but several secrets; each is redacted on its own.
+        values.extend(self.twilio_signing_keys.values())
+        values.extend(list(self.twilio_auth_tokens.values())[1:])
         return values
 
 
+DEFAULT_TWILIO_API = "https://api.twilio.com"
 DEFAULT_INWORLD_VOICE = "Ashley"
 DEFAULT_DEEPGRAM_VOICE = "aura-2-helena-en"
 _LEVELS = {"debug", "info", "warning", "error", "critical"}
+_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+
+
+def _parse_pairs(text: str, *, what: str) -> dict[str, str]:
+    """``name:secret,name:secret`` as a dict; a malformed entry is named without its secret."""
+    pairs: dict[str, str] = {}
+    for index, entry in enumerate(text.split(","), start=1):
+        name, separator, secret = entry.strip().partition(":")
+        if not separator or not name.strip() or not secret.strip():
+            raise ValueError(f"entry {index} is not name:secret (comma-separated {what})")
+        pairs[name.strip()] = secret.strip()
+    return pairs
 
 
 def _checked_url(value: str | None, info: ValidationInfo, schemes: frozenset[str]) -> str | None:
@@ -244,8 +322,10 @@ def startup_warnings(settings: Settings) -> list[str]:
         warnings.append(f"DEEPGRAM_TTS_VOICE is not set: using {DEFAULT_DEEPGRAM_VOICE!r}")
     if settings.public_url is None:
         warnings.append(
-            "PUBLIC_URL is not set: Twilio signatures are checked against the request's "
-            "forwarded host and scheme"
+            "PUBLIC_URL is not set: the headers X-Forwarded-Proto and X-Forwarded-Host "
+            "(else the Host header and the connection's scheme) are trusted to say which URL "
+            "Twilio signed and where the media stream is; any client can set them "
+            "(development only)"
         )
     for name in _url_fields():
         value = getattr(settings, name)

@@ -1,15 +1,20 @@
 """The telephony edge: Twilio's webhooks and media streams, served by the web actor.
 
-- ``POST /twilio/voice`` — checks Twilio's signature, then answers with TwiML that
-  connects the call to our media stream, or (at capacity, or draining) a polite busy
-  message. Forged or unsigned requests get 403 and start nothing.
-- ``GET /twilio/stream`` — the media stream websocket, signature-checked on upgrade. On
-  ``start`` the supervisor spawns a temporary CallActor; afterwards every message is
-  parsed here first: caller audio goes straight into the call's pipeline, marks and key
-  presses to its transport, and anything malformed or out of order is logged, counted
-  and skipped — it never reaches the call.
-- ``POST /twilio/status`` — call status callbacks; ``completed`` for a running call
-  ends it.
+- ``POST /twilio/voice`` — checks Twilio's signature, then reserves the call (see
+  :mod:`frontdesk.telephony.admission`) and answers with TwiML that connects it to our
+  media stream with a stream token, or (at capacity, or draining) a polite busy message.
+  Forged or unsigned requests get 403 and start nothing; a replay for a call already
+  admitted gets 409 and changes nothing.
+- ``GET /twilio/stream`` — the media stream websocket. Its upgrade signature is checked
+  when present (or required, by setting); its ``start`` must present the token of a
+  reserved call, once, or the stream is closed with a log line and a metric — and
+  nothing is hung up. Then the supervisor spawns a temporary CallActor; afterwards
+  every message is parsed here first: caller audio, held to Twilio's size and pace
+  (:mod:`frontdesk.telephony.limits`), goes straight into the call's pipeline, marks and
+  key presses to its transport, and anything malformed or out of order is logged,
+  counted and skipped — it never reaches the call.
+- ``POST /twilio/status`` — call status callbacks; an ended status for a running call
+  of the same account ends it.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ from anyio.streams.memory import MemoryObjectSendStream
 from actors.call import CallActor, CallDeps, CallerHungUp, CallMessage, EndPolitely, InjectCrash
 from frontdesk.call.pipeline import CallInfo
 from frontdesk.runtime.errors import MediaStreamError
+from frontdesk.runtime.logs import bind_call_sid
 from frontdesk.runtime.metrics import Metrics
 from frontdesk.runtime.settings import Settings
+from frontdesk.telephony.admission import TOKEN_PARAMETER, Admission, CallState, Refusal
+from frontdesk.telephony.limits import MediaLimits, frame_bytes
 from frontdesk.telephony.protocol import (
+    SID_PATTERN,
     Connected,
     Dtmf,
     Mark,
@@ -39,17 +48,14 @@ from frontdesk.telephony.protocol import (
     busy_twiml,
     connect_twiml,
     parse_stream_message,
-    signature_valid,
-    stream_url,
-    webhook_url,
 )
+from frontdesk.telephony.signatures import SIGNATURE_HEADER, stream_url, verify, webhook_url
 from supervisor import ChildHandle, ChildSpec, Restart, Supervisor
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 10.0
 RECEIVE_TIMEOUT_SECONDS = 10.0
-RESERVATION_SECONDS = 30.0
 MAX_MESSAGE_BYTES = 64 * 1024
 CALL_INBOX_SIZE = 16
 ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
@@ -65,6 +71,7 @@ SHUTDOWN_GOODBYE = (
 class _LiveCall:
     actor: CallActor
     inbox: MemoryObjectSendStream[CallMessage]
+    account_sid: str
     handle: ChildHandle | None = None
 
 
@@ -84,7 +91,9 @@ class TelephonyEdge:
         self._supervisor = supervisor
         self._deps = deps
         self._metrics = metrics
-        self._reserved: dict[str, float] = {}
+        self._admission = Admission(
+            key=lambda: self._settings().twilio_auth_token.get_secret_value().encode()
+        )
         self._calls: dict[str, _LiveCall] = {}
         self._skipped: dict[str, int] = {}
 
@@ -100,32 +109,58 @@ class TelephonyEdge:
 
     async def _voice(self, request: web.Request) -> web.Response:
         settings = self._settings()
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        form = await self._form(request, settings)
         if not self._signed(request, form, route="voice"):
             raise web.HTTPForbidden(text="invalid Twilio signature")
         call_sid = form.get("CallSid", "")
+        if not SID_PATTERN.match(call_sid):
+            raise web.HTTPBadRequest(text="CallSid missing or malformed")
+        if self._admission.state(call_sid) is not CallState.UNKNOWN:
+            # Twilio asks once per call (a failed request goes to the fallback URL, not
+            # here again): this is a replay of a captured webhook. A second token would
+            # let its sender race the real stream for the call.
+            self._metrics.twilio_rejected_total.labels("voice", "replayed").inc()
+            logger.warning("refused a replayed voice webhook for call %s", call_sid)
+            raise web.HTTPConflict(text="this call was already answered")
         reason = self._refusal(settings)
         if reason is not None:
             self._metrics.calls_rejected_total.labels(reason).inc()
             logger.warning("turning call %s away: %s", call_sid, reason)
             return _twiml(busy_twiml(BUSY_MESSAGE))
-        self._reserved[call_sid] = time.monotonic() + RESERVATION_SECONDS
-        parameters = {"from": form.get("From", ""), "to": form.get("To", "")}
+        token = self._admission.reserve(
+            call_sid, form.get("AccountSid") or settings.twilio_account_sid
+        )
+        parameters = {
+            "from": form.get("From", ""),
+            "to": form.get("To", ""),
+            TOKEN_PARAMETER: token,
+        }
         url = stream_url(request, settings.public_url)
         return _twiml(connect_twiml(url, parameters))
 
     async def _status(self, request: web.Request) -> web.Response:
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        settings = self._settings()
+        form = await self._form(request, settings)
         if not self._signed(request, form, route="status"):
             raise web.HTTPForbidden(text="invalid Twilio signature")
         call_sid = form.get("CallSid", "")
         status = form.get("CallStatus", "")
-        self._reserved.pop(call_sid, None)
+        if status not in ENDED_STATUSES:
+            return web.Response(status=204)
+        self._admission.release(call_sid)
         live = self._calls.get(call_sid)
-        if live is not None and status in ENDED_STATUSES:
+        account = form.get("AccountSid") or settings.twilio_account_sid
+        if live is not None and live.account_sid == account:
             logger.info("status callback: call %s is %s", call_sid, status)
             _tell(live, CallerHungUp())
         return web.Response(status=204)
+
+    async def _form(self, request: web.Request, settings: Settings) -> dict[str, str]:
+        """The webhook's form, read within the request read timeout (else 408)."""
+        with anyio.move_on_after(settings.request_read_timeout_seconds):
+            return {k: str(v) for k, v in (await request.post()).items()}
+        logger.warning("closed a webhook whose body was still arriving from %s", request.remote)
+        raise web.HTTPRequestTimeout(text="request body too slow", headers={"Connection": "close"})
 
     async def _crash(self, request: web.Request) -> web.Response:
         if request.remote not in ("127.0.0.1", "::1"):
@@ -139,25 +174,18 @@ class TelephonyEdge:
     def _signed(self, request: web.Request, params: dict[str, str], *, route: str) -> bool:
         settings = self._settings()
         url = webhook_url(request, settings.public_url)
-        signature = request.headers.get("X-Twilio-Signature")
-        token = settings.twilio_auth_token.get_secret_value()
-        if signature_valid(token, url, params, signature):
+        problem = verify(settings, url, params, request.headers)
+        if problem is None:
             return True
-        reason = "missing" if not signature else "forged"
-        self._metrics.twilio_rejected_total.labels(route, reason).inc()
-        logger.warning(
-            "refused %s request with a %s signature from %s", route, reason, request.remote
-        )
+        self._metrics.twilio_rejected_total.labels(route, problem.value).inc()
+        logger.warning("refused %s request (signature: %s) from %s", route, problem, request.remote)
         return False
 
     def _refusal(self, settings: Settings) -> str | None:
         if self._supervisor.draining:
             return "draining"
-        now = time.monotonic()
-        for sid, expires in list(self._reserved.items()):
-            if expires < now or sid in self._calls:
-                del self._reserved[sid]
-        if self._supervisor.count("call") + len(self._reserved) >= settings.max_concurrent_calls:
+        active = self._supervisor.count("call") + self._admission.reserved
+        if active >= settings.max_concurrent_calls:
             return "busy"
         return None
 
@@ -165,13 +193,15 @@ class TelephonyEdge:
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         settings = self._settings()
-        url = stream_url(request, settings.public_url)
-        signature = request.headers.get("X-Twilio-Signature")
-        if not signature_valid(settings.twilio_auth_token.get_secret_value(), url, {}, signature):
-            reason = "missing" if not signature else "forged"
-            self._metrics.twilio_rejected_total.labels("stream", reason).inc()
-            logger.warning("refused media stream with a %s signature", reason)
-            raise web.HTTPForbidden(text="invalid Twilio signature")
+        # Public sources disagree on whether Twilio signs this upgrade, so by default a
+        # signature is checked when present; the stream token is what binds the call.
+        if SIGNATURE_HEADER in request.headers or settings.twilio_stream_signature == "require":
+            url = stream_url(request, settings.public_url)
+            problem = verify(settings, url, {}, request.headers)
+            if problem is not None:
+                self._metrics.twilio_rejected_total.labels("stream", problem.value).inc()
+                self._refused(Refusal.SIGNATURE, f"upgrade signature {problem}")
+                raise web.HTTPForbidden(text="invalid Twilio signature")
         # No receive_timeout: aiohttp would arm a timer per message (50 a second per
         # call); a watchdog per call checks the stream's liveness instead.
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, compress=False)
@@ -179,25 +209,45 @@ class TelephonyEdge:
         try:
             start = await self._await_start(ws)
             if start is None:
+                self._refused(Refusal.NO_START, "no start message")
                 return ws
-            if start.account_sid != settings.twilio_account_sid:
-                logger.warning("stream for another account refused")
+            frame = frame_bytes(start.encoding, start.sample_rate)
+            refusal = Refusal.FORMAT if frame is None else self._admit(start, settings)
+            if refusal is not None:
+                self._refused(refusal, f"call {start.call_sid}")
                 return ws
+            assert frame is not None
             live = await self._spawn(start, ws)
             if live is None:
+                self._refused(Refusal.UNAVAILABLE, f"call {start.call_sid}")
                 return ws
             try:
-                await self._pump(ws, live)
+                await self._pump(ws, live, MediaLimits(frame=frame))
             finally:
                 _tell(live, CallerHungUp())
                 assert live.handle is not None
                 with anyio.CancelScope(shield=True):
                     await live.handle.wait()
-                self._calls.pop(start.call_sid, None)
+                if self._calls.get(start.call_sid) is live:
+                    del self._calls[start.call_sid]
+                    self._deps.twilio.unbind(start.call_sid)
         finally:
             with anyio.move_on_after(2, shield=True):
                 await ws.close()
         return ws
+
+    def _admit(self, start: StreamStart, settings: Settings) -> Refusal | None:
+        """Whether this stream may become the call it names (see the admission module)."""
+        if start.call_sid in self._calls:
+            return Refusal.DUPLICATE
+        if start.account_sid not in settings.twilio_auth_tokens:
+            return Refusal.ACCOUNT
+        token = start.custom_parameters.get(TOKEN_PARAMETER)
+        return self._admission.admit(start.call_sid, start.account_sid, token)
+
+    def _refused(self, refusal: Refusal, detail: str) -> None:
+        self._metrics.streams_refused_total.labels(refusal.value).inc()
+        logger.warning("refused a media stream (%s): %s", refusal, detail)
 
     async def _await_start(self, ws: web.WebSocketResponse) -> StreamStart | None:
         with anyio.move_on_after(START_TIMEOUT_SECONDS), _suppress_timeout():
@@ -215,7 +265,6 @@ class TelephonyEdge:
         return None
 
     async def _spawn(self, start: StreamStart, ws: web.WebSocketResponse) -> _LiveCall | None:
-        self._reserved.pop(start.call_sid, None)
         call = CallInfo(
             call_sid=start.call_sid,
             stream_sid=start.stream_sid,
@@ -240,7 +289,7 @@ class TelephonyEdge:
             send=send,
             caller_connected=lambda: not ws.closed,
         )
-        live = _LiveCall(actor=actor, inbox=inbox_send)
+        live = _LiveCall(actor=actor, inbox=inbox_send, account_sid=start.account_sid)
 
         async def end_politely() -> None:
             _tell(live, EndPolitely(reason="shutdown", goodbye=SHUTDOWN_GOODBYE))
@@ -255,15 +304,18 @@ class TelephonyEdge:
             stop=end_politely,
         )
         self._calls[call.call_sid] = live
+        self._deps.twilio.bind(call.call_sid, start.account_sid)
         try:
             live.handle = await self._supervisor.start_child(spec)
         except Exception as exc:  # its setup error, or SupervisorError while draining
-            self._calls.pop(call.call_sid, None)
+            if self._calls.get(call.call_sid) is live:
+                del self._calls[call.call_sid]
+                self._deps.twilio.unbind(call.call_sid)
             logger.error("could not start call %s: %s", call.call_sid, exc)
             return None
         return live
 
-    async def _pump(self, ws: web.WebSocketResponse, live: _LiveCall) -> None:
+    async def _pump(self, ws: web.WebSocketResponse, live: _LiveCall, limits: MediaLimits) -> None:
         actor = live.actor
         heard = [time.monotonic()]
         async with anyio.create_task_group() as tg:
@@ -273,6 +325,14 @@ class TelephonyEdge:
                 event = self._event(message)
                 match event:
                     case Media(payload=payload):
+                        limit = limits.admit(len(payload), heard[0])
+                        if limit is not None:
+                            self._metrics.streams_cut_total.labels(limit.value).inc()
+                            with bind_call_sid(actor.call.call_sid):
+                                logger.warning(
+                                    "media stream ended: caller audio past the %s limit", limit
+                                )
+                            break
                         await actor.feed_audio(payload)
                     case Mark(name=name):
                         actor.on_mark(name)

@@ -1,4 +1,4 @@
-"""Twilio's side of the wire: Media Streams messages, TwiML, and request signatures.
+"""Twilio's side of the wire: Media Streams messages and TwiML.
 
 :func:`parse_stream_message` turns one websocket text message into a typed event or
 raises :class:`MediaStreamError` saying what was wrong with it, so the caller can log
@@ -13,11 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 from xml.sax.saxutils import escape, quoteattr
-
-from aiohttp import web
-from twilio.request_validator import RequestValidator
 
 from frontdesk.runtime.errors import MediaStreamError
 
@@ -195,37 +191,3 @@ def busy_twiml(message: str) -> str:
         '<?xml version="1.0" encoding="UTF-8"?>'
         f"<Response><Say>{escape(message)}</Say><Hangup/></Response>"
     )
-
-
-# ------------------------------------------------------------------------ signatures
-
-
-def public_base(request: web.Request, public_url: str | None) -> tuple[str, str]:
-    """The (scheme, host) Twilio used to reach us: ``PUBLIC_URL`` or the proxy's headers."""
-    if public_url:
-        parts = urlsplit(public_url)
-        return parts.scheme, parts.netloc
-    scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    return scheme, host
-
-
-def webhook_url(request: web.Request, public_url: str | None) -> str:
-    """The URL Twilio signed for a webhook request."""
-    scheme, host = public_base(request, public_url)
-    return f"{scheme}://{host}{request.path_qs}"
-
-
-def stream_url(request: web.Request, public_url: str | None) -> str:
-    """The ``wss://`` URL of our media stream, as advertised in TwiML (and signed by Twilio)."""
-    _, host = public_base(request, public_url)
-    return f"wss://{host}/twilio/stream"
-
-
-def signature_valid(
-    auth_token: str, url: str, params: dict[str, str], signature: str | None
-) -> bool:
-    """Whether ``signature`` is Twilio's ``X-Twilio-Signature`` for ``url`` and ``params``."""
-    if not signature:
-        return False
-    return bool(RequestValidator(auth_token).validate(url, params, signature))

@@ -1,15 +1,20 @@
 """Twilio's REST API, for the requests Frontdesk makes: hang up, hand off, text, record.
 
 Pipecat's serializer can hang up too, but without a time bound, on a fresh HTTP session
-per call, and only logging the outcome. Here the request is bounded, retried once on a
-transient failure, and its outcome returned so the call record can say how the call
-ended. A 404 (code 20404) means the call had already ended, which is fine.
+per call, and only logging the outcome. Here the request is bounded, retried with
+backoff on what may pass (a network error, 429, 5xx), and its outcome returned so the
+call record can say how the call ended and a failure can be alerted.
+
+Any 2xx means hung up. A 404 means "already ended" only when Twilio's body says code
+20404 (the call resource is gone): a 404 from the wrong account or the wrong region's
+API host (calls placed through IE1 or AU1 live only there) is a failure, not good news.
 
 The other requests are bounded the same way and answer typed outcomes instead of raising:
 :meth:`TwilioRest.redirect` (a Calls update with TwiML, e.g. the hand-off ``<Dial>``),
 :meth:`TwilioRest.send_sms` (one attempt: the outbox retries, so the outcome says whether
 a retry can help, with Twilio's error code), :meth:`TwilioRest.find_sms` (was this text
 already accepted? — for a retry after a lost answer) and :meth:`TwilioRest.start_recording`.
+Each is made under the account that owns the call (a subaccount's call lives there).
 """
 
 from __future__ import annotations
@@ -18,20 +23,40 @@ import enum
 import logging
 from dataclasses import dataclass
 
+import anyio
 import httpx
+
+from frontdesk.delivery.records import Hangup
+from frontdesk.runtime.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
 HANGUP_TIMEOUT_SECONDS = 5.0
-HANGUP_ATTEMPTS = 2
+HANGUP_ATTEMPTS = 4
+HANGUP_BACKOFF = Backoff(initial=0.25, ceiling=2.0, jitter=True)
+REDIRECT_ATTEMPTS = 2
+CALL_NOT_FOUND = 20404
+CALL_NOT_IN_PROGRESS = 21220
 
 
-class HangupResult(enum.StrEnum):
-    """How a hang-up request ended."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HangupOutcome:
+    """How a hang-up request ended.
 
-    HUNG_UP = "hung_up"
-    ALREADY_ENDED = "already_ended"
-    FAILED = "failed"
+    Attributes:
+        value: For the call record: ``hung_up``, ``already_ended`` or ``failed``.
+        detail: What Twilio (or the network) last said, for logs and alerts.
+        attempts: Requests made.
+    """
+
+    value: Hangup
+    detail: str
+    attempts: int
+
+    @property
+    def failed(self) -> bool:
+        """Whether the call may still be up."""
+        return self.value == "failed"
 
 
 class RedirectResult(enum.StrEnum):
@@ -86,12 +111,34 @@ class RecordingStarted:
 class TwilioRest:
     """A small client of Twilio's REST API, shared by every call."""
 
-    def __init__(self, *, base_url: str, account_sid: str, auth_token: str) -> None:
-        """Create the client (one connection pool for the process)."""
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        account_sid: str,
+        auth_token: str,
+        subaccounts: dict[str, str] | None = None,
+        backoff: Backoff = HANGUP_BACKOFF,
+        attempts: int = HANGUP_ATTEMPTS,
+    ) -> None:
+        """Create the client (one connection pool for the process).
+
+        Args:
+            base_url: The API root, regional when calls live in a non-US region.
+            account_sid: The account whose calls are hung up.
+            auth_token: Its auth token.
+            subaccounts: Auth token by subaccount SID: a subaccount's calls are hung
+                up under that subaccount (see :meth:`bind`).
+            backoff: Waits between attempts.
+            attempts: Most requests per hang-up.
+        """
         self._account_sid = account_sid
+        self._tokens = {**(subaccounts or {}), account_sid: auth_token}
+        self._call_accounts: dict[str, str] = {}
+        self._backoff = backoff
+        self._attempts = attempts
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
-            auth=(account_sid, auth_token),
             timeout=HANGUP_TIMEOUT_SECONDS,
         )
 
@@ -99,30 +146,49 @@ class TwilioRest:
         """Close the connection pool."""
         await self._client.aclose()
 
-    async def hang_up(self, call_sid: str) -> HangupResult:
-        """End ``call_sid`` (``Status=completed``), bounded and retried once."""
-        path = f"/2010-04-01/Accounts/{self._account_sid}/Calls/{call_sid}.json"
-        for attempt in range(1, HANGUP_ATTEMPTS + 1):
+    def bind(self, call_sid: str, account_sid: str) -> None:
+        """Hang ``call_sid`` up under ``account_sid`` (a subaccount's call lives there)."""
+        if account_sid != self._account_sid and account_sid in self._tokens:
+            self._call_accounts[call_sid] = account_sid
+
+    def unbind(self, call_sid: str) -> None:
+        """Forget the account of a call that is over."""
+        self._call_accounts.pop(call_sid, None)
+
+    def _owner(self, call_sid: str | None = None) -> tuple[str, tuple[str, str]]:
+        """The account a request about ``call_sid`` is made under, and its credentials."""
+        account = self._call_accounts.get(call_sid, self._account_sid) if call_sid else None
+        account = account or self._account_sid
+        return account, (account, self._tokens[account])
+
+    async def hang_up(self, call_sid: str) -> HangupOutcome:
+        """End ``call_sid`` (``Status=completed``), bounded, retried while it may pass."""
+        account, auth = self._owner(call_sid)
+        path = f"/2010-04-01/Accounts/{account}/Calls/{call_sid}.json"
+        detail = ""
+        for attempt in range(1, self._attempts + 1):
+            if attempt > 1:
+                await anyio.sleep(self._backoff.delay(attempt - 2))
             try:
-                response = await self._client.post(path, data={"Status": "completed"})
+                response = await self._client.post(path, data={"Status": "completed"}, auth=auth)
             except httpx.HTTPError as exc:
-                logger.warning("hang-up attempt %d failed: %s", attempt, type(exc).__name__)
+                detail = f"{type(exc).__name__}"
+                logger.warning("hang-up attempt %d failed: %s", attempt, detail)
                 continue
-            if response.status_code == 200:
+            if response.is_success:
                 logger.info("hung up through Twilio")
-                return HangupResult.HUNG_UP
-            if response.status_code == 404:
+                return HangupOutcome(
+                    value="hung_up", detail=str(response.status_code), attempts=attempt
+                )
+            code = _error_code(response)
+            detail = f"HTTP {response.status_code}, code {code}: {response.text[:200]}"
+            if response.status_code == 404 and code == CALL_NOT_FOUND:
                 logger.info("call had already ended")
-                return HangupResult.ALREADY_ENDED
-            logger.warning(
-                "hang-up attempt %d: Twilio answered %d: %s",
-                attempt,
-                response.status_code,
-                response.text[:200],
-            )
-            if response.status_code < 500 and response.status_code != 429:
-                break
-        return HangupResult.FAILED
+                return HangupOutcome(value="already_ended", detail=detail, attempts=attempt)
+            logger.warning("hang-up attempt %d: Twilio answered %s", attempt, detail)
+            if response.status_code != 429 and response.status_code < 500:
+                return HangupOutcome(value="failed", detail=detail, attempts=attempt)
+        return HangupOutcome(value="failed", detail=detail, attempts=self._attempts)
 
     async def redirect(self, call_sid: str, twiml: str) -> RedirectResult:
         """Replace what ``call_sid`` is doing with ``twiml`` (its media stream ends).
@@ -130,17 +196,18 @@ class TwilioRest:
         Retried once on a transient failure. A 404, or 21220 (the call is no longer in
         progress), means the caller has gone: nothing to hand off.
         """
-        path = f"/2010-04-01/Accounts/{self._account_sid}/Calls/{call_sid}.json"
-        for attempt in range(1, HANGUP_ATTEMPTS + 1):
+        account, auth = self._owner(call_sid)
+        path = f"/2010-04-01/Accounts/{account}/Calls/{call_sid}.json"
+        for attempt in range(1, REDIRECT_ATTEMPTS + 1):
             try:
-                response = await self._client.post(path, data={"Twiml": twiml})
+                response = await self._client.post(path, data={"Twiml": twiml}, auth=auth)
             except httpx.HTTPError as exc:
                 logger.warning("redirect attempt %d failed: %s", attempt, type(exc).__name__)
                 continue
-            if response.status_code == 200:
+            if response.is_success:
                 logger.info("call redirected through Twilio")
                 return RedirectResult.REDIRECTED
-            if response.status_code == 404 or _code(response) == 21220:
+            if response.status_code == 404 or _error_code(response) == CALL_NOT_IN_PROGRESS:
                 logger.info("call had already ended; not redirected")
                 return RedirectResult.ALREADY_ENDED
             logger.warning(
@@ -170,9 +237,10 @@ class TwilioRest:
             form["MessagingServiceSid"] = messaging_service_sid
         if status_callback is not None:
             form["StatusCallback"] = status_callback
-        path = f"/2010-04-01/Accounts/{self._account_sid}/Messages.json"
+        account, auth = self._owner()
+        path = f"/2010-04-01/Accounts/{account}/Messages.json"
         try:
-            response = await self._client.post(path, data=form)
+            response = await self._client.post(path, data=form, auth=auth)
         except httpx.HTTPError as exc:
             return SmsRefused(retryable=True, status=None, code=None, message=type(exc).__name__)
         if response.status_code in (200, 201):
@@ -186,7 +254,7 @@ class TwilioRest:
                     code=None,
                     message="unreadable Message resource",
                 )
-        code = _code(response)
+        code = _error_code(response)
         retryable = (response.status_code >= 500 or response.status_code == 429) and (
             code not in PERMANENT_SMS_CODES
         )
@@ -204,8 +272,10 @@ class TwilioRest:
         Raises:
             httpx.HTTPError: Twilio could not be asked (the caller retries later).
         """
-        path = f"/2010-04-01/Accounts/{self._account_sid}/Messages.json"
-        response = await self._client.get(path, params={"To": to, "From": from_, "PageSize": "50"})
+        account, auth = self._owner()
+        path = f"/2010-04-01/Accounts/{account}/Messages.json"
+        params = {"To": to, "From": from_, "PageSize": "50"}
+        response = await self._client.get(path, params=params, auth=auth)
         response.raise_for_status()
         for message in response.json().get("messages", []):
             if message.get("body") == body:
@@ -216,7 +286,8 @@ class TwilioRest:
         self, call_sid: str, *, status_callback: str
     ) -> RecordingStarted | None:
         """Record both sides of ``call_sid`` (dual channel); ``None`` if Twilio would not."""
-        path = f"/2010-04-01/Accounts/{self._account_sid}/Calls/{call_sid}/Recordings.json"
+        account, auth = self._owner(call_sid)
+        path = f"/2010-04-01/Accounts/{account}/Calls/{call_sid}/Recordings.json"
         form = {
             "RecordingChannels": "dual",
             "RecordingStatusCallback": status_callback,
@@ -224,7 +295,7 @@ class TwilioRest:
             "RecordingStatusCallbackMethod": "POST",
         }
         try:
-            response = await self._client.post(path, data=form)
+            response = await self._client.post(path, data=form, auth=auth)
         except httpx.HTTPError as exc:
             logger.warning("recording not started: %s", type(exc).__name__)
             return None
@@ -241,11 +312,12 @@ class TwilioRest:
             return None
 
 
-def _code(response: httpx.Response) -> int | None:
+def _error_code(response: httpx.Response) -> int | None:
     try:
-        code = response.json().get("code")
-    except (ValueError, AttributeError):
+        body = response.json()
+    except ValueError:
         return None
+    code = body.get("code") if isinstance(body, dict) else None
     return code if isinstance(code, int) else None
 
 
