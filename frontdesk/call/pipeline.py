@@ -320,7 +320,7 @@ class CallPipeline:
                 self.speech.before,
                 self.tts,
                 self.speech.after,
-                UtteranceMarker(),
+                UtteranceMarker(on_mark=self.speech.marked),
                 self.transport.output(),
                 DropFrames(OutputAudioRawFrame),
                 self.turn_timer,
@@ -377,6 +377,7 @@ class CallPipeline:
 
     def on_mark(self, name: str) -> None:
         """Twilio has played the bot's audio up to the mark ``name``."""
+        self.speech.heard(name)
         self.transport.output().on_mark(name)
 
     async def feed_dtmf(self, digit: str) -> None:
