@@ -256,7 +256,7 @@ def _summarise(
 ) -> dict[str, Any]:
     records: dict[str, list[dict[str, Any]]] = delivered["records"]
     repeats = {
-        c["call_sid"]: repeated_sentences((records.get(c["call_sid"]) or [None])[0]) for c in calls
+        c["call_sid"]: sum(map(repeated_sentences, records.get(c["call_sid"]) or [])) for c in calls
     }
     lost = lost_caller_lines(logs)
     crashed_at = events.pop("crashed_at", float("inf"))
