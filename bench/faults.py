@@ -13,12 +13,16 @@ Timeline, in seconds after the first call is placed:
 Reported: calls placed, completed (not dropped: see :func:`bench.report.drop_reason`),
 ended politely (hung up by the caller, or by Frontdesk after a goodbye — the last thing
 the bot said in the call record says goodbye or promises a call back), call records
-delivered to the dashboard after recovery (every placed call must have one, once), and
-the worst audio gap of the calls not crashed on purpose.
+delivered to the dashboard after recovery (every placed call must have one, once), the
+worst audio gap of the calls not crashed on purpose, sentences said twice in a row after
+a voice failover (read from the call records' transcripts), and caller lines lost —
+final transcripts that never became a user turn, as every Frontdesk process logs each
+one (its ``frontdesk_caller_lines_dropped_total`` dies with the process at SIGTERM).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -45,6 +49,8 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 DELIVERY_TIMEOUT_SECONDS = 360.0
 """How long after the dashboard is back every record must have arrived."""
 POLITE = re.compile(r"goodbye|call you back", re.IGNORECASE)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+LINE_DROPPED = re.compile(r"(?:call_sid=(\S+) )?caller line \d+ dropped \((\w+)\)")
 
 
 async def _at(start_at: float, seconds: float) -> None:
@@ -153,7 +159,7 @@ async def _run(
             tg.start_soon(timeline, control)
         delivered = await _await_records(control, [c["call_sid"] for c in calls])
         await _fault(control, "inworld", None)
-    return _summarise(calls, results, crashed_sid, delivered, events)
+    return _summarise(calls, results, crashed_sid, delivered, events, bench.logs)
 
 
 async def _await_records(control: httpx.AsyncClient, sids: list[str]) -> dict[str, Any]:
@@ -210,6 +216,30 @@ def polite_ending(call: dict[str, Any], record: dict[str, Any] | None, crashed_a
             return False
 
 
+def repeated_sentences(record: dict[str, Any] | None) -> int:
+    """Sentences the bot said twice in a row in a call that failed over to another voice.
+
+    A re-said sentence follows itself in the transcript, whichever bot lines the two
+    fall in. Calls without a failover are left out: a reprompt repeated there is meant.
+    """
+    if not record or not record.get("failovers"):
+        return 0
+    said = " ".join(
+        e.get("text", "") for e in record.get("transcript", []) if e.get("role") == "bot"
+    )
+    sentences = [s.strip().lower() for s in SENTENCE_END.split(said) if s.strip()]
+    return sum(1 for before, now in itertools.pairwise(sentences) if before == now)
+
+
+def lost_caller_lines(logs: Path) -> dict[str, Counter[str]]:
+    """Caller lines that never became a user turn, per call, by reason, from Frontdesk's logs."""
+    lost: dict[str, Counter[str]] = {}
+    for log in sorted(logs.glob("frontdesk*.log")):
+        for match in LINE_DROPPED.finditer(log.read_text(errors="replace")):
+            lost.setdefault(match.group(1) or "?", Counter())[match.group(2)] += 1
+    return lost
+
+
 def _up_at(results: list[dict[str, Any]], moment: float | None) -> int | None:
     if moment is None:
         return None
@@ -222,8 +252,13 @@ def _summarise(
     crashed_sid: str,
     delivered: dict[str, Any],
     events: dict[str, Any],
+    logs: Path,
 ) -> dict[str, Any]:
     records: dict[str, list[dict[str, Any]]] = delivered["records"]
+    repeats = {
+        c["call_sid"]: sum(map(repeated_sentences, records.get(c["call_sid"]) or [])) for c in calls
+    }
+    lost = lost_caller_lines(logs)
     crashed_at = events.pop("crashed_at", float("inf"))
     sigterm_at = events.pop("sigterm_at", None)
     polite = 0
@@ -257,6 +292,11 @@ def _summarise(
         "record_outcomes": dict(outcomes),
         "worst_gap_untouched_calls": max((c["worst_gap"] for c in untouched), default=None),
         "worst_gap_untouched_calls_p95": percentile([c["worst_gap"] for c in untouched], 95),
+        "repeated_sentences": sum(repeats.values()),
+        "calls_with_repeated_sentences": sorted(sid for sid, n in repeats.items() if n),
+        "caller_lines_lost": sum(sum(by_reason.values()) for by_reason in lost.values()),
+        "caller_lines_lost_by_reason": dict(sum(lost.values(), Counter())),
+        "calls_with_caller_lines_lost": sorted(lost),
         "crashed_call": crashed_sid,
         "endings": dict(endings.most_common()),
         **events,
@@ -281,6 +321,10 @@ def render_faults(report: dict[str, Any]) -> str:
         f"  record outcomes         {report['record_outcomes']}",
         f"  worst gap, untouched    {_ms(report['worst_gap_untouched_calls'])} ms "
         f"(p95 of calls {_ms(report['worst_gap_untouched_calls_p95'])} ms)",
+        f"  repeated sentences      {report.get('repeated_sentences', '-')} "
+        f"(calls: {report.get('calls_with_repeated_sentences') or 'none'})",
+        f"  caller lines lost       {report.get('caller_lines_lost', '-')} "
+        f"({report.get('caller_lines_lost_by_reason') or 'none'})",
         f"  crash request answered  {report.get('crash_answer')}; SIGTERM exit code "
         f"{report.get('exit_code')} after {report.get('drain_seconds', 0):.1f} s",
     ]

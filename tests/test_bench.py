@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from collections import Counter
 
 import pytest
 
+from bench.faults import lost_caller_lines, repeated_sentences
 from bench.report import (
     bucket_deltas,
     caller_side,
@@ -18,6 +21,8 @@ from bench.report import (
     render_table,
 )
 from bench.sample import Sample, Sampler, parse_exposition
+from frontdesk.call.caller_lines import CALL_ENDED, PASSED_OVER, CallerLines
+from frontdesk.runtime.logs import CallContextFilter, TextFormatter, bind_call_sid
 
 EXPOSITION_BEFORE = """\
 # HELP frontdesk_turn_own_seconds Frontdesk's own share of a turn.
@@ -235,3 +240,43 @@ def test_cpu_percent_interpolates_between_samples() -> None:
     assert sampler.cpu_percent("server", 102.25, 107.75) == pytest.approx(50.0)
     assert sampler.machine_cpu_percent(101.0, 103.0) == pytest.approx(150.0)
     assert sampler.cpu_percent("server", 105.0, 105.0) is None
+
+
+# ------------------------------------------------- the fault run's two counts
+
+
+def test_a_sentence_said_twice_in_a_row_after_a_failover_is_counted() -> None:
+    record = {
+        "failovers": [{"kind": "tts"}],
+        "transcript": [
+            {"role": "bot", "text": "Thanks, Ana. You're booked for Tuesday."},
+            {"role": "caller", "text": "Great."},
+            {"role": "bot", "text": "you're booked for Tuesday. Anything else?"},
+        ],
+    }
+    assert repeated_sentences(record) == 1
+    assert repeated_sentences({**record, "failovers": []}) == 0
+    assert repeated_sentences(None) == 0
+
+
+def test_caller_lines_lost_are_read_from_frontdesks_own_log_lines(tmp_path) -> None:
+    """The bench reads the very line a call's books write when a caller line is dropped."""
+    log = tmp_path / "frontdesk.log"
+    handler = logging.FileHandler(log)
+    handler.setFormatter(TextFormatter())
+    handler.addFilter(CallContextFilter())
+    books = logging.getLogger("frontdesk.call.caller_lines")
+    books.addHandler(handler)
+    try:
+        with bind_call_sid("CA1"):
+            lines = CallerLines()
+            lines.heard_line("Yes.")
+            lines.heard_line("Book it.")
+            lines.became_turn("Book it.")
+            lines.heard_line("Bye.")
+            lines.settle()
+    finally:
+        books.removeHandler(handler)
+        handler.close()
+
+    assert lost_caller_lines(tmp_path) == {"CA1": Counter({PASSED_OVER: 1, CALL_ENDED: 1})}

@@ -2,7 +2,8 @@
 
 ::
 
-    transport in → Deepgram STT → user context (shared Silero VAD, turn end) → drop caller audio
+    transport in → Deepgram STT → caller lines → user context (shared Silero VAD, turn end)
+      → drop caller audio
       → turn gate (limits, emergencies) → OpenAI LLM (+ the current state's tools)
       → tool calls (straight to the assistant context) → sentences
       → speech ledger → TTS (Inworld ⇢ Deepgram) → speech ledger → utterance marks
@@ -76,6 +77,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.utils.types import NOT_GIVEN
 from pipecat.workers.runner import WorkerRunner
 
+from frontdesk.call.caller_lines import CallerLines
 from frontdesk.call.events import (
     BotLine,
     CallerIdle,
@@ -135,6 +137,14 @@ class PhoneTurnStop(QuietStopTimeStrategy):
 
     def __init__(self) -> None:
         super().__init__(user_speech_timeout=0.0)
+
+
+def caller_turns() -> UserTurnStrategies:
+    """When a caller's turn starts (voice or words heard) and ends (VAD silence + words)."""
+    return UserTurnStrategies(
+        start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
+        stop=[PhoneTurnStop()],
+    )
 
 
 class ToolCallsToContext(FrameProcessor):
@@ -276,19 +286,19 @@ class CallPipeline:
                 vad_analyzer=BatchedSileroVAD(
                     batcher=vad, params=VADParams(stop_secs=settings.vad_stop_seconds)
                 ),
-                user_turn_strategies=UserTurnStrategies(
-                    start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
-                    stop=[PhoneTurnStop()],
-                ),
+                user_turn_strategies=caller_turns(),
                 user_idle_timeout=settings.idle_reprompt_seconds,
             ),
         )
+        dropped = metrics.caller_lines_dropped_total
+        self.caller_lines = CallerLines(on_dropped=lambda reason: dropped.labels(reason).inc())
         self.turn_timer = TurnTimer(metrics)
         self.turn_gate = TurnGate(may_answer=may_answer, key_pressed=self._key_pressed)
         pipeline = Pipeline(
             [
                 self.transport.input(),
                 self.stt,
+                self.caller_lines.entry,
                 self.aggregators.user(),
                 # Nothing after the user aggregator listens to the caller's audio, and
                 # nothing at all to UserSpeakingFrame (it feeds idle detection, unused).
@@ -303,7 +313,7 @@ class CallPipeline:
                 self.speech.before,
                 self.tts,
                 self.speech.after,
-                UtteranceMarker(),
+                UtteranceMarker(on_mark=self.speech.marked),
                 self.transport.output(),
                 DropFrames(OutputAudioRawFrame),
                 self.turn_timer,
@@ -337,7 +347,10 @@ class CallPipeline:
     async def run(self) -> None:
         """Run until the pipeline ends (an ``EndFrame`` played out, or a cancel)."""
         await self.runner.add_workers(self.worker)
-        await self.runner.run()
+        try:
+            await self.runner.run()
+        finally:
+            self.caller_lines.settle()
 
     async def end(self, goodbye: str | None = None) -> None:
         """Say ``goodbye`` (not interruptible), let it play out, then end the pipeline."""
@@ -361,6 +374,7 @@ class CallPipeline:
 
     def on_mark(self, name: str) -> None:
         """Twilio has played the bot's audio up to the mark ``name``."""
+        self.speech.heard(name)
         self.transport.output().on_mark(name)
 
     async def feed_dtmf(self, digit: str) -> None:
@@ -468,6 +482,7 @@ class CallPipeline:
 
         @user.event_handler("on_user_turn_message_added")
         async def _caller_said(aggregator, message) -> None:
+            self.caller_lines.became_turn(str(message.content))
             await self._tell(CallerLine(text=str(message.content)))
 
         @user.event_handler("on_user_turn_stop_timeout")

@@ -66,11 +66,15 @@ class PlayoutMarkFrame(ControlFrame):
 
 
 class UtteranceMarker(FrameProcessor):
-    """Follows each finished utterance with a :class:`PlayoutMarkFrame`."""
+    """Follows each finished utterance with a :class:`PlayoutMarkFrame`.
 
-    def __init__(self) -> None:
+    ``on_mark`` is told each mark's name as it follows its utterance.
+    """
+
+    def __init__(self, *, on_mark: Callable[[str], None] | None = None) -> None:
         super().__init__(enable_direct_mode=True)
         self._count = 0
+        self._on_mark = on_mark
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         """Pass everything on; after a ``TTSStoppedFrame``, add a mark."""
@@ -78,7 +82,10 @@ class UtteranceMarker(FrameProcessor):
         await self.push_frame(frame, direction)
         if isinstance(frame, TTSStoppedFrame) and direction is FrameDirection.DOWNSTREAM:
             self._count += 1
-            await self.push_frame(PlayoutMarkFrame(mark=f"utterance-{self._count}"))
+            mark = f"utterance-{self._count}"
+            if self._on_mark is not None:
+                self._on_mark(mark)
+            await self.push_frame(PlayoutMarkFrame(mark=mark))
 
 
 class TwilioInput(BaseInputTransport):

@@ -10,11 +10,12 @@ turns; a dropped socket is reconnected and the sentence in flight silently lost)
   error of the active voice as fatal for this call and switches at once;
 - :class:`VoiceSwitcher` is Pipecat's ``ServiceSwitcher`` minus one wait: it lets a
   goodbye's audio out while the call's ``EndFrame`` is still crossing the voices;
-- :class:`SpeechLedger` watches what each turn asked the voice to say and which words
-  the voice produced; a voice that stops producing audio mid-turn has stalled and is
+- :class:`SpeechLedger` watches what each turn asked the voice to say, which words the
+  voice produced, and which utterances the caller has heard — Twilio's played marks
+  are the truth of that; a voice that stops producing audio mid-turn has stalled and is
   failed over too; on a switch the new voice re-speaks everything not yet produced —
   from the start of the sentence in progress, so the caller hears at most one sentence
-  twice and never a long silence.
+  twice and never a long silence — and never an utterance whose mark has come back.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pipecat.frames.frames import (
     ErrorFrame,
     Frame,
     InterruptionFrame,
+    LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     TTSAudioRawFrame,
     TTSSpeakFrame,
@@ -90,7 +92,13 @@ class SpeechLedger:
     Turns are numbered where text enters the voice (an LLM response, or text spoken
     directly) and again where the voice's output leaves it (each ``TTSStartedFrame``);
     both sides count the same turns, in order, since a voice finishes one turn's audio
-    before it starts the next.
+    before it starts the next. A turn with nothing to say (an LLM response that only
+    calls a tool) never reaches the voice's output, so it is not counted at all.
+
+    Each finished utterance is followed in the audio by a Twilio mark (:meth:`marked`);
+    when Twilio echoes it (:meth:`heard`) the caller has heard that utterance in full,
+    and nothing of it or before it is ever said again — whatever the word counts say
+    (a voice's words need not match the text's: "9:30" may come back as "nine thirty").
 
     A watchdog covers the primary voice: once a sentence has been sent to it, audio must
     follow, and keep following, within ``stall_seconds`` until the voice has produced
@@ -124,13 +132,15 @@ class SpeechLedger:
         self._stalled = False
         self._switched = False
         self._live: set[str] = set()
+        self._marks: dict[str, int] = {}
+        self._heard_through = 0
         self.before = _TextIn(self)
         self.after = _VoiceOut(self)
 
     def unspoken(self) -> str:
         """What the voice has not produced yet, from the sentence in progress on."""
         parts = []
-        for turn in range(max(self._out_turn, 1), self._in_turn + 1):
+        for turn in range(max(self._out_turn, self._heard_through + 1, 1), self._in_turn + 1):
             text = self._text.get(turn, "")
             produced = self._words.get(turn, 0) if turn == self._out_turn else 0
             parts.append(_from_sentence_in_progress(text, produced))
@@ -143,6 +153,22 @@ class SpeechLedger:
         self._out_turn = self._in_turn
         self._sent_words = self._voiced_words = 0
         self._disarm()
+
+    def marked(self, mark: str) -> None:
+        """The utterance the voice just finished is followed in the audio by ``mark``."""
+        self._marks[mark] = self._out_turn
+
+    def heard(self, mark: str) -> None:
+        """Twilio echoed ``mark``: the caller heard its utterance, and all before it, in full."""
+        turn = self._marks.pop(mark, None)
+        if turn is None:
+            return
+        self._heard_through = max(self._heard_through, turn)
+        for earlier in [name for name, t in self._marks.items() if t <= turn]:
+            del self._marks[earlier]
+        for old in [t for t in self._text if t <= turn]:
+            self._text.pop(old, None)
+            self._words.pop(old, None)
 
     def sent(self, text: str) -> None:
         """The primary voice was sent ``text`` to synthesise: audio must follow."""
@@ -171,6 +197,13 @@ class SpeechLedger:
 
     def _text_in(self, text: str) -> None:
         self._text[self._in_turn] = self._text.get(self._in_turn, "") + text
+
+    def _turn_in_ended(self) -> None:
+        # A response with no words (a tool call) gets no voice turn: uncounted, it would
+        # pair every later voice turn with the text of the one before it.
+        if self._out_turn < self._in_turn and not self._text.get(self._in_turn, "").strip():
+            self._text.pop(self._in_turn, None)
+            self._in_turn -= 1
 
     # Output side.
 
@@ -248,6 +281,8 @@ class _TextIn(FrameProcessor):
                 self._ledger._turn_in()
             elif isinstance(frame, TTSSpeakFrame):
                 self._ledger._turn_in(frame.text)
+            elif isinstance(frame, LLMFullResponseEndFrame):
+                self._ledger._turn_in_ended()
             elif isinstance(frame, AggregatedTextFrame):
                 # The LLM's words arrive as whole sentences (the pipeline's text processor
                 # turns every LLMTextFrame into these), stripped: spaced, to keep apart.

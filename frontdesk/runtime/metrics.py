@@ -124,6 +124,12 @@ class Metrics:
         self.tts_failovers_total = Counter(
             "frontdesk_tts_failovers", "Switches from one TTS provider to another.", registry=r
         )
+        self.caller_lines_dropped_total = Counter(
+            "frontdesk_caller_lines_dropped",
+            "Final transcripts of the caller that never became a user turn, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.turn_limit_total = Counter(
             "frontdesk_turn_limit_escalations",
             "Calls escalated to a callback by a turn limit, by limit.",
