@@ -248,23 +248,24 @@ class V2Gateway:
             ProviderUnavailable: Breaker open, refused, timed out, 5xx or 429.
             ProviderRejected: Any other 4xx (the request itself was wrong).
         """
-        if not self.breaker.allow():
-            raise ProviderUnavailable("v2", "breaker open")
         assert self._client is not None
         headers = {"X-Frontdesk-Call-Sid": call_sid}
         if key is not None:
             headers["Idempotency-Key"] = key
         content = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
-        try:
-            with anyio.fail_after(self._timeout):
-                response = await self._client.post(path, content=content, headers=headers)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            self.breaker.record_failure()
-            raise ProviderUnavailable("v2", f"{path}: {type(exc).__name__}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            self.breaker.record_failure()
-            raise ProviderUnavailable("v2", f"{path}: HTTP {response.status_code}")
-        self.breaker.record_success()
+        # However the request ends — cancelled with the actor included — the attempt is
+        # settled, so a half-open probe is never lost with it.
+        with self.breaker.acquire() as attempt:
+            try:
+                with anyio.fail_after(self._timeout):
+                    response = await self._client.post(path, content=content, headers=headers)
+            except (httpx.HTTPError, TimeoutError) as exc:
+                attempt.failed()
+                raise ProviderUnavailable("v2", f"{path}: {type(exc).__name__}") from exc
+            if response.status_code >= 500 or response.status_code == 429:
+                attempt.failed()
+                raise ProviderUnavailable("v2", f"{path}: HTTP {response.status_code}")
+            attempt.succeeded()
         if response.status_code >= 400:
             raise ProviderRejected(
                 "v2",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,7 +29,7 @@ from pipecat.services.inworld.tts import InworldTTSService
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.tts_service import TTSService
 
-from frontdesk.runtime.breaker import CircuitBreaker
+from frontdesk.runtime.breaker import Attempt, BreakerOpen, CircuitBreaker
 from frontdesk.runtime.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -205,7 +206,26 @@ class Providers:
 
     def voices(self) -> list[TTSService]:
         """The voices a new call may use, in order: Inworld first unless its breaker is open."""
-        if self.tts_breaker.allow():
-            return [self.inworld(), self.deepgram_tts()]
-        logger.info("Inworld breaker open: this call starts on Deepgram TTS")
-        return [self.deepgram_tts()]
+        return self.voice_lineup().voices
+
+    def voice_lineup(self) -> VoiceLineup:
+        """A new call's voices, with its try of Inworld for the call to settle."""
+        try:
+            attempt = self.tts_breaker.acquire()
+        except BreakerOpen:
+            logger.info("Inworld breaker open: this call starts on Deepgram TTS")
+            return VoiceLineup(voices=[self.deepgram_tts()], inworld=None)
+        return VoiceLineup(voices=[self.inworld(), self.deepgram_tts()], inworld=attempt)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoiceLineup:
+    """A call's voices in order, and its try of Inworld (``None`` when it starts on Deepgram).
+
+    The call settles ``inworld``: succeeded on Inworld's first audio, failed when it fails
+    over, released when the call ends first (a caller who hangs up before the greeting
+    says nothing about Inworld).
+    """
+
+    voices: list[TTSService]
+    inworld: Attempt | None

@@ -13,6 +13,7 @@ between retrying, giving up and refusing to start::
     │   └── ActorKilled          an operator or a test killed an actor on purpose
     ├── ProviderError            an outside system (OpenAI, Deepgram, Inworld, V2, dashboard) failed
     │   ├── ProviderUnavailable  refused, timed out, 5xx or breaker open: worth retrying later
+    │   │   └── BreakerOpen      (runtime.breaker) the breaker refuses tries for now
     │   ├── ProviderRejected     4xx: the request itself was wrong; retrying will not help
     │   └── ProviderStalled      a stream stopped making progress
     └── MediaStreamError         a Twilio media stream message could not be used
