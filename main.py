@@ -183,12 +183,7 @@ def _serve_command(env_file: str | None) -> int:
 async def _serve(config: Config, env_file: str | None) -> int:
     from frontdesk.app import Frontdesk
 
-    def reload_config() -> Config:
-        fresh = load_config(env_file)
-        logs.redactor.set_secrets(fresh.settings.secret_values())
-        return fresh
-
-    frontdesk = Frontdesk(config, load_config=reload_config)
+    frontdesk = Frontdesk(config, load_config=lambda: load_config(env_file))
     exit_code = EXIT_OK
     async with anyio.create_task_group() as tg:
 

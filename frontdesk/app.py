@@ -96,16 +96,8 @@ class Frontdesk:
             on_change=self._voice_breaker_changed,
         )
         self.providers = Providers(settings, tts_breaker=self.tts_breaker)
-        self.twilio = TwilioRest(
-            base_url=settings.twilio_api_base_url,
-            account_sid=settings.twilio_account_sid,
-            auth_token=settings.twilio_auth_token.get_secret_value(),
-        )
-        self.apology = ApologyVoice(
-            base_url=settings.deepgram_base_url,
-            api_key=settings.deepgram_api_key.get_secret_value(),
-            voice=settings.voice_deepgram,
-        )
+        self.twilio = TwilioRest(settings=lambda: self.config.settings)
+        self.apology = ApologyVoice(settings=lambda: self.config.settings)
         self.vad = VADBatcher()
         self.loop_lag = LoopLagWatcher(self.metrics.event_loop_lag_seconds)
         self.memory_trim = MemoryTrimmer()
@@ -265,6 +257,7 @@ class Frontdesk:
         )
 
     def _reconfigured(self, config: Config) -> None:
+        self.providers.reconfigure(config.settings)
         # Dashboard URLs or the secret may just have been set: records waiting for
         # them go now rather than at the next periodic look.
         self.dashboard_sync.wake()

@@ -124,6 +124,25 @@ def websocket_base(http_base: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
+def _openai_client(settings: Settings) -> AsyncOpenAI:
+    return AsyncOpenAI(
+        api_key=settings.openai_api_key.get_secret_value(),
+        base_url=settings.openai_base_url,
+        max_retries=LLM_MAX_RETRIES,
+        # A stream that stops making progress counts as a failed provider.
+        timeout=Timeout(settings.provider_stall_seconds, connect=3.0),
+        http_client=DefaultAsyncHttpxClient(),
+    )
+
+
+def _openai_identity(settings: Settings) -> tuple[str, str, float]:
+    return (
+        settings.openai_api_key.get_secret_value(),
+        settings.openai_base_url,
+        settings.provider_stall_seconds,
+    )
+
+
 class Providers:
     """Builds each call's provider services; owns what calls share."""
 
@@ -138,19 +157,23 @@ class Providers:
         self.tts_breaker = tts_breaker
         _listen_without_compression()
         _deepgram_on_one_http_client()
-        self.openai = AsyncOpenAI(
-            api_key=settings.openai_api_key.get_secret_value(),
-            base_url=settings.openai_base_url,
-            max_retries=LLM_MAX_RETRIES,
-            # A stream that stops making progress counts as a failed provider.
-            timeout=Timeout(settings.provider_stall_seconds, connect=3.0),
-            http_client=DefaultAsyncHttpxClient(),
-        )
+        self.openai = _openai_client(settings)
         self.completions = PlainBodyCompletions(self.openai)
+        self._retired: list[AsyncOpenAI] = []
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Build new calls' services from reloaded ``settings``; running calls keep theirs."""
+        old, self.settings = self.settings, settings
+        if _openai_identity(old) != _openai_identity(settings):
+            # Calls in progress still stream through the old client: close it at exit.
+            self._retired.append(self.openai)
+            self.openai = _openai_client(settings)
+            self.completions = PlainBodyCompletions(self.openai)
 
     async def aclose(self) -> None:
-        """Close the shared HTTP client."""
-        await self.openai.close()
+        """Close the shared HTTP clients."""
+        for client in (*self._retired, self.openai):
+            await client.close()
 
     def stt(self, call_sid: str) -> DeepgramSTTService:
         """Deepgram live transcription for one call."""

@@ -4,14 +4,20 @@ Pipecat's serializer can hang up too, but without a time bound, on a fresh HTTP 
 per call, and only logging the outcome. Here the request is bounded, retried once on a
 transient failure, and its outcome returned so the call record can say how the call
 ended. A 404 (code 20404) means the call had already ended, which is fine.
+
+The account, token and base URL are read from the current settings at each request, so
+a token rotated by a reload (SIGHUP) is used from the next hang-up on.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 
 import httpx
+
+from frontdesk.runtime.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +36,14 @@ class HangupResult(enum.StrEnum):
 class TwilioRest:
     """A small client of Twilio's REST API, shared by every call."""
 
-    def __init__(self, *, base_url: str, account_sid: str, auth_token: str) -> None:
-        """Create the client (one connection pool for the process)."""
-        self._account_sid = account_sid
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            auth=(account_sid, auth_token),
-            timeout=HANGUP_TIMEOUT_SECONDS,
-        )
+    def __init__(self, *, settings: Callable[[], Settings]) -> None:
+        """Create the client (one connection pool for the process).
+
+        Args:
+            settings: The current settings (``TWILIO_*``), read at each request.
+        """
+        self._settings = settings
+        self._client = httpx.AsyncClient(timeout=HANGUP_TIMEOUT_SECONDS)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -45,10 +51,14 @@ class TwilioRest:
 
     async def hang_up(self, call_sid: str) -> HangupResult:
         """End ``call_sid`` (``Status=completed``), bounded and retried once."""
-        path = f"/2010-04-01/Accounts/{self._account_sid}/Calls/{call_sid}.json"
+        settings = self._settings()
+        account_sid = settings.twilio_account_sid
+        base_url = settings.twilio_api_base_url.rstrip("/")
+        url = f"{base_url}/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}.json"
+        auth = (account_sid, settings.twilio_auth_token.get_secret_value())
         for attempt in range(1, HANGUP_ATTEMPTS + 1):
             try:
-                response = await self._client.post(path, data={"Status": "completed"})
+                response = await self._client.post(url, data={"Status": "completed"}, auth=auth)
             except httpx.HTTPError as exc:
                 logger.warning("hang-up attempt %d failed: %s", attempt, type(exc).__name__)
                 continue
