@@ -13,6 +13,9 @@ holds up the others; within a lane, a call's records go in the order they were m
 - 2xx: delivered;
 - 408, 429, 5xx, timeouts, refused connections: retried with exponential backoff and
   jitter, honouring ``Retry-After``, until ``DASHBOARD_MAX_RETRY_SECONDS`` old;
+- 301, 302, 303, 307, 308: never followed (a signed record goes only where it was
+  configured to go); the ``Location`` is logged and alerted, once per URL and target, and
+  the record retried like a 5xx, so fixing the URL and reloading delivers it;
 - any other 4xx, or too old: dead-lettered with the response logged (that is how a 400
   gets diagnosed instead of lost), an alert raised, and kept on disk for
   ``python main.py outbox retry``;
@@ -53,6 +56,7 @@ RETRY_BACKOFF = Backoff(initial=1.0, ceiling=RETRY_MAX_SECONDS, jitter=True)
 IDLE_RECHECK_SECONDS = 30.0
 FINAL_PASS_SECONDS = 5.0
 RETRYABLE = frozenset({408, 429})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,6 +100,7 @@ class DashboardSync:
         self._clock = clock
         self._transport = transport
         self._wake = {kind: anyio.Event() for kind in KINDS}
+        self._redirects_alerted: set[tuple[str, str]] = set()
         self.delivered = 0
         self.retried = 0
         self.dead_lettered = 0
@@ -206,6 +211,9 @@ class DashboardSync:
             await anyio.to_thread.run_sync(self._outbox.mark_delivered, record.record_id)
             self.delivered += 1
             return True
+        if status in REDIRECTS:
+            await self._redirected(record, url, status, response.headers.get("Location"))
+            return False
         if status >= 500 or status in RETRYABLE:
             await self._retry_later(
                 record,
@@ -239,6 +247,34 @@ class DashboardSync:
                 count=count,
             )
         )
+
+    async def _redirected(
+        self, record: OutboxRecord, url: str, status: int, location: str | None
+    ) -> None:
+        target = location or "(no Location header)"
+        logger.error(
+            "the dashboard answered %d at %s, redirecting to %s: the dashboard URL must be "
+            "the final one (redirects are not followed); the record is kept and retried",
+            status,
+            url,
+            target,
+        )
+        await self._retry_later(record, f"HTTP {status} redirect to {target}")
+        if (url, target) in self._redirects_alerted:
+            return
+        self._redirects_alerted.add((url, target))
+        notice = alert(
+            AlertKind.DASHBOARD_REDIRECTED,
+            f"the dashboard's {record.kind} URL redirects (HTTP {status}) to {target}; "
+            "set the final URL: records wait until then",
+            severity="critical",
+            user_email=self._settings().dashboard_user_email,
+            url=url,
+            status=status,
+            location=target,
+        )
+        await anyio.to_thread.run_sync(self._outbox.put, [notice])
+        self._wake["alert"].set()
 
     async def _dead_letter(self, record: OutboxRecord, why: str) -> None:
         logger.error("%s record %s dead-lettered: %s", record.kind, record.record_id, why)

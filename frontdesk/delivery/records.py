@@ -187,6 +187,8 @@ class AlertKind(enum.StrEnum):
     RECORD_DEAD_LETTERED = "record_dead_lettered"
     CALLBACK_PENDING = "callback_pending"
     CALLBACK_DELIVERED = "callback_delivered"
+    DASHBOARD_REDIRECTED = "dashboard_redirected"
+    OUTBOX_UNWRITABLE = "outbox_unwritable"
 
 
 class Alert(_Record):
