@@ -22,7 +22,7 @@ from actors.web import Check, WebActor
 from frontdesk.call.apology import ApologyVoice
 from frontdesk.call.providers import Providers
 from frontdesk.call.vad import VADBatcher, silero_session
-from frontdesk.delivery.outbox import Outbox
+from frontdesk.delivery.outbox import Outbox, callbacks_path
 from frontdesk.delivery.records import AlertKind, Record, alert
 from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
 from frontdesk.runtime.config import Config
@@ -54,8 +54,13 @@ class OutboxSink:
         self.queued()
 
     def submit_now(self, records: list[Record]) -> None:
-        """Commit ``records`` from synchronous code (rare events only: it blocks)."""
-        self._outbox.put(records)
+        """Hand ``records`` over from synchronous code without waiting for the disk.
+
+        They are held in memory and written by the dashboard sync in a worker thread at
+        once: an alert raised on the event loop (a breaker, a restart) never waits for an
+        fsync, and a full disk cannot turn it into an exception.
+        """
+        self._outbox.hold(records)
         self.queued()
 
     def queued(self) -> None:
@@ -109,9 +114,7 @@ class Frontdesk:
         self.dashboard_sync = DashboardSync(
             outbox=self.outbox, inbox=dashboard_receive, settings=lambda: self.config.settings
         )
-        self.pending_callbacks = Outbox(
-            settings.outbox_path.with_name(f"{settings.outbox_path.stem}-callbacks.sqlite3")
-        )
+        self.pending_callbacks = Outbox(callbacks_path(settings.outbox_path))
         gateway_inbox, gateway_receive = anyio.create_memory_object_stream[GatewayMessage](
             GATEWAY_INBOX_SIZE
         )
@@ -146,6 +149,7 @@ class Frontdesk:
                 clock=self.loop_lag.clock,
             ),
             metrics=self.metrics,
+            refusal=self._refusal,
         )
         self.web = WebActor(
             supervisor=self.supervisor,
@@ -156,7 +160,7 @@ class Frontdesk:
             max_request_bytes=settings.max_request_bytes,
             development=not settings.production,
             routes=[self.telephony.install],
-            checks=[self._breaker_checks],
+            checks=[self._breaker_checks, self._outbox_checks],
         )
         self.metrics.register(CallbackCollector(self._supervisor_metrics))
         self.metrics.register(CallbackCollector(self.dashboard_sync.metric_families))
@@ -273,6 +277,25 @@ class Frontdesk:
                 )
             ]
         )
+
+    def _outbox_checks(self) -> list[Check]:
+        # A disk that refuses the outbox's writes would lose new calls' records: unready.
+        return [
+            Check(
+                name=name,
+                ok=box.unwritable is None,
+                detail="writable"
+                if box.unwritable is None
+                else f"unwritable: {box.unwritable} ({box.held} records held in memory)",
+            )
+            for name, box in (("outbox", self.outbox), ("outbox:callbacks", self.pending_callbacks))
+        ]
+
+    def _refusal(self) -> str | None:
+        """Why new calls are turned away right now, beyond capacity and draining."""
+        if self.outbox.unwritable is not None or self.pending_callbacks.unwritable is not None:
+            return "outbox_unwritable"
+        return None
 
     def _breaker_checks(self) -> list[Check]:
         # An open breaker degrades service (callbacks instead of bookings, the fallback

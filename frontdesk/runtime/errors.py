@@ -16,7 +16,10 @@ between retrying, giving up and refusing to start::
     │   │   └── BreakerOpen      (runtime.breaker) the breaker refuses tries for now
     │   ├── ProviderRejected     4xx: the request itself was wrong; retrying will not help
     │   └── ProviderStalled      a stream stopped making progress
-    └── MediaStreamError         a Twilio media stream message could not be used
+    ├── MediaStreamError         a Twilio media stream message could not be used
+    └── OutboxError              the outbox file on disk cannot be used
+        ├── OutboxUnwritable     the disk refuses writes (full, read-only, I/O error)
+        └── OutboxCorrupt        the file fails its integrity check; salvage it
 
 Library errors are translated into these at the boundary with ``raise ... from exc``.
 """
@@ -88,3 +91,20 @@ class ProviderStalled(ProviderError):
 
 class MediaStreamError(FrontdeskError):
     """A Twilio Media Streams message was malformed or out of order."""
+
+
+class OutboxError(FrontdeskError):
+    """The outbox's SQLite file cannot be used as it should; names the file."""
+
+    def __init__(self, path: object, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"outbox {path}: {detail}")
+
+
+class OutboxUnwritable(OutboxError):
+    """The disk refused a write to the outbox (full, read-only, or an I/O error)."""
+
+
+class OutboxCorrupt(OutboxError):
+    """The outbox file fails SQLite's integrity check (``python main.py outbox salvage``)."""
