@@ -238,7 +238,7 @@ class DashboardSync:
             held=self._outbox.held,
         )
         status = await self._post(http, notice)
-        if status is not None and 200 <= status < 300:
+        if isinstance(status, int) and 200 <= status < 300:
             return True
         logger.error("the outbox-unwritable alert could not be sent (%s)", status)
         return False
@@ -320,7 +320,7 @@ class DashboardSync:
         }
         return await http.post(url, content=body, headers=headers)
 
-    async def _post(self, http: httpx.AsyncClient, notice: Alert) -> int | str | None:
+    async def _post(self, http: httpx.AsyncClient, notice: Alert) -> int | str:
         """Send an alert straight to the dashboard, once; its HTTP status or what failed."""
         settings = self._settings()
         url = settings.dashboard_alerts_url

@@ -145,10 +145,11 @@ class Outbox:
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._check_integrity()
+            # Only takes effect on a new file (before WAL mode writes its header); older
+            # files are converted by the first prune.
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            # Only takes effect on a new file; older files are converted by the first prune.
-            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._db.executescript(SCHEMA)
             self._load_counts()
         except sqlite3.Error as exc:
