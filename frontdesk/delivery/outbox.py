@@ -543,7 +543,9 @@ class Outbox:
                     logger.info("converting the outbox %s to incremental vacuum (once)", self.path)
                     self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
                     self._db.execute("VACUUM")
-                self._db.execute("PRAGMA incremental_vacuum")
+                # Each step of this pragma frees one page, and execute() steps once:
+                # executescript() runs it to the end.
+                self._db.executescript("PRAGMA incremental_vacuum;")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 self._raise_translated(exc)
