@@ -255,5 +255,6 @@ async def test_while_the_outbox_is_unwritable_readyz_says_so_and_new_calls_hear_
     assert "<Connect>" not in answer.text and "busy" in answer.text
     assert metric(unwritable_metrics, "frontdesk_outbox_writable") == 0
     assert metric(unwritable_metrics, "frontdesk_outbox_held") == 2
+    assert metric(unwritable_metrics, "frontdesk_outbox_file_bytes") > 0
     assert ready_again.status_code == 200
     assert {r.record_id for r in stored} >= {call.record_id, job.record_id}

@@ -217,3 +217,30 @@ async def test_metrics_and_alerts_from_the_loop_never_wait_for_a_write_in_progre
     inbox.close()
 
     assert stats.pending == 3
+
+
+@pytest.mark.anyio
+async def test_the_dashboard_sync_prunes_in_the_background_from_its_start(tmp_path):
+    from tests.dashboard_sync_support import (
+        WatchedOutbox,
+        dashboard_settings,
+        poll_emulator,
+        running_sync,
+    )
+
+    clock = FakeClock(1_700_000_000.0)
+    box = WatchedOutbox(tmp_path / "outbox.sqlite3", clock=clock)
+    old = notices(3)
+    box.put(old)
+    for record in old:
+        box.mark_delivered(record.record_id)
+    clock.now += 8 * DAY
+    settings = dashboard_settings("http://127.0.0.1:9", outbox_retention_days=7)
+    try:
+        async with running_sync(box, lambda: settings, clock=clock):
+            await poll_emulator(lambda: box.stats().delivered == 0, what="the prune")
+        left = box.records()
+    finally:
+        box.close()
+
+    assert left == []
