@@ -43,12 +43,18 @@ from frontdesk.delivery.outbox import Outbox, OutboxRecord
 from frontdesk.delivery.records import AlertKind, Record, alert
 from frontdesk.runtime.backoff import Backoff
 from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
-from frontdesk.runtime.errors import ActorError, ProviderRejected, ProviderUnavailable
+from frontdesk.runtime.errors import (
+    ActorError,
+    OutboxUnwritable,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from frontdesk.runtime.mailbox import Reply, ask
 
 logger = logging.getLogger(__name__)
 
 RETRY_MAX_SECONDS = 300.0
+DISK_RETRY_SECONDS = 5.0
 RETRY_BACKOFF = Backoff(initial=2.0, ceiling=RETRY_MAX_SECONDS)
 RECORD_SUBMIT_TIMEOUT_SECONDS = 10.0
 
@@ -297,9 +303,16 @@ class V2Gateway:
         while True:
             # A fresh event before looking, so a wake-up during the pass is not lost.
             self._pending_changed = anyio.Event()
-            for entry in await anyio.to_thread.run_sync(self._pending.due):
-                await self._resend(entry)
-            next_at = await anyio.to_thread.run_sync(self._pending.next_due_at)
+            try:
+                # Callbacks the disk refused wait in memory: write them first.
+                await anyio.to_thread.run_sync(self._pending.flush)
+                for entry in await anyio.to_thread.run_sync(self._pending.due):
+                    await self._resend(entry)
+                next_at = await anyio.to_thread.run_sync(self._pending.next_due_at)
+            except OutboxUnwritable as exc:
+                # A backend that took a callback may see it again: it is keyed.
+                logger.error("kept callbacks: the disk refuses writes (%s)", exc.detail)
+                next_at = self._wall_clock() + DISK_RETRY_SECONDS
             wait = RETRY_MAX_SECONDS if next_at is None else next_at - self._wall_clock()
             with anyio.move_on_after(min(max(wait, 0.05), RETRY_MAX_SECONDS)):
                 await self._pending_changed.wait()

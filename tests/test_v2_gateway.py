@@ -291,3 +291,36 @@ async def test_a_probe_cancelled_with_the_gateway_does_not_leave_the_breaker_hal
 
     assert not result.degraded, "the next period probes again, and the probe closes it"
     assert actor.breaker.state is BreakerState.CLOSED
+
+
+async def test_a_callback_kept_while_the_disk_is_full_waits_in_memory_and_still_goes(tmp_path):
+    import sqlite3
+
+    small = sqlite3.connect(tmp_path / "callbacks.sqlite3")
+    small.execute("PRAGMA page_size = 512")  # every record needs a page more
+    small.execute("PRAGMA journal_mode = WAL")
+    small.close()
+    async with (
+        BackendEmulator() as backend,
+        gateway(tmp_path, backend) as (actor, client, _, wall, alerts, pending),
+    ):
+        pending.set_size_limit(1)  # the disk is full
+        backend.faults.add(Fault(kind=FaultKind.REFUSE))
+        await backend.faults_applied()
+        detailed = callback_request().model_copy(
+            update={"notes": "gate code 4411; " * 30, "address": "12 Oak Street, rear " * 20}
+        )
+        result = await client.callback(detailed, CALL, f"{CALL}:callback:1")
+        held = pending.held
+
+        pending.set_size_limit(None)  # room again
+        backend.faults.clear()
+        await backend.faults_applied()
+        wall.now += 3600
+        actor.breaker.record_success()
+        actor.resend_now()
+        await alerts.wait_for(AlertKind.CALLBACK_DELIVERED)
+        created = backend.callbacks()
+
+    assert result.queued and held == 1
+    assert len(created) == 1 and created[0]["phone"] == "+12125550188"
