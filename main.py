@@ -254,10 +254,10 @@ def _outbox_command(
             case "purge":
                 days = config.settings.outbox_retention_days
                 before = outbox.stats().file_bytes
-                pruned = outbox.prune(older_than=days * 86400.0)
+                pruned = outbox.prune(older_than=days * 86400.0, convert=True)
                 print(f"{pruned} delivered records older than {days:g} days removed")
                 if dead:
-                    print(f"{outbox.purge_dead()} dead letters removed")
+                    print(f"{outbox.purge_dead(convert=True)} dead letters removed")
                 print(f"outbox file: {before} -> {outbox.stats().file_bytes} bytes")
             case _:
                 requeued = outbox.requeue()

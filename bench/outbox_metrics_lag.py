@@ -15,6 +15,8 @@ measures what the outbox costs that loop when the file is big:
   second, on the loop, as Prometheus scrapes it;
 - a 5 ms ticker on the loop recording how late each tick fires.
 
+With ``--prune``, then prunes the prefilled rows and prints the file size around it.
+
 Prints the loop-lag p50/p99/p99.9/max, the ticks more than 10 ms late (a scrape every
 second is under 1% of 5 ms ticks, so p99 alone can hide it) and the scrape times. Only
 APIs every version of the outbox has are used, so the same file measures before and after
@@ -139,6 +141,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--calls", type=int, default=25)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument(
+        "--prune", action="store_true", help="then prune the prefilled rows (retention)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as directory:
         path = Path(directory) / "outbox.sqlite3"
@@ -146,7 +151,28 @@ def main() -> None:
         prefill(path, args.rows)
         print(f"prefilled {args.rows} rows in {time.perf_counter() - started:.1f}s")
         figures = anyio.run(measure, path, args.calls, backend="asyncio")
+        if args.prune:
+            figures.update(prune_figures(path))
     print(json.dumps(figures, indent=2))
+
+
+def prune_figures(path: Path) -> dict[str, float]:
+    """Prune the prefilled rows (delivered an hour ago) and measure the file around it."""
+    outbox = Outbox(path)
+    try:
+        before = outbox.stats().file_bytes
+        started = time.perf_counter()
+        removed = outbox.prune(older_than=60.0)
+        took = time.perf_counter() - started
+        after = outbox.stats().file_bytes
+    finally:
+        outbox.close()
+    return {
+        "pruned_rows": removed,
+        "prune_seconds": took,
+        "file_mb_before_prune": before / 1e6,
+        "file_mb_after_prune": after / 1e6,
+    }
 
 
 if __name__ == "__main__":

@@ -382,24 +382,28 @@ class Outbox:
                     self._pending_since[rid] = now
         return len(ids)
 
-    def prune(self, *, older_than: float) -> int:
+    def prune(self, *, older_than: float, convert: bool = False) -> int:
         """Delete delivered records delivered over ``older_than`` seconds ago; how many.
 
         In batches, so a call's records never wait long for the lock, then gives the
         freed pages back to the file system (incremental vacuum) and truncates the WAL.
         Dead letters are never pruned: they wait for ``retry`` or ``purge --dead``.
+
+        A file made before incremental vacuum reuses its freed pages but cannot return
+        them; ``convert`` rewrites it once (a full ``VACUUM``: long on a big file, so
+        only ``main.py outbox purge`` asks for it, with the server stopped).
         """
         cutoff = self._clock() - older_than
         removed = self._delete_in_batches(
             "status = 'delivered' AND delivered_at < ?", (cutoff,), "delivered"
         )
-        self._give_back_space()
+        self._give_back_space(convert=convert)
         return removed
 
-    def purge_dead(self) -> int:
+    def purge_dead(self, *, convert: bool = False) -> int:
         """Delete every dead letter (on purpose: they are gone for good); how many."""
         removed = self._delete_in_batches("status = 'dead'", (), "dead")
-        self._give_back_space()
+        self._give_back_space(convert=convert)
         return removed
 
     # ------------------------------------------------------------------ internals
@@ -536,13 +540,21 @@ class Outbox:
             if cursor.rowcount < PRUNE_BATCH:
                 return removed
 
-    def _give_back_space(self) -> None:
+    def _give_back_space(self, *, convert: bool) -> None:
         with self._lock:
             try:
                 if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
-                    logger.info("converting the outbox %s to incremental vacuum (once)", self.path)
-                    self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-                    self._db.execute("VACUUM")
+                    if not convert:
+                        logger.info(
+                            "the outbox %s predates incremental vacuum: freed pages are reused, "
+                            "not returned; `main.py outbox purge` with the server stopped "
+                            "converts it",
+                            self.path,
+                        )
+                    else:
+                        logger.info("converting the outbox %s to incremental vacuum", self.path)
+                        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                        self._db.execute("VACUUM")
                 # Each step of this pragma frees one page, and execute() steps once:
                 # executescript() runs it to the end.
                 self._db.executescript("PRAGMA incremental_vacuum;")
