@@ -21,7 +21,12 @@ from anyio.abc import TaskStatus
 
 from frontdesk.runtime import logs
 from frontdesk.runtime.config import Config, load_config
-from frontdesk.runtime.errors import PipecatIncompatible, RestartIntensityExceeded, SettingsError
+from frontdesk.runtime.errors import (
+    OutboxCorrupt,
+    PipecatIncompatible,
+    RestartIntensityExceeded,
+    SettingsError,
+)
 from frontdesk.runtime.gc_freeze import freeze_startup_objects
 from frontdesk.runtime.settings import masked, startup_warnings
 
@@ -75,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stagger=args.stagger,
             )
         case "outbox":
-            return _outbox_command(args.env_file, args.action, args.status, args.deliver)
+            return _outbox_command(
+                args.env_file, args.action, args.status, deliver=args.deliver, dead=args.dead
+            )
         case _:
             raise AssertionError(f"unhandled command {args.command!r}")
 
@@ -116,11 +123,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the file `main.py emulators` wrote (Twilio credentials, control URL)",
     )
-    outbox = commands.add_parser("outbox", help="inspect and re-send dashboard records")
-    outbox.add_argument("action", choices=["list", "retry"])
+    outbox = commands.add_parser(
+        "outbox", help="inspect, re-send, purge or salvage dashboard records"
+    )
+    outbox.add_argument("action", choices=["list", "retry", "purge", "salvage"])
     outbox.add_argument("--status", choices=["pending", "delivered", "dead"], default=None)
     outbox.add_argument(
         "--deliver", action="store_true", help="with retry: deliver now from this process"
+    )
+    outbox.add_argument(
+        "--dead",
+        action="store_true",
+        help="with purge: delete every dead letter too (they are gone for good)",
     )
     outbox.add_argument("--env-file", default=None)
     return parser
@@ -194,6 +208,9 @@ def _serve_command(env_file: str | None) -> int:
     except RestartIntensityExceeded as exc:
         logger.critical("stopping: %s", exc)
         return EXIT_ESCALATED
+    except OutboxCorrupt as exc:
+        logger.critical("cannot serve: %s", exc)
+        return EXIT_FAILED
     except OSError as exc:
         logger.critical("cannot serve: %s", exc)
         return EXIT_FAILED
@@ -213,12 +230,7 @@ def _pipecat_compatible() -> bool:
 async def _serve(config: Config, env_file: str | None) -> int:
     from frontdesk.app import Frontdesk
 
-    def reload_config() -> Config:
-        fresh = load_config(env_file)
-        logs.redactor.set_secrets(fresh.settings.secret_values())
-        return fresh
-
-    frontdesk = Frontdesk(config, load_config=reload_config)
+    frontdesk = Frontdesk(config, load_config=lambda: load_config(env_file))
     exit_code = EXIT_OK
     async with anyio.create_task_group() as tg:
 
@@ -247,35 +259,79 @@ async def _serve(config: Config, env_file: str | None) -> int:
     return exit_code
 
 
-def _outbox_command(env_file: str | None, action: str, status: str | None, deliver: bool) -> int:
+def _outbox_command(
+    env_file: str | None, action: str, status: str | None, *, deliver: bool, dead: bool
+) -> int:
     config = _load(env_file)
     if config is None:
         return EXIT_BAD_SETTINGS
-    from frontdesk.delivery.outbox import Outbox
+    from frontdesk.delivery.outbox import Outbox, callbacks_path
 
-    outbox = Outbox(config.settings.outbox_path)
+    paths = (config.settings.outbox_path, callbacks_path(config.settings.outbox_path))
+    if action == "salvage":
+        return _salvage(paths)
     try:
-        if action == "list":
-            for record in outbox.records(status):  # type: ignore[arg-type]
-                print(
-                    f"{record.status:<9} {record.kind:<5} {record.record_id} "
-                    f"call={record.call_sid or '-'} attempts={record.attempts} "
-                    f"{record.last_error or ''}".rstrip()
-                )
-            stats = outbox.stats()
-            print(f"{stats.pending} pending, {stats.delivered} delivered, {stats.dead} dead")
-            return EXIT_OK
-        requeued = outbox.requeue()
-        print(f"{requeued} dead-lettered records queued again")
-        if deliver:
-            from actors.dashboard_sync import DashboardSync
+        outbox = Outbox(config.settings.outbox_path)
+    except OutboxCorrupt as exc:
+        print(f"frontdesk: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        match action:
+            case "list":
+                for record in outbox.records(status):  # type: ignore[arg-type]
+                    print(
+                        f"{record.status:<9} {record.kind:<5} {record.record_id} "
+                        f"call={record.call_sid or '-'} attempts={record.attempts} "
+                        f"{record.last_error or ''}".rstrip()
+                    )
+                stats = outbox.stats()
+                print(f"{stats.pending} pending, {stats.delivered} delivered, {stats.dead} dead")
+            case "purge":
+                days = config.settings.outbox_retention_days
+                before = outbox.stats().file_bytes
+                pruned = outbox.prune(older_than=days * 86400.0, convert=True)
+                print(f"{pruned} delivered records older than {days:g} days removed")
+                if dead:
+                    print(f"{outbox.purge_dead(convert=True)} dead letters removed")
+                print(f"outbox file: {before} -> {outbox.stats().file_bytes} bytes")
+            case _:
+                requeued = outbox.requeue()
+                print(f"{requeued} dead-lettered records queued again")
+                if deliver:
+                    from actors.dashboard_sync import DashboardSync, RecordsQueued
 
-            sync = DashboardSync(outbox=outbox, inbox=None, settings=lambda: config.settings)  # type: ignore[arg-type]
-            left = anyio.run(sync.deliver_due, backend="asyncio")
-            print(f"delivery pass done; {left} still pending")
+                    _, inbox = anyio.create_memory_object_stream[RecordsQueued](1)
+                    sync = DashboardSync(
+                        outbox=outbox, inbox=inbox, settings=lambda: config.settings
+                    )
+                    left = anyio.run(sync.deliver_due, backend="asyncio")
+                    print(f"delivery pass done; {left} still pending")
         return EXIT_OK
     finally:
         outbox.close()
+
+
+def _salvage(paths: Sequence[Path]) -> int:
+    """Salvage each outbox file that fails its integrity check (run with the server stopped)."""
+    from frontdesk.delivery.outbox import Outbox
+    from frontdesk.delivery.salvage import salvage
+
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            Outbox(path).close()
+        except OutboxCorrupt as exc:
+            print(f"{path}: damaged ({exc.detail})")
+        else:
+            print(f"{path}: sound, left as it is")
+            continue
+        report = salvage(path)
+        print(
+            f"{path}: {report.copied} records copied into a fresh file, "
+            f"{report.unreadable} unreadable; the damaged file is kept as {report.damaged}"
+        )
+    return EXIT_OK
 
 
 async def _reload(frontdesk: Frontdesk) -> None:

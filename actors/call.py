@@ -722,7 +722,6 @@ class CallActor:
         """Count and log a failover; returns the operator's alert about it."""
         self.log.failover(from_voice, to_voice)
         self._deps.metrics.tts_failovers_total.inc()
-        self._deps.providers.tts_breaker.record_failure()
         logger.warning("voice failed over from %s to %s", from_voice, to_voice)
         return alert(
             AlertKind.TTS_FAILOVER,

@@ -3,6 +3,8 @@
 On reload (SIGHUP) it re-reads and re-validates everything; if the new settings or
 profile are invalid it keeps the old ones and says why, so a bad edit never takes a
 running server down. New calls pick up a reloaded profile; running calls keep theirs.
+Every secret it ever held stays scrubbed from the logs: a rotated one may still be in
+use by a call that started before the reload.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from frontdesk.knowledge.index import KnowledgeIndex
+from frontdesk.runtime import logs
 from frontdesk.runtime.config import Config
 from frontdesk.runtime.errors import SettingsError
 from frontdesk.runtime.mailbox import Reply
@@ -73,6 +76,7 @@ class ConfigActor:
             on_change: Called with the new configuration after a successful reload.
         """
         self._config = config
+        logs.redactor.add_secrets(config.settings.secret_values())
         self._inbox = inbox
         self._load = load
         self._on_change = on_change
@@ -124,6 +128,7 @@ class ConfigActor:
                 RELOAD_TIMEOUT_SECONDS,
             )
             return ReloadResult(applied=False, problems=("reload timed out",))
+        logs.redactor.add_secrets(fresh.settings.secret_values())
         self._config = fresh
         logger.info("settings reloaded")
         if self._on_change is not None:

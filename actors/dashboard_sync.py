@@ -13,10 +13,19 @@ holds up the others; within a lane, a call's records go in the order they were m
 - 2xx: delivered;
 - 408, 429, 5xx, timeouts, refused connections: retried with exponential backoff and
   jitter, honouring ``Retry-After``, until ``DASHBOARD_MAX_RETRY_SECONDS`` old;
+- 301, 302, 303, 307, 308: never followed (a signed record goes only where it was
+  configured to go); the ``Location`` is logged and alerted, once per URL and target, and
+  the record retried like a 5xx, so fixing the URL and reloading delivers it;
 - any other 4xx, or too old: dead-lettered with the response logged (that is how a 400
   gets diagnosed instead of lost), an alert raised, and kept on disk for
   ``python main.py outbox retry``;
 - no URL or no secret configured for a kind: its records wait until there is one.
+
+The disk is watched too. Records the disk refused wait in the outbox's memory and are
+written as soon as it takes them; while it refuses, an alert goes straight to the
+dashboard (it cannot wait in the outbox) and a disk error never ends the actor — its lanes
+wait and try again. Delivered records older than ``OUTBOX_RETENTION_DAYS`` are pruned in
+the background, in a worker thread like every other outbox access.
 """
 
 from __future__ import annotations
@@ -38,8 +47,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from prometheus_client.core import Metric
 
 from frontdesk.delivery.outbox import Outbox, OutboxRecord
-from frontdesk.delivery.records import AlertKind, alert
+from frontdesk.delivery.records import Alert, AlertKind, alert
 from frontdesk.runtime.backoff import Backoff
+from frontdesk.runtime.errors import OutboxUnwritable
 from frontdesk.runtime.metrics import counter, gauge
 from frontdesk.runtime.settings import Settings
 
@@ -52,7 +62,10 @@ RETRY_MAX_SECONDS = 300.0
 RETRY_BACKOFF = Backoff(initial=1.0, ceiling=RETRY_MAX_SECONDS, jitter=True)
 IDLE_RECHECK_SECONDS = 30.0
 FINAL_PASS_SECONDS = 5.0
+DISK_RETRY_SECONDS = 5.0
+PRUNE_INTERVAL_SECONDS = 3600.0
 RETRYABLE = frozenset({408, 429})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,6 +109,9 @@ class DashboardSync:
         self._clock = clock
         self._transport = transport
         self._wake = {kind: anyio.Event() for kind in KINDS}
+        self._redirects_alerted: set[tuple[str, str]] = set()
+        self._disk_changed = anyio.Event()
+        self._disk_alerted = False
         self.delivered = 0
         self.retried = 0
         self.dead_lettered = 0
@@ -115,6 +131,8 @@ class DashboardSync:
             ):
                 for kind in KINDS:
                     tg.start_soon(self._lane, http, kind)
+                tg.start_soon(self._watch_disk, http)
+                tg.start_soon(self._prune)
                 task_status.started()
                 async for message in self._inbox:
                     match message:
@@ -136,37 +154,114 @@ class DashboardSync:
         async with httpx.AsyncClient(
             timeout=REQUEST_TIMEOUT_SECONDS, transport=self._transport
         ) as http:
-            for kind in KINDS:
-                while True:
-                    due = await anyio.to_thread.run_sync(
-                        functools.partial(self._outbox.due, kind=kind)
-                    )
-                    delivered = [await self._deliver(http, record) for record in due]
-                    if not any(delivered):
-                        break
-        return (await anyio.to_thread.run_sync(self._outbox.stats)).pending
+            try:
+                for kind in KINDS:
+                    while True:
+                        due = await anyio.to_thread.run_sync(
+                            functools.partial(self._outbox.due, kind=kind)
+                        )
+                        delivered = [await self._deliver(http, record) for record in due]
+                        if not any(delivered):
+                            break
+            except OutboxUnwritable as exc:
+                logger.error("delivery pass stopped: the outbox disk refuses (%s)", exc.detail)
+        return self._outbox.stats().pending
 
     def wake(self) -> None:
         """Look at the outbox now rather than at the next scheduled time."""
         for event in self._wake.values():
             event.set()
+        self._disk_changed.set()
 
     # ------------------------------------------------------------------- delivery
 
     async def _lane(self, http: httpx.AsyncClient, kind: str) -> None:
         while True:
             self._wake[kind] = anyio.Event()
-            # The outbox hands out only each call's earliest pending record of this kind,
-            # so a call's records arrive in order even while one of them is failing.
-            due = await anyio.to_thread.run_sync(functools.partial(self._outbox.due, kind=kind))
-            for record in due:
-                await self._deliver(http, record)
-            next_at = await anyio.to_thread.run_sync(
-                functools.partial(self._outbox.next_due_at, kind=kind)
-            )
-            wait = IDLE_RECHECK_SECONDS if next_at is None else next_at - self._clock()
+            try:
+                wait = await self._lane_pass(http, kind)
+            except OutboxUnwritable as exc:
+                # The record stays pending on disk; a repeat delivery is harmless (the
+                # dashboard keeps one copy per idempotency key).
+                logger.error("%s lane: the outbox disk refuses writes (%s)", kind, exc.detail)
+                wait = DISK_RETRY_SECONDS
             with anyio.move_on_after(min(max(wait, 0.01), IDLE_RECHECK_SECONDS)):
                 await self._wake[kind].wait()
+
+    async def _lane_pass(self, http: httpx.AsyncClient, kind: str) -> float:
+        """Deliver what is due of ``kind``; how long to wait before the next pass."""
+        # The outbox hands out only each call's earliest pending record of this kind,
+        # so a call's records arrive in order even while one of them is failing.
+        due = await anyio.to_thread.run_sync(functools.partial(self._outbox.due, kind=kind))
+        for record in due:
+            await self._deliver(http, record)
+        next_at = await anyio.to_thread.run_sync(
+            functools.partial(self._outbox.next_due_at, kind=kind)
+        )
+        return IDLE_RECHECK_SECONDS if next_at is None else next_at - self._clock()
+
+    # ------------------------------------------------------------------------ disk
+
+    async def _watch_disk(self, http: httpx.AsyncClient) -> None:
+        """Write held records as soon as the disk takes them; alert directly while not."""
+        while True:
+            self._disk_changed = anyio.Event()
+            if self._outbox.held:
+                try:
+                    await anyio.to_thread.run_sync(self._outbox.flush)
+                except OutboxUnwritable:
+                    pass  # the outbox logged it; try again shortly
+                else:
+                    self.wake_lanes()
+            reason = self._outbox.unwritable
+            if reason is None:
+                self._disk_alerted = False
+            elif not self._disk_alerted:
+                self._disk_alerted = await self._alert_directly(http, reason)
+            wait = (
+                IDLE_RECHECK_SECONDS
+                if reason is None and not self._outbox.held
+                else DISK_RETRY_SECONDS
+            )
+            with anyio.move_on_after(wait):
+                await self._disk_changed.wait()
+
+    async def _alert_directly(self, http: httpx.AsyncClient, reason: str) -> bool:
+        """Send the outbox-unwritable alert without the outbox; whether it arrived."""
+        notice = alert(
+            AlertKind.OUTBOX_UNWRITABLE,
+            f"the disk refuses the outbox's writes ({reason}); records wait in memory and "
+            "new calls are turned away until there is room",
+            severity="critical",
+            user_email=self._settings().dashboard_user_email,
+            path=str(self._outbox.path),
+            held=self._outbox.held,
+        )
+        status = await self._post(http, notice)
+        if isinstance(status, int) and 200 <= status < 300:
+            return True
+        logger.error("the outbox-unwritable alert could not be sent (%s)", status)
+        return False
+
+    async def _prune(self) -> None:
+        """Delete delivered records past the retention period, now and every hour."""
+        while True:
+            retention = self._settings().outbox_retention_days * 86400.0
+            try:
+                removed = await anyio.to_thread.run_sync(
+                    functools.partial(self._outbox.prune, older_than=retention)
+                )
+            except OutboxUnwritable as exc:
+                logger.error("outbox pruning failed: %s", exc.detail)
+            else:
+                if removed:
+                    logger.info("pruned %d delivered records from the outbox", removed)
+            await anyio.sleep(PRUNE_INTERVAL_SECONDS)
+
+    def wake_lanes(self) -> None:
+        """Let every lane look at the outbox now."""
+        for event in self._wake.values():
+            event.set()
 
     async def _deliver(self, http: httpx.AsyncClient, record: OutboxRecord) -> bool:
         """Try once; True when the record left the pending state."""
@@ -186,18 +281,8 @@ class DashboardSync:
                 record, f"undelivered for over {settings.dashboard_max_retry_seconds:.0f}s"
             )
             return True
-        body = record.body.encode()
-        timestamp = str(int(self._clock()))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Frontdesk-Timestamp": timestamp,
-            "X-Frontdesk-Signature": sign(
-                settings.dashboard_webhook_secret.get_secret_value(), timestamp, body
-            ),
-            "Idempotency-Key": record.record_id,
-        }
         try:
-            response = await http.post(url, content=body, headers=headers)
+            response = await self._send(http, url, record.body.encode(), record.record_id, settings)
         except httpx.HTTPError as exc:
             await self._retry_later(record, f"{type(exc).__name__}")
             return False
@@ -206,6 +291,9 @@ class DashboardSync:
             await anyio.to_thread.run_sync(self._outbox.mark_delivered, record.record_id)
             self.delivered += 1
             return True
+        if status in REDIRECTS:
+            await self._redirected(record, url, status, response.headers.get("Location"))
+            return False
         if status >= 500 or status in RETRYABLE:
             await self._retry_later(
                 record,
@@ -215,6 +303,36 @@ class DashboardSync:
             return False
         await self._dead_letter(record, f"HTTP {status}: {response.text[:1000]}")
         return True
+
+    async def _send(
+        self, http: httpx.AsyncClient, url: str, body: bytes, record_id: str, settings: Settings
+    ) -> httpx.Response:
+        """POST one signed record."""
+        assert settings.dashboard_webhook_secret is not None
+        timestamp = str(int(self._clock()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Frontdesk-Timestamp": timestamp,
+            "X-Frontdesk-Signature": sign(
+                settings.dashboard_webhook_secret.get_secret_value(), timestamp, body
+            ),
+            "Idempotency-Key": record_id,
+        }
+        return await http.post(url, content=body, headers=headers)
+
+    async def _post(self, http: httpx.AsyncClient, notice: Alert) -> int | str:
+        """Send an alert straight to the dashboard, once; its HTTP status or what failed."""
+        settings = self._settings()
+        url = settings.dashboard_alerts_url
+        if url is None or settings.dashboard_webhook_secret is None:
+            return "dashboard not configured"
+        try:
+            response = await self._send(
+                http, url, notice.model_dump_json().encode(), notice.record_id, settings
+            )
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        return response.status_code
 
     async def _retry_later(
         self, record: OutboxRecord, why: str, *, delay: float | None = None, count: bool = True
@@ -240,6 +358,34 @@ class DashboardSync:
             )
         )
 
+    async def _redirected(
+        self, record: OutboxRecord, url: str, status: int, location: str | None
+    ) -> None:
+        target = location or "(no Location header)"
+        logger.error(
+            "the dashboard answered %d at %s, redirecting to %s: the dashboard URL must be "
+            "the final one (redirects are not followed); the record is kept and retried",
+            status,
+            url,
+            target,
+        )
+        await self._retry_later(record, f"HTTP {status} redirect to {target}")
+        if (url, target) in self._redirects_alerted:
+            return
+        self._redirects_alerted.add((url, target))
+        notice = alert(
+            AlertKind.DASHBOARD_REDIRECTED,
+            f"the dashboard's {record.kind} URL redirects (HTTP {status}) to {target}; "
+            "set the final URL: records wait until then",
+            severity="critical",
+            user_email=self._settings().dashboard_user_email,
+            url=url,
+            status=status,
+            location=target,
+        )
+        await anyio.to_thread.run_sync(self._outbox.put, [notice])
+        self._wake["alert"].set()
+
     async def _dead_letter(self, record: OutboxRecord, why: str) -> None:
         logger.error("%s record %s dead-lettered: %s", record.kind, record.record_id, why)
         await anyio.to_thread.run_sync(
@@ -262,12 +408,24 @@ class DashboardSync:
     # --------------------------------------------------------------------- metrics
 
     def metric_families(self) -> Iterable[Metric]:
-        """Outbox depth and delivery counts, read at scrape time."""
+        """Outbox depth, size and delivery counts, read at scrape time from memory."""
         stats = self._outbox.stats()
         pending = gauge("frontdesk_outbox_pending", "Records waiting for the dashboard.")
         pending.add_metric([], stats.pending)
         dead = gauge("frontdesk_outbox_dead_letters", "Records dead-lettered, kept on disk.")
         dead.add_metric([], stats.dead)
+        rows = gauge("frontdesk_outbox_rows", "Records in the outbox file, by status.", ["status"])
+        rows.add_metric(["pending"], stats.pending)
+        rows.add_metric(["delivered"], stats.delivered)
+        rows.add_metric(["dead"], stats.dead)
+        size = gauge("frontdesk_outbox_file_bytes", "Size of the outbox file and its WAL.")
+        size.add_metric([], stats.file_bytes)
+        held = gauge(
+            "frontdesk_outbox_held", "Records the disk refused, waiting in memory to be written."
+        )
+        held.add_metric([], stats.held)
+        writable = gauge("frontdesk_outbox_writable", "1 while the disk takes the outbox's writes.")
+        writable.add_metric([], 0.0 if stats.unwritable else 1.0)
         oldest = gauge(
             "frontdesk_outbox_oldest_pending_seconds",
             "Age of the oldest record waiting for the dashboard.",
@@ -279,7 +437,11 @@ class DashboardSync:
         totals.add_metric(["delivered"], self.delivered)
         totals.add_metric(["retried"], self.retried)
         totals.add_metric(["dead_lettered"], self.dead_lettered)
-        return [pending, dead, oldest, totals]
+        dropped = counter(
+            "frontdesk_outbox_dropped", "Records lost: the disk refused and memory was full."
+        )
+        dropped.add_metric([], self._outbox.dropped)
+        return [pending, dead, rows, size, held, writable, oldest, totals, dropped]
 
 
 def _retry_after(value: str | None, *, now: float) -> float | None:

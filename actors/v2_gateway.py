@@ -40,15 +40,21 @@ from frontdesk.backend.contract import (
     PendingCallback,
 )
 from frontdesk.delivery.outbox import Outbox, OutboxRecord
-from frontdesk.delivery.records import AlertKind, Record, alert
+from frontdesk.delivery.records import AlertKind, Record, Severity, alert
 from frontdesk.runtime.backoff import Backoff
 from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
-from frontdesk.runtime.errors import ActorError, ProviderRejected, ProviderUnavailable
+from frontdesk.runtime.errors import (
+    ActorError,
+    OutboxUnwritable,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from frontdesk.runtime.mailbox import Reply, ask
 
 logger = logging.getLogger(__name__)
 
 RETRY_MAX_SECONDS = 300.0
+DISK_RETRY_SECONDS = 5.0
 RETRY_BACKOFF = Backoff(initial=2.0, ceiling=RETRY_MAX_SECONDS)
 RECORD_SUBMIT_TIMEOUT_SECONDS = 10.0
 
@@ -210,10 +216,10 @@ class V2Gateway:
         except ProviderUnavailable:
             return BookingResult(failure="backend_unavailable")
         except ProviderRejected as exc:
-            failure = "slot_unavailable" if exc.status == 409 else "invalid"
-            if failure == "invalid":
-                logger.error("backend refused a booking: %s", exc.detail)
-            return BookingResult(failure=failure)
+            if exc.status == 409:
+                return BookingResult(failure="slot_unavailable")
+            logger.error("backend refused a booking: %s", exc.detail)
+            return BookingResult(failure="invalid")
         try:
             return BookingResult(appointment=BookedAppointment.model_validate(body))
         except ValidationError:
@@ -248,23 +254,24 @@ class V2Gateway:
             ProviderUnavailable: Breaker open, refused, timed out, 5xx or 429.
             ProviderRejected: Any other 4xx (the request itself was wrong).
         """
-        if not self.breaker.allow():
-            raise ProviderUnavailable("v2", "breaker open")
         assert self._client is not None
         headers = {"X-Frontdesk-Call-Sid": call_sid}
         if key is not None:
             headers["Idempotency-Key"] = key
         content = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
-        try:
-            with anyio.fail_after(self._timeout):
-                response = await self._client.post(path, content=content, headers=headers)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            self.breaker.record_failure()
-            raise ProviderUnavailable("v2", f"{path}: {type(exc).__name__}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            self.breaker.record_failure()
-            raise ProviderUnavailable("v2", f"{path}: HTTP {response.status_code}")
-        self.breaker.record_success()
+        # However the request ends — cancelled with the actor included — the attempt is
+        # settled, so a half-open probe is never lost with it.
+        with self.breaker.acquire() as attempt:
+            try:
+                with anyio.fail_after(self._timeout):
+                    response = await self._client.post(path, content=content, headers=headers)
+            except (httpx.HTTPError, TimeoutError) as exc:
+                attempt.failed()
+                raise ProviderUnavailable("v2", f"{path}: {type(exc).__name__}") from exc
+            if response.status_code >= 500 or response.status_code == 429:
+                attempt.failed()
+                raise ProviderUnavailable("v2", f"{path}: HTTP {response.status_code}")
+            attempt.succeeded()
         if response.status_code >= 400:
             raise ProviderRejected(
                 "v2",
@@ -296,9 +303,16 @@ class V2Gateway:
         while True:
             # A fresh event before looking, so a wake-up during the pass is not lost.
             self._pending_changed = anyio.Event()
-            for entry in await anyio.to_thread.run_sync(self._pending.due):
-                await self._resend(entry)
-            next_at = await anyio.to_thread.run_sync(self._pending.next_due_at)
+            try:
+                # Callbacks the disk refused wait in memory: write them first.
+                await anyio.to_thread.run_sync(self._pending.flush)
+                for entry in await anyio.to_thread.run_sync(self._pending.due):
+                    await self._resend(entry)
+                next_at = await anyio.to_thread.run_sync(self._pending.next_due_at)
+            except OutboxUnwritable as exc:
+                # A backend that took a callback may see it again: it is keyed.
+                logger.error("kept callbacks: the disk refuses writes (%s)", exc.detail)
+                next_at = self._wall_clock() + DISK_RETRY_SECONDS
             wait = RETRY_MAX_SECONDS if next_at is None else next_at - self._wall_clock()
             with anyio.move_on_after(min(max(wait, 0.05), RETRY_MAX_SECONDS)):
                 await self._pending_changed.wait()
@@ -372,7 +386,7 @@ class V2Gateway:
         kind: AlertKind,
         message: str,
         *,
-        severity: str = "warning",
+        severity: Severity = "warning",
         call_sid: str | None = None,
         **details: Any,
     ) -> None:
@@ -380,7 +394,7 @@ class V2Gateway:
             kind,
             message,
             severity=severity,
-            call_sid=call_sid,  # type: ignore[arg-type]
+            call_sid=call_sid,
             user_email=self._user_email(),
             **details,
         )

@@ -23,7 +23,7 @@ from actors.web import Check, WebActor
 from frontdesk.call.apology import ApologyVoice
 from frontdesk.call.providers import Providers
 from frontdesk.call.vad import silero_session
-from frontdesk.delivery.outbox import Outbox
+from frontdesk.delivery.outbox import Outbox, callbacks_path
 from frontdesk.delivery.records import AlertKind, Record, alert
 from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
 from frontdesk.runtime.config import Config
@@ -32,7 +32,7 @@ from frontdesk.runtime.mailbox import ask
 from frontdesk.runtime.memory_trim import MemoryTrimmer
 from frontdesk.runtime.metrics import CallbackCollector, Metrics, counter, gauge
 from frontdesk.telephony.edge import TelephonyEdge
-from frontdesk.telephony.rest import TwilioRest
+from frontdesk.telephony.rest import TwilioAccount, TwilioRest
 from supervisor import ChildSpec, Restart, Supervisor
 
 CONFIG_INBOX_SIZE = 64
@@ -55,8 +55,13 @@ class OutboxSink:
         self.queued()
 
     def submit_now(self, records: list[Record]) -> None:
-        """Commit ``records`` from synchronous code (rare events only: it blocks)."""
-        self._outbox.put(records)
+        """Hand ``records`` over from synchronous code without waiting for the disk.
+
+        They are held in memory and written by the dashboard sync in a worker thread at
+        once: an alert raised on the event loop (a breaker, a restart) never waits for an
+        fsync, and a full disk cannot turn it into an exception.
+        """
+        self._outbox.hold(records)
         self.queued()
 
     def queued(self) -> None:
@@ -97,17 +102,8 @@ class Frontdesk:
             on_change=self._voice_breaker_changed,
         )
         self.providers = Providers(settings, tts_breaker=self.tts_breaker)
-        self.twilio = TwilioRest(
-            base_url=settings.twilio_rest_url,
-            account_sid=settings.twilio_account_sid,
-            auth_token=settings.twilio_auth_token.get_secret_value(),
-            subaccounts=settings.twilio_auth_tokens,
-        )
-        self.apology = ApologyVoice(
-            base_url=settings.deepgram_base_url,
-            api_key=settings.deepgram_api_key.get_secret_value(),
-            voice=settings.voice_deepgram,
-        )
+        self.twilio = TwilioRest(lambda: TwilioAccount.of(self.config.settings))
+        self.apology = ApologyVoice(settings=lambda: self.config.settings)
         self.vad = VADBatcher(on_dropped=self.metrics.vad_windows_dropped_total.inc)
         self.loop_lag = LoopLagWatcher(self.metrics.event_loop_lag_seconds)
         self.memory_trim = MemoryTrimmer()
@@ -119,9 +115,7 @@ class Frontdesk:
         self.dashboard_sync = DashboardSync(
             outbox=self.outbox, inbox=dashboard_receive, settings=lambda: self.config.settings
         )
-        self.pending_callbacks = Outbox(
-            settings.outbox_path.with_name(f"{settings.outbox_path.stem}-callbacks.sqlite3")
-        )
+        self.pending_callbacks = Outbox(callbacks_path(settings.outbox_path))
         gateway_inbox, gateway_receive = anyio.create_memory_object_stream[GatewayMessage](
             GATEWAY_INBOX_SIZE
         )
@@ -157,6 +151,7 @@ class Frontdesk:
                 clock=self.loop_lag.clock,
             ),
             metrics=self.metrics,
+            refusal=self._refusal,
         )
         self.web = WebActor(
             supervisor=self.supervisor,
@@ -168,7 +163,7 @@ class Frontdesk:
             request_read_timeout=settings.request_read_timeout_seconds,
             development=not settings.production,
             routes=[self.telephony.install],
-            checks=[self._breaker_checks],
+            checks=[self._breaker_checks, self._outbox_checks],
         )
         self.metrics.register(CallbackCollector(self._supervisor_metrics))
         self.metrics.register(CallbackCollector(self.dashboard_sync.metric_families))
@@ -269,6 +264,7 @@ class Frontdesk:
         )
 
     def _reconfigured(self, config: Config) -> None:
+        self.providers.reconfigure(config.settings)
         # Dashboard URLs or the secret may just have been set: records waiting for
         # them go now rather than at the next periodic look.
         self.dashboard_sync.wake()
@@ -284,6 +280,25 @@ class Frontdesk:
                 )
             ]
         )
+
+    def _outbox_checks(self) -> list[Check]:
+        # A disk that refuses the outbox's writes would lose new calls' records: unready.
+        return [
+            Check(
+                name=name,
+                ok=box.unwritable is None,
+                detail="writable"
+                if box.unwritable is None
+                else f"unwritable: {box.unwritable} ({box.held} records held in memory)",
+            )
+            for name, box in (("outbox", self.outbox), ("outbox:callbacks", self.pending_callbacks))
+        ]
+
+    def _refusal(self) -> str | None:
+        """Why new calls are turned away right now, beyond capacity and draining."""
+        if self.outbox.unwritable is not None or self.pending_callbacks.unwritable is not None:
+            return "outbox_unwritable"
+        return None
 
     def _breaker_checks(self) -> list[Check]:
         # An open breaker degrades service (callbacks instead of bookings, the fallback

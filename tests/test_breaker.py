@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
+from frontdesk.runtime.breaker import BreakerOpen, BreakerState, CircuitBreaker
 
 
 class Clock:
@@ -97,3 +97,106 @@ def test_a_failed_probe_opens_it_for_another_full_period(clock):
     clock.now += 1
     assert b.allow()
     assert changes[-2:] == [("half_open", "open"), ("open", "half_open")]
+
+
+def opened(clock: Clock, changes: list | None = None) -> CircuitBreaker:
+    b = breaker(clock, changes)
+    for _ in range(3):
+        b.record_failure()
+    clock.now += 60
+    return b
+
+
+def test_an_unsettled_probe_lapses_after_the_reset_time(clock):
+    b = opened(clock)
+    assert b.allow(), "the probe, never settled (its call ended before the voice spoke)"
+
+    clock.now += 59.9
+    assert not b.allow(), "the lease still runs"
+    clock.now += 0.1
+
+    assert b.allow(), "the lease lapsed: the next try probes"
+    assert b.state is BreakerState.HALF_OPEN
+
+
+def test_a_released_probe_lets_the_next_try_probe_at_once(clock):
+    b = opened(clock)
+    probe = b.acquire()
+    assert probe.probe
+
+    probe.release()
+
+    assert b.acquire().probe
+    assert b.state is BreakerState.HALF_OPEN
+
+
+def test_an_attempt_is_settled_once_by_whatever_comes_first(clock):
+    b = opened(clock)
+    probe = b.acquire()
+
+    probe.succeeded()
+    probe.failed()
+    probe.release()
+
+    assert b.state is BreakerState.CLOSED
+
+
+def test_a_lapsed_probe_settling_late_does_not_decide_for_the_current_one(clock):
+    b = opened(clock)
+    stale = b.acquire()
+    clock.now += 60
+    current = b.acquire()
+
+    stale.failed()
+    assert b.state is BreakerState.HALF_OPEN
+
+    current.succeeded()
+    assert b.state is BreakerState.CLOSED
+
+
+def test_a_probe_ended_by_an_exception_has_failed(clock):
+    b = opened(clock)
+    with pytest.raises(RuntimeError), b.acquire():
+        raise RuntimeError("mid-flight")
+
+    assert b.state is BreakerState.OPEN
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_probe_has_failed_and_the_next_period_probes_again(clock):
+    import anyio
+
+    b = opened(clock)
+    started = anyio.Event()
+
+    async def probe_forever() -> None:
+        async with b.acquire():
+            started.set()
+            await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(probe_forever)
+        with anyio.fail_after(5):
+            await started.wait()
+        tg.cancel_scope.cancel()
+
+    assert b.state is BreakerState.OPEN
+    clock.now += 60
+    assert b.acquire().probe
+
+
+def test_an_open_breaker_refuses_with_breaker_open(clock):
+    b = opened(clock)
+    b.acquire()
+
+    with pytest.raises(BreakerOpen):
+        b.acquire()
+
+
+def test_a_closed_attempt_released_without_verdict_changes_nothing(clock):
+    b = breaker(clock)
+    b.record_failure()
+    with b.acquire():
+        pass
+
+    assert b.consecutive_failures == 1 and b.state is BreakerState.CLOSED

@@ -947,3 +947,28 @@ async def test_metrics_follow_the_outbox_through_retries_deliveries_and_dead_let
         assert await scrape() == expect(0, 1, 0, 2, 1, 1)
         tg.cancel_scope.cancel()
     outbox.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [301, 302, 307])
+async def test_a_redirect_is_not_followed_but_alerted_with_its_location_and_the_record_kept(
+    dashboard, outbox, status
+):
+    record, _ = booked_call()
+    moved_to = "https://dashboard.example/v2/webhooks/calls"
+    tap = Wiretap([Answer(status, headers={"Location": moved_to})])
+    current = dashboard_settings(dashboard)
+
+    async with running_sync(outbox, lambda: current, transport=tap) as (_, sink):
+        await sink.submit([record])
+        await poll_emulator(lambda: len(dashboard.received("alerts")) == 1, what="the alert")
+
+    assert outbox.status(record.record_id) == "pending", "kept for when the URL is fixed"
+    assert outbox.get(record.record_id).last_error == f"HTTP {status} redirect to {moved_to}"
+    (received,) = dashboard.received("alerts")
+    body = received["body"]
+    assert body["alert"] == "dashboard_redirected"
+    assert body["details"]["location"] == moved_to
+    assert body["details"]["status"] == status
+    assert moved_to in body["message"]
+    assert [t.request.url.host for t in tap.tapped].count("dashboard.example") == 0

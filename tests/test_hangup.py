@@ -6,7 +6,7 @@ would misbehave; the last test runs a whole call whose hang-up fails.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -15,7 +15,7 @@ from emulators.faults import Fault, FaultKind
 from emulators.twilio_rest import TwilioEmulator
 from frontdesk.runtime.backoff import Backoff
 from frontdesk.runtime.settings import Settings
-from frontdesk.telephony.rest import TwilioRest
+from frontdesk.telephony.rest import TwilioAccount, TwilioRest
 from tests.call_rig import rig
 from tests.edge_attacks import announce, genuine_call
 from tests.support import SECRETS
@@ -36,14 +36,15 @@ async def twilio() -> AsyncIterator[TwilioEmulator]:
         yield emulator
 
 
+def account(base_url: str, tokens: dict[str, str]) -> Callable[[], TwilioAccount]:
+    fixed = TwilioAccount(base_url=base_url, account_sid=ACCOUNT, tokens=tokens)
+    return lambda: fixed
+
+
 @pytest.fixture
 async def rest(twilio: TwilioEmulator) -> AsyncIterator[TwilioRest]:
     client = TwilioRest(
-        base_url=twilio.url,
-        account_sid=ACCOUNT,
-        auth_token=TOKEN,
-        subaccounts={SUBACCOUNT: SUBACCOUNT_TOKEN},
-        backoff=NO_WAIT,
+        account(twilio.url, {ACCOUNT: TOKEN, SUBACCOUNT: SUBACCOUNT_TOKEN}), backoff=NO_WAIT
     )
     yield client
     await client.aclose()
@@ -91,10 +92,7 @@ async def test_throttling_and_server_errors_are_retried_with_backoff(twilio, res
 async def test_a_subaccount_call_is_hung_up_under_the_subaccount(twilio):
     # The main account's token is wrong here: only the subaccount's credentials work.
     rest = TwilioRest(
-        base_url=twilio.url,
-        account_sid=ACCOUNT,
-        auth_token="not-the-main-token",
-        subaccounts={SUBACCOUNT: SUBACCOUNT_TOKEN},
+        account(twilio.url, {ACCOUNT: "not-the-main-token", SUBACCOUNT: SUBACCOUNT_TOKEN}),
         backoff=NO_WAIT,
     )
     bound, unbound = new_call_sid(), new_call_sid()

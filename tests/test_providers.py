@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from frontdesk.call.providers import Providers
-from frontdesk.runtime.breaker import CircuitBreaker
+from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
 from frontdesk.runtime.config import load_config
 from tests.support import base_env
 
@@ -33,3 +33,24 @@ def test_every_call_asks_the_llm_through_the_process_client(tmp_path, monkeypatc
 
     assert built.llm("CA1")._client is built.llm("CA2")._client is built.completions
     assert built.completions.chat.completions._client is built.openai
+
+
+def test_a_call_that_ends_before_inworld_spoke_gives_the_probe_back(tmp_path, monkeypatch):
+    now = [100.0]
+    built = providers(tmp_path, monkeypatch)
+    breaker = built.tts_breaker = CircuitBreaker(
+        "inworld", failure_threshold=3, reset_seconds=5, clock=lambda: now[0]
+    )
+    for _ in range(3):
+        breaker.record_failure()
+    now[0] += 5  # its reset time is over: the next call probes Inworld
+
+    first = built.voice_lineup()
+    assert first.inworld is not None and first.inworld.probe
+    assert built.voice_lineup().inworld is None, "meanwhile other calls start on Deepgram"
+    first.inworld.release()  # the caller hung up before the greeting was voiced
+
+    second = built.voice_lineup()
+    assert second.inworld is not None and second.inworld.probe, "the next call probes"
+    second.inworld.succeeded()
+    assert breaker.state is BreakerState.CLOSED

@@ -19,7 +19,7 @@ from frontdesk.telephony.callbacks import (
     read_message_status,
     read_recording_status,
 )
-from frontdesk.telephony.rest import TwilioRest
+from frontdesk.telephony.rest import TwilioAccount, TwilioRest
 from frontdesk.telephony.twiml import handoff_twiml
 from tests.twilio_sdk import WebhookReceiver
 
@@ -42,7 +42,9 @@ async def twilio() -> AsyncIterator[TwilioEmulator]:
 
 @pytest.fixture
 async def rest(twilio: TwilioEmulator) -> AsyncIterator[TwilioRest]:
-    client = TwilioRest(base_url=twilio.url, account_sid=ACCOUNT, auth_token=TOKEN)
+    client = TwilioRest(
+        lambda: TwilioAccount(base_url=twilio.url, account_sid=ACCOUNT, tokens={ACCOUNT: TOKEN})
+    )
     try:
         yield client
     finally:

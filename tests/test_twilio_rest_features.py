@@ -14,6 +14,7 @@ from frontdesk.telephony.rest import (
     RedirectResult,
     SmsAccepted,
     SmsRefused,
+    TwilioAccount,
     TwilioRest,
 )
 from frontdesk.telephony.twiml import handoff_twiml
@@ -38,7 +39,9 @@ async def twilio() -> AsyncIterator[TwilioEmulator]:
 
 @pytest.fixture
 async def rest(twilio: TwilioEmulator) -> AsyncIterator[TwilioRest]:
-    client = TwilioRest(base_url=twilio.url, account_sid=ACCOUNT, auth_token=TOKEN)
+    client = TwilioRest(
+        lambda: TwilioAccount(base_url=twilio.url, account_sid=ACCOUNT, tokens={ACCOUNT: TOKEN})
+    )
     try:
         yield client
     finally:

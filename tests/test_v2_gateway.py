@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import anyio
+import httpx
 import pytest
 
 from actors.v2_gateway import GatewayClient, GatewayMessage, V2Gateway
@@ -229,3 +230,97 @@ async def test_when_the_gateway_cannot_answer_a_callback_goes_straight_to_disk(t
     assert result.queued
     assert [p.record_id for p in pending.pending()] == [f"{CALL}:callback:1"]
     pending.close()
+
+
+class AnnouncingTransport(httpx.AsyncHTTPTransport):
+    """The network, announcing each request as it leaves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = anyio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.set()
+        return await super().handle_async_request(request)
+
+
+async def test_a_probe_cancelled_with_the_gateway_does_not_leave_the_breaker_half_open(tmp_path):
+    clock, wall = Clock(), Clock(1_700_000_000.0)
+    pending = Outbox(tmp_path / "callbacks.sqlite3", clock=wall)
+    send, receive = anyio.create_memory_object_stream[GatewayMessage](32)
+    client = GatewayClient(send, timeout=lambda: 30.0, pending=pending)
+    transport = AnnouncingTransport()
+    async with BackendEmulator() as backend:
+        actor = V2Gateway(
+            base_url=backend.url,
+            inbox=receive,
+            pending=pending,
+            submit_records=Alerts().submit,
+            timeout=30.0,
+            failure_threshold=3,
+            reset_seconds=60,
+            clock=clock,
+            wall_clock=wall,
+            transport=transport,
+        )
+        backend.faults.add(Fault(kind=FaultKind.ERROR, status=503))
+        async with anyio.create_task_group() as outer:
+            async with anyio.create_task_group() as first_life:
+                await first_life.start(actor.run)
+                for _ in range(3):
+                    await client.lookup("+14155550123", CALL)
+                assert actor.breaker.state is BreakerState.OPEN
+                backend.faults.clear()
+                backend.faults.add(Fault(kind=FaultKind.LATENCY, seconds=30))
+                clock.now += 60
+                transport.sent = anyio.Event()
+                outer.start_soon(client.lookup, "+14155550123", CALL)
+                with anyio.fail_after(5):
+                    await transport.sent.wait()  # the probe is in flight
+                first_life.cancel_scope.cancel()  # the actor restarts mid-probe
+            outer.cancel_scope.cancel()
+
+        backend.faults.clear()
+        clock.now += 60
+        async with anyio.create_task_group() as second_life:
+            await second_life.start(actor.run)
+            with anyio.fail_after(5):
+                result = await client.lookup("+14155550123", CALL)
+            send.close()
+    pending.close()
+
+    assert not result.degraded, "the next period probes again, and the probe closes it"
+    assert actor.breaker.state is BreakerState.CLOSED
+
+
+async def test_a_callback_kept_while_the_disk_is_full_waits_in_memory_and_still_goes(tmp_path):
+    import sqlite3
+
+    small = sqlite3.connect(tmp_path / "callbacks.sqlite3")
+    small.execute("PRAGMA page_size = 512")  # every record needs a page more
+    small.execute("PRAGMA journal_mode = WAL")
+    small.close()
+    async with (
+        BackendEmulator() as backend,
+        gateway(tmp_path, backend) as (actor, client, _, wall, alerts, pending),
+    ):
+        pending.set_size_limit(1)  # the disk is full
+        backend.faults.add(Fault(kind=FaultKind.REFUSE))
+        await backend.faults_applied()
+        detailed = callback_request().model_copy(
+            update={"notes": "gate code 4411; " * 30, "address": "12 Oak Street, rear " * 20}
+        )
+        result = await client.callback(detailed, CALL, f"{CALL}:callback:1")
+        held = pending.held
+
+        pending.set_size_limit(None)  # room again
+        backend.faults.clear()
+        await backend.faults_applied()
+        wall.now += 3600
+        actor.breaker.record_success()
+        actor.resend_now()
+        await alerts.wait_for(AlertKind.CALLBACK_DELIVERED)
+        created = backend.callbacks()
+
+    assert result.queued and held == 1
+    assert len(created) == 1 and created[0]["phone"] == "+12125550188"

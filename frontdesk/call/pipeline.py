@@ -258,15 +258,17 @@ class CallPipeline:
         # Every tool call goes to the call actor, whichever tool it names: the
         # receptionist knows which tools the current state offers.
         self.llm.register_function(None, self._tool_called)
-        self.voices = providers.voices(clock=clock)
+        lineup = providers.voice_lineup(clock=clock)
+        self.voices = lineup.voices
+        # This call's try of Inworld: settled by its first audio or its failover, and
+        # released when the pipeline ends before either.
+        self.inworld_attempt = lineup.inworld
         self.tts = VoiceSwitcher(list[FrameProcessor](self.voices))
         primary = self.voices[0]
-        breaker = providers.tts_breaker
 
         def primary_spoke() -> None:
-            # The first audio of a call from Inworld is what closes its breaker again.
-            if len(self.voices) > 1 and self.tts.strategy.active_service is primary:
-                breaker.record_success()
+            if self.inworld_attempt is not None and self.tts.strategy.active_service is primary:
+                self.inworld_attempt.succeeded()
 
         self.speech = SpeechLedger(
             stall_seconds=settings.tts_stall_seconds,
@@ -346,11 +348,13 @@ class CallPipeline:
 
     async def run(self) -> None:
         """Run until the pipeline ends (an ``EndFrame`` played out, or a cancel)."""
-        await self.runner.add_workers(self.worker)
         try:
+            await self.runner.add_workers(self.worker)
             await self.runner.run()
         finally:
             self.caller_lines.settle()
+            if self.inworld_attempt is not None:
+                self.inworld_attempt.release()
 
     async def end(self, goodbye: str | None = None) -> None:
         """Say ``goodbye`` (not interruptible), let it play out, then end the pipeline."""
@@ -499,6 +503,8 @@ class CallPipeline:
 
         @self.tts.strategy.event_handler("on_service_switched")
         async def _switched(strategy, service) -> None:
+            if self.inworld_attempt is not None:
+                self.inworld_attempt.failed()
             await self.speech.replay()
             await self._tell(VoiceSwitched(from_voice=self.voices[0].name, to_voice=service.name))
 

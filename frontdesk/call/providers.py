@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,7 +33,7 @@ from frontdesk.call.pipecat_compat import (
     deepgram_on_one_http_client,
     post_streamed_completion,
 )
-from frontdesk.runtime.breaker import CircuitBreaker
+from frontdesk.runtime.breaker import Attempt, BreakerOpen, CircuitBreaker
 from frontdesk.runtime.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,25 @@ def websocket_base(http_base: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
+def _openai_client(settings: Settings) -> AsyncOpenAI:
+    return AsyncOpenAI(
+        api_key=settings.openai_api_key.get_secret_value(),
+        base_url=settings.openai_base_url,
+        max_retries=LLM_MAX_RETRIES,
+        # A stream that stops making progress counts as a failed provider.
+        timeout=Timeout(settings.provider_stall_seconds, connect=3.0),
+        http_client=DefaultAsyncHttpxClient(),
+    )
+
+
+def _openai_identity(settings: Settings) -> tuple[str, str, float]:
+    return (
+        settings.openai_api_key.get_secret_value(),
+        settings.openai_base_url,
+        settings.provider_stall_seconds,
+    )
+
+
 class Providers:
     """Builds each call's provider services; owns what calls share."""
 
@@ -113,19 +133,23 @@ class Providers:
         self.tts_breaker = tts_breaker
         deepgram_listen_without_compression()
         deepgram_on_one_http_client()
-        self.openai = AsyncOpenAI(
-            api_key=settings.openai_api_key.get_secret_value(),
-            base_url=settings.openai_base_url,
-            max_retries=LLM_MAX_RETRIES,
-            # A stream that stops making progress counts as a failed provider.
-            timeout=Timeout(settings.provider_stall_seconds, connect=3.0),
-            http_client=DefaultAsyncHttpxClient(),
-        )
+        self.openai = _openai_client(settings)
         self.completions = PlainBodyCompletions(self.openai)
+        self._retired: list[AsyncOpenAI] = []
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Build new calls' services from reloaded ``settings``; running calls keep theirs."""
+        old, self.settings = self.settings, settings
+        if _openai_identity(old) != _openai_identity(settings):
+            # Calls in progress still stream through the old client: close it at exit.
+            self._retired.append(self.openai)
+            self.openai = _openai_client(settings)
+            self.completions = PlainBodyCompletions(self.openai)
 
     async def aclose(self) -> None:
-        """Close the shared HTTP client."""
-        await self.openai.close()
+        """Close the shared HTTP clients."""
+        for client in (*self._retired, self.openai):
+            await client.close()
 
     def stt(self, call_sid: str) -> DeepgramSTTService:
         """Deepgram live transcription for one call."""
@@ -182,12 +206,33 @@ class Providers:
         )
 
     def voices(self, *, clock: Callable[[], float] = time.monotonic) -> list[TTSService]:
-        """The voices a new call may use, in order: Inworld first unless its breaker is open.
+        """The voices a new call may use, in order: Inworld first unless its breaker is open."""
+        return self.voice_lineup(clock=clock).voices
+
+    def voice_lineup(self, *, clock: Callable[[], float] = time.monotonic) -> VoiceLineup:
+        """A new call's voices, with its try of Inworld for the call to settle.
 
         ``clock`` judges when a voice's audio has gone quiet: the process's loop clock,
         so that an overloaded process does not fail a voice over for its own lateness.
         """
-        if self.tts_breaker.allow():
-            return [self.inworld(clock=clock), self.deepgram_tts(clock=clock)]
-        logger.info("Inworld breaker open: this call starts on Deepgram TTS")
-        return [self.deepgram_tts(clock=clock)]
+        try:
+            attempt = self.tts_breaker.acquire()
+        except BreakerOpen:
+            logger.info("Inworld breaker open: this call starts on Deepgram TTS")
+            return VoiceLineup(voices=[self.deepgram_tts(clock=clock)], inworld=None)
+        return VoiceLineup(
+            voices=[self.inworld(clock=clock), self.deepgram_tts(clock=clock)], inworld=attempt
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoiceLineup:
+    """A call's voices in order, and its try of Inworld (``None`` when it starts on Deepgram).
+
+    The call settles ``inworld``: succeeded on Inworld's first audio, failed when it fails
+    over, released when the call ends first (a caller who hangs up before the greeting
+    says nothing about Inworld).
+    """
+
+    voices: list[TTSService]
+    inworld: Attempt | None

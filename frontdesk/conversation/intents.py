@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from frontdesk.backend.contract import BookingRequest, CallbackRequest
 from frontdesk.conversation.tools import ToolSchema
-from frontdesk.delivery.records import AlertKind, EndedBy
+from frontdesk.delivery.records import AlertKind, EndedBy, Severity
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,7 +103,7 @@ class RaiseAlert:
 
     kind: AlertKind
     message: str
-    severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Severity = "warning"
     details: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -1,28 +1,55 @@
 """The durable outbox: every dashboard record is on disk before anyone relies on it.
 
-SQLite in WAL mode with ``synchronous=FULL``: once :meth:`Outbox.put` returns, the
-records survive a crash, ``kill -9`` or a redeploy. A record is *pending* until it is
+SQLite in WAL mode with ``synchronous=FULL``: once :meth:`Outbox.put` has written the
+records, they survive a crash, ``kill -9`` or a redeploy. A record is *pending* until it is
 *delivered*, or *dead* (dead-lettered: the dashboard refused it for good, or it stayed
-undeliverable too long). Dead records stay on disk and can be listed and re-queued
-(``python main.py outbox list|retry``).
+undeliverable too long). Dead records stay on disk until re-queued or purged
+(``python main.py outbox list|retry|purge``); delivered ones are pruned after the
+retention period, and the freed pages given back to the file system.
 
-All methods are blocking; actors call them through ``anyio.to_thread``. One connection
-is shared under a lock.
+When the disk refuses a write (full, read-only, an I/O error), the records are *held* in
+memory — up to ``max_held`` of them — and written with the next write or
+:meth:`Outbox.flush`; meanwhile :attr:`Outbox.unwritable` says why, so readiness can turn
+new calls away rather than lose their records. Only when memory is full too does
+:meth:`Outbox.put` raise :class:`~frontdesk.runtime.errors.OutboxUnwritable`.
+
+Opening checks the file's integrity (``PRAGMA quick_check``): a damaged file raises
+:class:`~frontdesk.runtime.errors.OutboxCorrupt` naming it
+(``python main.py outbox salvage`` copies what is readable into a fresh file).
+
+All methods that touch the file are blocking; actors call them through
+``anyio.to_thread``. One connection is shared under a lock. :meth:`Outbox.stats` and
+:meth:`Outbox.hold` never touch the file: counts are kept in memory, so a ``/metrics``
+scrape or a breaker alert never waits for an fsync.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn, TypeVar
 
 from pydantic import BaseModel
 
+from frontdesk.runtime.errors import OutboxCorrupt, OutboxUnwritable
+
+logger = logging.getLogger(__name__)
+
 Status = Literal["pending", "delivered", "dead"]
+STATUSES: tuple[Status, ...] = ("pending", "delivered", "dead")
+
+MAX_HELD_RECORDS = 10_000
+"""Records kept in memory while the disk refuses them (about 25 MB of call records)."""
+PRUNE_BATCH = 2_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -48,6 +75,17 @@ _FIRST_OF_CALL = (
     "AND earlier.kind = records.kind AND earlier.call_sid = records.call_sid "
     "AND earlier.seq < records.seq)"
 )
+_INSERT = (
+    "INSERT OR IGNORE INTO records "
+    "(record_id, kind, call_sid, body, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+# SQLite's primary result codes for "the disk said no" and "the file is damaged".
+_UNWRITABLE_CODES = frozenset({8, 10, 13, 14})  # READONLY, IOERR, FULL, CANTOPEN
+_CORRUPT_CODES = frozenset({11, 26})  # CORRUPT, NOTADB
+
+T = TypeVar("T")
+Row = tuple[str, str, str | None, str, float, float]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,63 +106,155 @@ class OutboxRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxStats:
-    """How the outbox stands."""
+    """How the outbox stands, from memory."""
 
     pending: int
     delivered: int
     dead: int
     oldest_pending_age: float
+    held: int = 0
+    unwritable: str | None = None
+    file_bytes: int = 0
 
 
 class Outbox:
-    """Records waiting to reach the dashboard, on disk."""
+    """Records waiting to reach the dashboard, on disk (or held, while the disk refuses)."""
 
-    def __init__(self, path: Path, *, clock=time.time) -> None:
-        """Open (or create) the outbox at ``path``."""
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_held: int = MAX_HELD_RECORDS,
+    ) -> None:
+        """Open (or create) the outbox at ``path`` and check its integrity.
+
+        Raises:
+            OutboxCorrupt: The file is not a sound SQLite database.
+            OutboxUnwritable: The file cannot be created or opened for writing.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._clock = clock
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._max_held = max_held
+        self._lock = threading.RLock()
+        self._counts_lock = threading.Lock()
+        self._held: deque[Row] = deque()
+        self._unwritable: str | None = None
+        self._dropped = 0
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._check_integrity()
+            # Only takes effect on a new file (before WAL mode writes its header); older
+            # files are converted by the first prune.
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+            self._load_counts()
+        except sqlite3.Error as exc:
+            self._raise_translated(exc)
+        self._file_bytes = self._measure()
+
+    # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Close the database."""
+        """Write what is held, if the disk takes it now, and close the database."""
+        if self._held:
+            try:
+                self.flush()
+            except OutboxUnwritable as exc:
+                logger.critical(
+                    "closing the outbox with %d records the disk refused (%s): they are lost",
+                    len(self._held),
+                    exc.detail,
+                )
         with self._lock:
             self._db.close()
 
-    def put(self, records: list[BaseModel]) -> None:
+    def set_size_limit(self, max_bytes: int | None) -> None:
+        """Refuse writes that would grow the file past ``max_bytes`` (``None``: no limit)."""
+        with self._lock:
+            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+            pages = 2**31 - 2 if max_bytes is None else max(1, max_bytes // page_size)
+            self._db.execute(f"PRAGMA max_page_count = {int(pages)}")
+
+    # -------------------------------------------------------------------- writing
+
+    def put(self, records: Sequence[BaseModel]) -> None:
         """Store ``records`` (pydantic models with ``record_id`` and ``kind``) durably.
 
-        A record already present (same ``record_id``) is left as it is.
+        A record already present (same ``record_id``) is left as it is. If the disk
+        refuses, the records are held in memory and written later (see the module).
+
+        Raises:
+            OutboxUnwritable: The disk refuses and memory already holds ``max_held``.
         """
-        now = self._clock()
-        rows = [
-            (
-                r.record_id,  # type: ignore[attr-defined]
-                r.kind,  # type: ignore[attr-defined]
-                getattr(r, "call_sid", None),
-                r.model_dump_json(),
-                now,
-                now,
-            )
-            for r in records
-        ]
+        rows = self._rows(records)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO records "
-                    "(record_id, kind, call_sid, body, created_at, next_attempt_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._write_held_and(rows)
+            except OutboxUnwritable as exc:
+                with self._counts_lock:
+                    fits = len(self._held) + len(rows) <= self._max_held
+                    if fits:
+                        self._held.extend(rows)
+                self._refused(exc)
+                if not fits:
+                    raise OutboxUnwritable(
+                        self.path,
+                        f"{exc.detail}; and {len(self._held)} records already wait in memory",
+                    ) from exc
+        self._file_bytes = self._measure()
+
+    def hold(self, records: Sequence[BaseModel]) -> None:
+        """Take ``records`` without touching the disk; :meth:`flush` writes them.
+
+        For code on the event loop that must not wait for an fsync (an alert about a
+        breaker or a restarted actor). Past ``max_held`` the records are dropped, counted
+        and logged: memory stays bounded even if the disk never comes back.
+        """
+        rows = self._rows(records)
+        with self._counts_lock:
+            room = self._max_held - len(self._held)
+            kept, dropped = rows[: max(room, 0)], rows[max(room, 0) :]
+            self._held.extend(kept)
+            self._dropped += len(dropped)
+        if dropped:
+            logger.error(
+                "outbox memory full (%d records wait for the disk): %d records dropped",
+                self._max_held,
+                len(dropped),
+            )
+
+    def flush(self) -> bool:
+        """Write the held records; whether none is left in memory.
+
+        Raises:
+            OutboxUnwritable: The disk still refuses (they stay held).
+        """
+        with self._lock:
+            if not self._held:
+                return True
+            try:
+                self._write_held_and([])
+            except OutboxUnwritable as exc:
+                self._refused(exc)
                 raise
+        self._file_bytes = self._measure()
+        return True
+
+    @property
+    def unwritable(self) -> str | None:
+        """Why the disk refused the last write, until a write succeeds again."""
+        return self._unwritable
+
+    @property
+    def held(self) -> int:
+        """Records in memory waiting for the disk."""
+        return len(self._held)
+
+    # -------------------------------------------------------------------- reading
 
     def due(self, *, kind: str | None = None, limit: int = 100) -> list[OutboxRecord]:
         """Pending records whose next attempt is due, oldest first.
@@ -170,9 +300,36 @@ class Outbox:
             row = self._db.execute(query, params).fetchone()
         return row[0] if row and row[0] is not None else None
 
+    def body(self, record: OutboxRecord) -> dict:
+        """A stored record's JSON body."""
+        return json.loads(record.body)
+
+    def stats(self) -> OutboxStats:
+        """Counts by status, the oldest pending record's age, held records: from memory."""
+        with self._counts_lock:
+            oldest = next(iter(self._pending_since.values()), None)
+            return OutboxStats(
+                pending=self._counts["pending"],
+                delivered=self._counts["delivered"],
+                dead=self._counts["dead"],
+                oldest_pending_age=max(0.0, self._clock() - oldest) if oldest is not None else 0.0,
+                held=len(self._held),
+                unwritable=self._unwritable,
+                file_bytes=self._file_bytes,
+            )
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the disk refused and memory was full."""
+        return self._dropped
+
+    # ------------------------------------------------------------------ changing
+
     def mark_delivered(self, record_id: str) -> None:
         """The dashboard took the record."""
-        self._update(
+        self._move(
+            record_id,
+            "delivered",
             "SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, "
             "last_error = NULL WHERE record_id = ?",
             (self._clock(), record_id),
@@ -188,7 +345,9 @@ class Outbox:
 
     def mark_dead(self, record_id: str, *, error: str) -> None:
         """Give up on the record: it stays on disk as a dead letter."""
-        self._update(
+        self._move(
+            record_id,
+            "dead",
             "SET status = 'dead', attempts = attempts + 1, last_error = ? WHERE record_id = ?",
             (error[:2000], record_id),
         )
@@ -198,38 +357,218 @@ class Outbox:
         now = self._clock()
         with self._lock:
             if record_ids is None:
-                cursor = self._db.execute(
-                    "UPDATE records SET status = 'pending', next_attempt_at = ?, attempts = 0, "
-                    "created_at = ? WHERE status = 'dead'",
-                    (now, now),
-                )
+                ids = [
+                    r[0]
+                    for r in self._db.execute("SELECT record_id FROM records WHERE status = 'dead'")
+                ]
             else:
-                cursor = self._db.executemany(
+                wanted = set(record_ids)
+                ids = [
+                    r[0]
+                    for r in self._db.execute("SELECT record_id FROM records WHERE status = 'dead'")
+                    if r[0] in wanted
+                ]
+            self._transaction(
+                lambda: self._db.executemany(
                     "UPDATE records SET status = 'pending', next_attempt_at = ?, attempts = 0, "
                     "created_at = ? WHERE status = 'dead' AND record_id = ?",
-                    [(now, now, rid) for rid in record_ids],
+                    [(now, now, rid) for rid in ids],
                 )
-            return cursor.rowcount
-
-    def stats(self) -> OutboxStats:
-        """Counts by status and the age of the oldest pending record."""
-        with self._lock:
-            counts = dict(
-                self._db.execute("SELECT status, COUNT(*) FROM records GROUP BY status").fetchall()
             )
-            oldest = self._db.execute(
-                "SELECT MIN(created_at) FROM records WHERE status = 'pending'"
-            ).fetchone()[0]
-        return OutboxStats(
-            pending=counts.get("pending", 0),
-            delivered=counts.get("delivered", 0),
-            dead=counts.get("dead", 0),
-            oldest_pending_age=max(0.0, self._clock() - oldest) if oldest is not None else 0.0,
+            with self._counts_lock:
+                self._counts["dead"] -= len(ids)
+                self._counts["pending"] += len(ids)
+                for rid in ids:
+                    self._pending_since[rid] = now
+        return len(ids)
+
+    def prune(self, *, older_than: float, convert: bool = False) -> int:
+        """Delete delivered records delivered over ``older_than`` seconds ago; how many.
+
+        In batches, so a call's records never wait long for the lock, then gives the
+        freed pages back to the file system (incremental vacuum) and truncates the WAL.
+        Dead letters are never pruned: they wait for ``retry`` or ``purge --dead``.
+
+        A file made before incremental vacuum reuses its freed pages but cannot return
+        them; ``convert`` rewrites it once (a full ``VACUUM``: long on a big file, so
+        only ``main.py outbox purge`` asks for it, with the server stopped).
+        """
+        cutoff = self._clock() - older_than
+        removed = self._delete_in_batches(
+            "status = 'delivered' AND delivered_at < ?", (cutoff,), "delivered"
+        )
+        self._give_back_space(convert=convert)
+        return removed
+
+    def purge_dead(self, *, convert: bool = False) -> int:
+        """Delete every dead letter (on purpose: they are gone for good); how many."""
+        removed = self._delete_in_batches("status = 'dead'", (), "dead")
+        self._give_back_space(convert=convert)
+        return removed
+
+    # ------------------------------------------------------------------ internals
+
+    def _rows(self, records: Iterable[BaseModel]) -> list[Row]:
+        now = self._clock()
+        return [
+            (
+                r.record_id,  # type: ignore[attr-defined]
+                r.kind,  # type: ignore[attr-defined]
+                getattr(r, "call_sid", None),
+                r.model_dump_json(),
+                now,
+                now,
+            )
+            for r in records
+        ]
+
+    def _write_held_and(self, rows: list[Row]) -> None:
+        """Write held records, then ``rows``, in one transaction (caller holds the lock)."""
+        with self._counts_lock:
+            batch = [*self._held, *rows]
+
+        def insert() -> list[Row]:
+            return [row for row in batch if self._db.execute(_INSERT, row).rowcount == 1]
+
+        inserted = self._transaction(insert)
+        with self._counts_lock:
+            for _ in range(len(batch) - len(rows)):
+                self._held.popleft()
+            self._counts["pending"] += len(inserted)
+            for row in inserted:
+                self._pending_since[row[0]] = row[4]
+        if self._unwritable is not None:
+            logger.warning("the outbox's disk takes writes again; held records are on disk")
+            self._unwritable = None
+
+    def _refused(self, exc: OutboxUnwritable) -> None:
+        first = self._unwritable is None
+        self._unwritable = exc.detail
+        if first:
+            logger.error(
+                "the disk refuses writes to the outbox %s: %s; %d records held in memory",
+                self.path,
+                exc.detail,
+                len(self._held),
+            )
+
+    def _transaction(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in a write transaction (caller holds the lock); translate errors."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            result = work()
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            self._raise_translated(exc)
+        except BaseException:
+            self._rollback()
+            raise
+        return result
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back on its own (a full disk does that); a
+        # second ROLLBACK would then hide the true error behind "no transaction is active".
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                logger.error("outbox rollback failed too: %s", exc)
+
+    def _raise_translated(self, exc: sqlite3.Error) -> NoReturn:
+        """Raise ``exc`` as the outbox error it means, if it is one."""
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code in _UNWRITABLE_CODES:
+            raise OutboxUnwritable(self.path, str(exc)) from exc
+        if code in _CORRUPT_CODES:
+            raise OutboxCorrupt(self.path, f"{exc}; run `python main.py outbox salvage`") from exc
+        raise exc
+
+    def _check_integrity(self) -> None:
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            shown = "; ".join(problems[:5])
+            raise OutboxCorrupt(
+                self.path,
+                f"failed its integrity check ({shown}); run `python main.py outbox salvage`",
+            )
+
+    def _load_counts(self) -> None:
+        counts = dict(
+            self._db.execute("SELECT status, COUNT(*) FROM records GROUP BY status").fetchall()
+        )
+        self._counts: dict[str, int] = {status: counts.get(status, 0) for status in STATUSES}
+        # Insertion-ordered oldest first, so the oldest pending age is read in O(1).
+        self._pending_since: dict[str, float] = dict(
+            self._db.execute(
+                "SELECT record_id, created_at FROM records WHERE status = 'pending' "
+                "ORDER BY created_at, seq"
+            ).fetchall()
         )
 
-    def body(self, record: OutboxRecord) -> dict:
-        """A stored record's JSON body."""
-        return json.loads(record.body)
+    def _move(self, record_id: str, to: Status, statement: str, params: tuple) -> None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT status FROM records WHERE record_id = ?", (record_id,)
+            ).fetchone()
+            self._update(statement, params)
+            if row is None or row[0] == to:
+                return
+            with self._counts_lock:
+                self._counts[row[0]] -= 1
+                self._counts[to] += 1
+                self._pending_since.pop(record_id, None)
+
+    def _update(self, statement: str, params: tuple) -> None:
+        with self._lock:
+            self._transaction(lambda: self._db.execute(f"UPDATE records {statement}", params))
+
+    def _delete_in_batches(self, where: str, params: tuple, status: Status) -> int:
+        removed = 0
+        while True:
+            with self._lock:
+                cursor = self._transaction(
+                    lambda: self._db.execute(
+                        "DELETE FROM records WHERE seq IN "
+                        f"(SELECT seq FROM records WHERE {where} LIMIT {PRUNE_BATCH})",
+                        params,
+                    )
+                )
+                with self._counts_lock:
+                    self._counts[status] -= cursor.rowcount
+            removed += cursor.rowcount
+            if cursor.rowcount < PRUNE_BATCH:
+                return removed
+
+    def _give_back_space(self, *, convert: bool) -> None:
+        with self._lock:
+            try:
+                if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                    if not convert:
+                        logger.info(
+                            "the outbox %s predates incremental vacuum: freed pages are reused, "
+                            "not returned; `main.py outbox purge` with the server stopped "
+                            "converts it",
+                            self.path,
+                        )
+                    else:
+                        logger.info("converting the outbox %s to incremental vacuum", self.path)
+                        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                        self._db.execute("VACUUM")
+                # Each step of this pragma frees one page, and execute() steps once:
+                # executescript() runs it to the end.
+                self._db.executescript("PRAGMA incremental_vacuum;")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                self._raise_translated(exc)
+        self._file_bytes = self._measure()
+
+    def _measure(self) -> int:
+        size = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                size += os.stat(f"{self.path}{suffix}").st_size
+        return size
 
     def _select(self, where: str, params: tuple) -> list[OutboxRecord]:
         with self._lock:
@@ -254,6 +593,7 @@ class Outbox:
             for r in rows
         ]
 
-    def _update(self, statement: str, params: tuple) -> None:
-        with self._lock:
-            self._db.execute(f"UPDATE records {statement}", params)
+
+def callbacks_path(outbox_path: Path) -> Path:
+    """The file of kept backend callbacks, beside the dashboard outbox."""
+    return outbox_path.with_name(f"{outbox_path.stem}-callbacks.sqlite3")

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from frontdesk.backend.contract import Urgency
 
+Severity = Literal["info", "warning", "critical"]
+"""How urgently an alert needs a person."""
 EndedBy = Literal["bot", "caller", "shutdown", "error", "timeout", "handoff"]
 """Who or what ended a call."""
 Hangup = Literal["hung_up", "already_ended", "failed", "not_attempted"]
@@ -220,6 +222,8 @@ class AlertKind(enum.StrEnum):
     CALLBACK_PENDING = "callback_pending"
     CALLBACK_DELIVERED = "callback_delivered"
     HANGUP_FAILED = "hangup_failed"
+    DASHBOARD_REDIRECTED = "dashboard_redirected"
+    OUTBOX_UNWRITABLE = "outbox_unwritable"
 
 
 class Alert(_Record):
@@ -227,7 +231,7 @@ class Alert(_Record):
 
     kind: Literal["alert"] = "alert"
     alert: AlertKind
-    severity: Literal["info", "warning", "critical"]
+    severity: Severity
     message: str
     at: datetime
     call_sid: str | None = None
@@ -248,7 +252,7 @@ def alert(
     kind: AlertKind,
     message: str,
     *,
-    severity: Literal["info", "warning", "critical"] = "warning",
+    severity: Severity = "warning",
     call_sid: str | None = None,
     user_email: str | None = None,
     **details: Any,

@@ -14,10 +14,14 @@ between retrying, giving up and refusing to start::
     │   └── ActorKilled          an operator or a test killed an actor on purpose
     ├── ProviderError            an outside system (OpenAI, Deepgram, Inworld, V2, dashboard) failed
     │   ├── ProviderUnavailable  refused, timed out, 5xx or breaker open: worth retrying later
+    │   │   └── BreakerOpen      (runtime.breaker) the breaker refuses tries for now
     │   ├── ProviderRejected     4xx: the request itself was wrong; retrying will not help
     │   └── ProviderStalled      a stream stopped making progress
     ├── MediaStreamError         a Twilio media stream message could not be used
-    └── CallbackFormError        a Twilio callback (dial action, SMS, recording) could not be used
+    ├── CallbackFormError        a Twilio callback (dial action, SMS, recording) could not be used
+    └── OutboxError              the outbox file on disk cannot be used
+        ├── OutboxUnwritable     the disk refuses writes (full, read-only, I/O error)
+        └── OutboxCorrupt        the file fails its integrity check; salvage it
 
 Library errors are translated into these at the boundary with ``raise ... from exc``.
 """
@@ -103,3 +107,20 @@ class MediaStreamError(FrontdeskError):
 
 class CallbackFormError(FrontdeskError):
     """A signed Twilio callback's form lacks a field Frontdesk needs, or has a bad value."""
+
+
+class OutboxError(FrontdeskError):
+    """The outbox's SQLite file cannot be used as it should; names the file."""
+
+    def __init__(self, path: object, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"outbox {path}: {detail}")
+
+
+class OutboxUnwritable(OutboxError):
+    """The disk refused a write to the outbox (full, read-only, or an I/O error)."""
+
+
+class OutboxCorrupt(OutboxError):
+    """The outbox file fails SQLite's integrity check (``python main.py outbox salvage``)."""

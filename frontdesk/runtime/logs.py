@@ -54,6 +54,14 @@ class SecretRedactor(logging.Filter):
         """Replace the values to scrub (longest first, so overlapping values scrub whole)."""
         self._secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
 
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Scrub ``secrets`` too, and keep scrubbing the ones known before.
+
+        A rotated secret may still be held by a running call or a client built before
+        the rotation, so a secret once loaded is scrubbed for the rest of the process.
+        """
+        self.set_secrets([*self._secrets, *secrets])
+
     def filter(self, record: logging.LogRecord) -> bool:
         """Scrub the record in place; never drops it."""
         if not self._secrets:

@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     tts_breaker_reset_seconds: PositiveFloat = 30.0
     dashboard_max_retry_seconds: PositiveFloat = 24 * 3600.0
     outbox_path: Path = Path("data/outbox.sqlite3")
+    outbox_retention_days: PositiveFloat = 7.0
     agent_profile: Path = DEFAULT_PROFILE
     openai_model: str = "gpt-4.1-mini"
     deepgram_stt_model: str = "nova-3"

@@ -85,9 +85,15 @@ class TelephonyEdge:
         supervisor: Supervisor,
         deps: CallDeps,
         metrics: Metrics,
+        refusal: Callable[[], str | None] = lambda: None,
     ) -> None:
-        """Create the edge; :meth:`install` adds its routes to the web app."""
+        """Create the edge; :meth:`install` adds its routes to the web app.
+
+        ``refusal`` gives a reason to turn new calls away (say, an outbox that cannot
+        store their records), or ``None``.
+        """
         self._settings = settings
+        self._refusal_reason = refusal
         self._supervisor = supervisor
         self._deps = deps
         self._metrics = metrics
@@ -184,6 +190,9 @@ class TelephonyEdge:
     def _refusal(self, settings: Settings) -> str | None:
         if self._supervisor.draining:
             return "draining"
+        reason = self._refusal_reason()
+        if reason is not None:
+            return reason
         active = self._supervisor.count("call") + self._admission.reserved
         if active >= settings.max_concurrent_calls:
             return "busy"

@@ -15,19 +15,24 @@ The other requests are bounded the same way and answer typed outcomes instead of
 a retry can help, with Twilio's error code), :meth:`TwilioRest.find_sms` (was this text
 already accepted? — for a retry after a lost answer) and :meth:`TwilioRest.start_recording`.
 Each is made under the account that owns the call (a subaccount's call lives there).
+
+The account, its tokens and the API host are read from the current settings at each
+request, so a token rotated by a reload (SIGHUP) is used from the next request on.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import anyio
 import httpx
 
 from frontdesk.delivery.records import Hangup
 from frontdesk.runtime.backoff import Backoff
+from frontdesk.runtime.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +42,25 @@ HANGUP_BACKOFF = Backoff(initial=0.25, ceiling=2.0, jitter=True)
 REDIRECT_ATTEMPTS = 2
 CALL_NOT_FOUND = 20404
 CALL_NOT_IN_PROGRESS = 21220
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TwilioAccount:
+    """Where Twilio's API is and who Frontdesk is there: read afresh for each request."""
+
+    base_url: str
+    account_sid: str
+    tokens: dict[str, str] = field(default_factory=dict)
+    """Auth token by account SID: the main account's and each subaccount's."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> TwilioAccount:
+        """The account the settings describe (regional API host, subaccounts)."""
+        return cls(
+            base_url=settings.twilio_rest_url,
+            account_sid=settings.twilio_account_sid,
+            tokens=settings.twilio_auth_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,42 +137,33 @@ class TwilioRest:
 
     def __init__(
         self,
+        account: Callable[[], TwilioAccount],
         *,
-        base_url: str,
-        account_sid: str,
-        auth_token: str,
-        subaccounts: dict[str, str] | None = None,
         backoff: Backoff = HANGUP_BACKOFF,
         attempts: int = HANGUP_ATTEMPTS,
     ) -> None:
         """Create the client (one connection pool for the process).
 
         Args:
-            base_url: The API root, regional when calls live in a non-US region.
-            account_sid: The account whose calls are hung up.
-            auth_token: Its auth token.
-            subaccounts: Auth token by subaccount SID: a subaccount's calls are hung
-                up under that subaccount (see :meth:`bind`).
-            backoff: Waits between attempts.
+            account: The current account (e.g. from the reloadable settings), read at
+                each request.
+            backoff: Waits between hang-up attempts.
             attempts: Most requests per hang-up.
         """
-        self._account_sid = account_sid
-        self._tokens = {**(subaccounts or {}), account_sid: auth_token}
+        self._account = account
         self._call_accounts: dict[str, str] = {}
         self._backoff = backoff
         self._attempts = attempts
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=HANGUP_TIMEOUT_SECONDS,
-        )
+        self._client = httpx.AsyncClient(timeout=HANGUP_TIMEOUT_SECONDS)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
 
     def bind(self, call_sid: str, account_sid: str) -> None:
-        """Hang ``call_sid`` up under ``account_sid`` (a subaccount's call lives there)."""
-        if account_sid != self._account_sid and account_sid in self._tokens:
+        """Make requests about ``call_sid`` under ``account_sid`` (a subaccount's call)."""
+        account = self._account()
+        if account_sid != account.account_sid and account_sid in account.tokens:
             self._call_accounts[call_sid] = account_sid
 
     def unbind(self, call_sid: str) -> None:
@@ -156,15 +171,18 @@ class TwilioRest:
         self._call_accounts.pop(call_sid, None)
 
     def _owner(self, call_sid: str | None = None) -> tuple[str, tuple[str, str]]:
-        """The account a request about ``call_sid`` is made under, and its credentials."""
-        account = self._call_accounts.get(call_sid, self._account_sid) if call_sid else None
-        account = account or self._account_sid
-        return account, (account, self._tokens[account])
+        """The account root a request about ``call_sid`` goes to, and its credentials."""
+        current = self._account()
+        account = self._call_accounts.get(call_sid, "") if call_sid else ""
+        if account not in current.tokens:
+            account = current.account_sid
+        root = f"{current.base_url.rstrip('/')}/2010-04-01/Accounts/{account}"
+        return root, (account, current.tokens[account])
 
     async def hang_up(self, call_sid: str) -> HangupOutcome:
         """End ``call_sid`` (``Status=completed``), bounded, retried while it may pass."""
-        account, auth = self._owner(call_sid)
-        path = f"/2010-04-01/Accounts/{account}/Calls/{call_sid}.json"
+        root, auth = self._owner(call_sid)
+        path = f"{root}/Calls/{call_sid}.json"
         detail = ""
         for attempt in range(1, self._attempts + 1):
             if attempt > 1:
@@ -196,8 +214,8 @@ class TwilioRest:
         Retried once on a transient failure. A 404, or 21220 (the call is no longer in
         progress), means the caller has gone: nothing to hand off.
         """
-        account, auth = self._owner(call_sid)
-        path = f"/2010-04-01/Accounts/{account}/Calls/{call_sid}.json"
+        root, auth = self._owner(call_sid)
+        path = f"{root}/Calls/{call_sid}.json"
         for attempt in range(1, REDIRECT_ATTEMPTS + 1):
             try:
                 response = await self._client.post(path, data={"Twiml": twiml}, auth=auth)
@@ -237,8 +255,8 @@ class TwilioRest:
             form["MessagingServiceSid"] = messaging_service_sid
         if status_callback is not None:
             form["StatusCallback"] = status_callback
-        account, auth = self._owner()
-        path = f"/2010-04-01/Accounts/{account}/Messages.json"
+        root, auth = self._owner()
+        path = f"{root}/Messages.json"
         try:
             response = await self._client.post(path, data=form, auth=auth)
         except httpx.HTTPError as exc:
@@ -272,8 +290,8 @@ class TwilioRest:
         Raises:
             httpx.HTTPError: Twilio could not be asked (the caller retries later).
         """
-        account, auth = self._owner()
-        path = f"/2010-04-01/Accounts/{account}/Messages.json"
+        root, auth = self._owner()
+        path = f"{root}/Messages.json"
         params = {"To": to, "From": from_, "PageSize": "50"}
         response = await self._client.get(path, params=params, auth=auth)
         response.raise_for_status()
@@ -286,8 +304,8 @@ class TwilioRest:
         self, call_sid: str, *, status_callback: str
     ) -> RecordingStarted | None:
         """Record both sides of ``call_sid`` (dual channel); ``None`` if Twilio would not."""
-        account, auth = self._owner(call_sid)
-        path = f"/2010-04-01/Accounts/{account}/Calls/{call_sid}/Recordings.json"
+        root, auth = self._owner(call_sid)
+        path = f"{root}/Calls/{call_sid}/Recordings.json"
         form = {
             "RecordingChannels": "dual",
             "RecordingStatusCallback": status_callback,
