@@ -3,6 +3,8 @@
 :func:`run_scenario` places the call (the caller simulator), applies the scenario's
 end-of-call faults, then waits — bounded — until the world shows what the scenario
 expects: the dashboard's records, the backend's bookings and callbacks, who hung up.
+However it ends, it then switches off every fault the scenario switched on, so the
+next scenario on the same world starts with the world as it found it.
 Records arrive asynchronously after a call, so expectations are polled, not asserted
 once. What is still missing when time runs out is returned, one sentence per problem.
 """
@@ -21,6 +23,7 @@ from emulators.scenario import Scenario
 
 SETTLE_SECONDS = 20.0
 POLL_SECONDS = 0.2
+FAULT_REMOVAL_SECONDS = 10.0
 
 
 @dataclass
@@ -49,23 +52,35 @@ async def run_scenario(
 ) -> ScenarioResult:
     """Place one call of ``scenario`` and check its expectations."""
     async with HttpCallControl(control_url) as control:
-        report = await place_call(
-            scenario,
-            server_url=server_url,
-            account_sid=account_sid,
-            auth_token=auth_token,
-            control=control,
-        )
-        for step in scenario.faults_at_end():
-            await control.apply_fault(step)
-        result = ScenarioResult(scenario=scenario.name, report=report)
-        deadline = time.monotonic() + settle_seconds
-        while True:
-            result.outcome = await control.outcome(report.call_sid)
-            result.failures = check(scenario, report, result.outcome)
-            if not result.failures or time.monotonic() >= deadline:
-                return result
-            await anyio.sleep(POLL_SECONDS)
+        try:
+            report = await place_call(
+                scenario,
+                server_url=server_url,
+                account_sid=account_sid,
+                auth_token=auth_token,
+                control=control,
+            )
+            for step in scenario.faults_at_end():
+                await control.apply_fault(step)
+            return await _settle(scenario, report, control, settle_seconds)
+        finally:
+            with anyio.move_on_after(FAULT_REMOVAL_SECONDS, shield=True):
+                for step in scenario.faults:
+                    await control.remove_fault(step)
+
+
+async def _settle(
+    scenario: Scenario, report: CallReport, control: HttpCallControl, settle_seconds: float
+) -> ScenarioResult:
+    """Poll the world until ``scenario``'s expectations hold or ``settle_seconds`` pass."""
+    result = ScenarioResult(scenario=scenario.name, report=report)
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        result.outcome = await control.outcome(report.call_sid)
+        result.failures = check(scenario, report, result.outcome)
+        if not result.failures or time.monotonic() >= deadline:
+            return result
+        await anyio.sleep(POLL_SECONDS)
 
 
 def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> list[str]:
