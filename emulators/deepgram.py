@@ -5,7 +5,9 @@ from it and so does Frontdesk for TTS. Routes (by name, for faults):
 
 - ``listen``: websocket ``GET /v1/listen``, live STT (see :mod:`emulators.deepgram_listen`
   for how utterances become transcripts). The call is the ``tag`` query parameter.
-- ``speak``: websocket ``GET /v1/speak``, streaming TTS (``DeepgramTTSService``).
+- ``speak``: websocket ``GET /v1/speak``, streaming TTS (``DeepgramTTSService``). A
+  ``Metadata`` message (request id, model) comes first, on open; ``Close`` closes the
+  socket at once (1000), dropping audio not yet sent, as the docs say it does.
 - ``speak_rest``: ``POST /v1/speak``, one-shot TTS (``DeepgramHttpTTSService``, the crash
   apology).
 
@@ -170,11 +172,14 @@ class DeepgramEmulator(Emulator):
             encoding, sample_rate = _tts_format(request)
         except ValueError as exc:
             return _bad_request(str(exc))
+        request_id = str(uuid.uuid4())
+        model = request.query.get("model", "aura-asteria-en")
         ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_SECONDS)
-        ws.headers["dg-request-id"] = str(uuid.uuid4())
-        ws.headers["dg-model-name"] = request.query.get("model", "aura-2-thalia-en")
+        ws.headers["dg-request-id"] = request_id
+        ws.headers["dg-model-name"] = model
         await ws.prepare(request)
         self.track(ws)
+        await sockets.send_json(ws, _speak_metadata(request_id, model))
         stream = _SpeakStream(self, ws, encoding, sample_rate)
         sender = asyncio.create_task(stream.run())
         try:
@@ -193,6 +198,7 @@ class DeepgramEmulator(Emulator):
                 elif kind == "Clear":
                     await stream.clear()
                 elif kind == "Close":
+                    await stream.stop()
                     break
             await sockets.close(ws)
         finally:
@@ -281,6 +287,13 @@ class _SpeakStream:
             await sockets.send_json(self._ws, {"type": "Cleared", "sequence_id": self._sequence})
             self._sequence += 1
 
+    async def stop(self) -> None:
+        """Drop every queued and unsent frame: nothing more is sent (``Close``)."""
+        async with self._lock:
+            self._epoch += 1
+            while not self._jobs.empty():
+                self._jobs.get_nowait()
+
     async def run(self) -> None:
         """Send queued audio and ``Flushed`` replies until cancelled or the socket is cut."""
         frame = _frame_bytes(self._rate, self._encoding)
@@ -321,6 +334,17 @@ async def _tick(session: ListenSession, outbox: asyncio.Queue[Outgoing | None]) 
 def _post(outbox: asyncio.Queue[Outgoing | None], items: list[Outgoing]) -> None:
     for item in items:
         outbox.put_nowait(item)
+
+
+def _speak_metadata(request_id: str, model: str) -> dict[str, str]:
+    """The ``Metadata`` message a TTS websocket opens with."""
+    return {
+        "type": "Metadata",
+        "request_id": request_id,
+        "model_name": model,
+        "model_version": "2025-04-17.0",
+        "model_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"deepgram/{model}")),
+    }
 
 
 def _message_type(data: str) -> str | None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
 import anyio
 import numpy as np
 import pytest
+from deepgram.speak.v1.types import SpeakV1Metadata
 from pipecat.frames.frames import (
     ErrorFrame,
     InputAudioRawFrame,
@@ -252,6 +254,7 @@ async def test_tts_websocket_mulaw_frames_are_short_and_flushed_comes_last(
 ) -> None:
     url = f"{emulator.ws_url}/v1/speak?model=aura-2-helena-en&encoding=mulaw&sample_rate={RATE}"
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        assert json.loads(await ws.receive_str())["type"] == "Metadata"
         await ws.send_str(json.dumps({"type": "Speak", "text": "One two three four five. "}))
         await ws.send_str(json.dumps({"type": "Speak", "text": "Six seven. "}))
         await ws.send_str(json.dumps({"type": "Flush"}))
@@ -272,6 +275,7 @@ async def test_tts_websocket_clear_drops_unsent_audio(emulator: DeepgramEmulator
     url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
     emulator.faults.add(Fault(kind=FaultKind.STALL, route="speak", after=2))
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        assert json.loads(await ws.receive_str())["type"] == "Metadata"
         await ws.send_str(json.dumps({"type": "Speak", "text": "A long sentence " * 10}))
         with anyio.fail_after(5):
             for _ in range(2):
@@ -287,6 +291,7 @@ async def test_tts_websocket_close_fault_cuts_after_n_frames(emulator: DeepgramE
     url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
     emulator.faults.add(Fault(kind=FaultKind.CLOSE, route="speak", after=3, code=1011))
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        assert json.loads(await ws.receive_str())["type"] == "Metadata"
         await ws.send_str(json.dumps({"type": "Speak", "text": "A long sentence " * 10}))
         binary = 0
         with anyio.fail_after(5):
@@ -324,3 +329,39 @@ async def test_tts_rest_encodings_containers_and_auth(emulator: DeepgramEmulator
     seconds = len(body["text"]) / emulator.chars_per_second
     assert len(raw) == round(seconds * RATE)
     assert wav[:4] == b"RIFF" and len(wav) == 44 + 2 * round(seconds * 24000)
+
+
+async def test_tts_websocket_opens_with_a_metadata_message_in_the_sdks_shape(
+    emulator: DeepgramEmulator,
+) -> None:
+    url = f"{emulator.ws_url}/v1/speak?model=aura-2-helena-en&encoding=linear16&sample_rate={RATE}"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        with anyio.fail_after(5):
+            first = await ws.receive()
+
+    assert first.type is aiohttp.WSMsgType.TEXT
+    metadata = SpeakV1Metadata.model_validate_json(first.data)
+    assert metadata.model_extra == {}
+    assert uuid.UUID(metadata.request_id)
+    assert metadata.model_name == "aura-2-helena-en"
+    assert metadata.model_version and metadata.model_uuid
+
+
+async def test_tts_websocket_close_closes_at_once_and_sends_nothing_more(
+    emulator: DeepgramEmulator,
+) -> None:
+    url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
+    text = "A long sentence " * 10
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        assert json.loads(await ws.receive_str())["type"] == "Metadata"
+        await ws.send_str(json.dumps({"type": "Speak", "text": text}))
+        await ws.send_str(json.dumps({"type": "Flush"}))
+        with anyio.fail_after(5):
+            assert (await ws.receive()).type is aiohttp.WSMsgType.BINARY
+            await ws.send_str(json.dumps({"type": "Close"}))
+            after = [message async for message in ws]
+
+    assert ws.close_code == 1000
+    assert [m.type for m in after if m.type is not aiohttp.WSMsgType.BINARY] == []
+    sent = sum(len(m.data) for m in after) + RATE // 10 * 2
+    assert sent < len(text) / emulator.chars_per_second * RATE * 2
