@@ -4,7 +4,8 @@
 from it and so does Frontdesk for TTS. Routes (by name, for faults):
 
 - ``listen``: websocket ``GET /v1/listen``, live STT (see :mod:`emulators.deepgram_listen`
-  for how utterances become transcripts). The call is the ``tag`` query parameter.
+  for how utterances become transcripts; ``vad_events`` and ``utterance_end_ms`` are
+  honoured). The call is the ``tag`` query parameter.
 - ``speak``: websocket ``GET /v1/speak``, streaming TTS (``DeepgramTTSService``). A
   ``Metadata`` message (request id, model) comes first, on open; ``Close`` closes the
   socket at once (1000), dropping audio not yet sent, as the docs say it does.
@@ -106,11 +107,17 @@ class DeepgramEmulator(Emulator):
             sample_rate = int(request.query.get("sample_rate", "16000"))
         except ValueError:
             return _bad_request("sample_rate must be an integer")
+        try:
+            utterance_end_ms = _utterance_end_ms(request)
+        except ValueError as exc:
+            return _bad_request(str(exc))
         session = ListenSession(
             script=self.calls.get(call_sid),
             sample_rate=sample_rate,
             encoding=request.query.get("encoding", "linear16"),
             clock=time.monotonic,
+            vad_events=request.query.get("vad_events") == "true",
+            utterance_end_ms=utterance_end_ms,
         )
         ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_SECONDS)
         ws.headers["dg-request-id"] = session.request_id
@@ -353,6 +360,20 @@ def _message_type(data: str) -> str | None:
     except ValueError:
         return None
     return body.get("type") if isinstance(body, dict) else None
+
+
+def _utterance_end_ms(request: web.Request) -> int | None:
+    """``utterance_end_ms``, honoured only with interim results (as Deepgram requires).
+
+    Raises:
+        ValueError: Not a whole number of milliseconds.
+    """
+    raw = request.query.get("utterance_end_ms")
+    if raw is None or request.query.get("interim_results") != "true":
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"utterance_end_ms must be a whole number of ms, got {raw!r}")
+    return int(raw)
 
 
 def _tts_format(request: web.Request) -> tuple[str, int]:

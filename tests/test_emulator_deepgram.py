@@ -11,6 +11,11 @@ import aiohttp
 import anyio
 import numpy as np
 import pytest
+from deepgram.listen.v1.types import (
+    ListenV1Results,
+    ListenV1SpeechStarted,
+    ListenV1UtteranceEnd,
+)
 from deepgram.speak.v1.types import SpeakV1Metadata
 from pipecat.frames.frames import (
     ErrorFrame,
@@ -225,6 +230,90 @@ def test_listen_session_ignores_low_noise() -> None:
     noise = np.random.default_rng(1).normal(0, 100, RATE * 2).astype(np.int16)
     assert session.feed(audio.pcm16_bytes(noise)) == []
     assert not session.pending and calls.get("CA1").lines_heard == 0
+
+
+async def test_stt_sends_speech_started_and_utterance_end_when_asked(
+    emulator: DeepgramEmulator,
+) -> None:
+    url = (
+        f"{emulator.ws_url}/v1/listen?encoding=linear16&sample_rate={RATE}&tag={CALL_SID}"
+        "&interim_results=true&vad_events=true&utterance_end_ms=1000"
+    )
+    received: list[dict] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        speech_then_quiet = np.concatenate([audio.voiced(1.0, RATE), audio.silence(1.5, RATE)])
+        await ws.send_bytes(audio.pcm16_bytes(speech_then_quiet))
+        with anyio.fail_after(5):
+            while not received or received[-1]["type"] != "UtteranceEnd":
+                received.append(json.loads(await ws.receive_str()))
+
+    started = ListenV1SpeechStarted.model_validate(received[0])
+    assert started.model_extra == {} and started.timestamp == pytest.approx(0.0, abs=0.07)
+    results = [ListenV1Results.model_validate(m) for m in received[1:-1]]
+    *interims, final = results
+    assert interims and not any(r.is_final or r.speech_final for r in interims)
+    assert final.is_final and final.speech_final and not final.from_finalize
+    assert final.channel.alternatives[0].transcript == LINES[0]
+    ended = ListenV1UtteranceEnd.model_validate(received[-1])
+    assert ended.model_extra == {} and ended.last_word_end == pytest.approx(1.0, abs=0.03)
+
+
+async def test_stt_sends_neither_event_unless_asked(emulator: DeepgramEmulator) -> None:
+    url = f"{emulator.ws_url}/v1/listen?encoding=linear16&sample_rate={RATE}&tag={CALL_SID}"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        speech_then_quiet = np.concatenate([audio.voiced(1.0, RATE), audio.silence(1.5, RATE)])
+        await ws.send_bytes(audio.pcm16_bytes(speech_then_quiet))
+        await ws.send_str(json.dumps({"type": "CloseStream"}))
+        with anyio.fail_after(5):
+            kinds = {json.loads(m.data)["type"] async for m in ws}
+    assert kinds == {"Results", "Metadata"}
+
+
+def test_listen_session_speech_final_only_where_an_endpoint_was_heard() -> None:
+    calls = CallRegistry()
+    session = ListenSession(
+        script=calls.register("CA1", scenario()), sample_rate=RATE, clock=time.monotonic
+    )
+    # Line 1 ends in silence (an endpoint); line 2 is cut short by Finalize.
+    line_then_quiet = np.concatenate([audio.voiced(0.5, RATE), audio.silence(1.0, RATE)])
+    (ended,) = [o for o in session.feed(audio.pcm16_bytes(line_then_quiet)) if o.final_text]
+    session.feed(audio.pcm16_bytes(audio.voiced(0.5, RATE)))
+    (forced,) = session.finalize()
+
+    assert (ended.message["is_final"], ended.message["speech_final"]) == (True, True)
+    assert (forced.message["is_final"], forced.message["speech_final"]) == (True, False)
+    assert forced.message["from_finalize"] and forced.final_text == LINES[1]
+
+
+def test_listen_session_a_line_closed_by_the_next_is_final_but_not_speech_final() -> None:
+    calls = CallRegistry()
+    session = ListenSession(
+        script=calls.register("CA1", scenario()), sample_rate=RATE, clock=time.monotonic
+    )
+    gap = audio.silence((CONTINUATION_SECONDS + AUTO_FINAL_SECONDS) / 2, RATE)
+    sent = session.feed(
+        audio.pcm16_bytes(np.concatenate([audio.voiced(0.5, RATE), gap, audio.voiced(0.5, RATE)]))
+    )
+    (closed,) = [o for o in sent if o.final_text]
+    assert closed.final_text == LINES[0]
+    assert closed.message["is_final"] and not closed.message["speech_final"]
+
+
+async def test_pipecat_stt_transcribes_alike_with_vad_events_and_utterance_end(
+    emulator: DeepgramEmulator,
+) -> None:
+    service = DeepgramSTTService(
+        api_key="dg-test",
+        base_url=emulator.url,
+        sample_rate=RATE,
+        tag=CALL_SID,
+        settings=DeepgramSTTService.Settings(utterance_end_ms=1000, extra={"vad_events": True}),
+    )
+    async with running(service) as pipeline:
+        await pipeline.push([*speech(1.0), *quiet(1.5)])
+        final = await pipeline.down.wait_for(lambda f: isinstance(f, TranscriptionFrame))
+    assert final.text == LINES[0]
+    assert final.result.speech_final and final.result.is_final
 
 
 # --------------------------------------------------------------------------- TTS
