@@ -84,6 +84,12 @@ def stt(emulator: DeepgramEmulator) -> DeepgramSTTService:
     )
 
 
+async def metadata_first(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Take the ``Metadata`` message a TTS socket opens with."""
+    with anyio.fail_after(5):
+        assert json.loads(await ws.receive_str())["type"] == "Metadata"
+
+
 def texts(recorded: list) -> list[str]:
     return [f.text for f in recorded]
 
@@ -343,7 +349,7 @@ async def test_tts_websocket_mulaw_frames_are_short_and_flushed_comes_last(
 ) -> None:
     url = f"{emulator.ws_url}/v1/speak?model=aura-2-helena-en&encoding=mulaw&sample_rate={RATE}"
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
-        assert json.loads(await ws.receive_str())["type"] == "Metadata"
+        await metadata_first(ws)
         await ws.send_str(json.dumps({"type": "Speak", "text": "One two three four five. "}))
         await ws.send_str(json.dumps({"type": "Speak", "text": "Six seven. "}))
         await ws.send_str(json.dumps({"type": "Flush"}))
@@ -364,7 +370,7 @@ async def test_tts_websocket_clear_drops_unsent_audio(emulator: DeepgramEmulator
     url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
     emulator.faults.add(Fault(kind=FaultKind.STALL, route="speak", after=2))
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
-        assert json.loads(await ws.receive_str())["type"] == "Metadata"
+        await metadata_first(ws)
         await ws.send_str(json.dumps({"type": "Speak", "text": "A long sentence " * 10}))
         with anyio.fail_after(5):
             for _ in range(2):
@@ -380,7 +386,7 @@ async def test_tts_websocket_close_fault_cuts_after_n_frames(emulator: DeepgramE
     url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
     emulator.faults.add(Fault(kind=FaultKind.CLOSE, route="speak", after=3, code=1011))
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
-        assert json.loads(await ws.receive_str())["type"] == "Metadata"
+        await metadata_first(ws)
         await ws.send_str(json.dumps({"type": "Speak", "text": "A long sentence " * 10}))
         binary = 0
         with anyio.fail_after(5):
@@ -442,7 +448,7 @@ async def test_tts_websocket_close_closes_at_once_and_sends_nothing_more(
     url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
     text = "A long sentence " * 10
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
-        assert json.loads(await ws.receive_str())["type"] == "Metadata"
+        await metadata_first(ws)
         await ws.send_str(json.dumps({"type": "Speak", "text": text}))
         await ws.send_str(json.dumps({"type": "Flush"}))
         with anyio.fail_after(5):
