@@ -188,27 +188,28 @@ async def test_audio_reports_its_usage_and_send_text_can_flush(
 async def test_pipecat_interruption_closes_the_context_and_drops_its_late_audio(
     emulator: InworldEmulator,
 ) -> None:
+    # The rest of the interrupted answer is held back until Pipecat has closed its
+    # context, so it arrives late, as it would from the real service.
+    emulator.faults.add(Fault(kind=FaultKind.STALL, route="tts", after=2))
     async with running(service(emulator)) as pipeline:
         await pipeline.push([TTSSpeakFrame("This answer is cut off by the caller. " * 4)])
-        await pipeline.down.wait_for(lambda f: isinstance(f, TTSAudioRawFrame))
+        first = (await pipeline.down.wait_for(lambda f: isinstance(f, TTSAudioRawFrame))).context_id
         await pipeline.push([InterruptionFrame()])
         await pipeline.down.wait_for(lambda f: isinstance(f, InterruptionFrame))
         heard_before = len(pipeline.down.of_type(TTSAudioRawFrame))
-        # The next turn is spoken in full, on a fresh context, after the closed one.
+        emulator.faults.clear()
+        # The next turn is spoken in full, on a fresh context, after the closed one's
+        # late audio (the emulator sends a connection's messages in order).
         await pipeline.push([TTSSpeakFrame("Sorry, go ahead.")])
         await pipeline.down.wait_for(
-            lambda f: (
-                isinstance(f, TTSStoppedFrame)
-                and f.context_id != pipeline.down.of_type(TTSAudioRawFrame)[0].context_id
-            )
+            lambda f: isinstance(f, TTSStoppedFrame) and f.context_id != first
         )
     audio_frames = pipeline.down.of_type(TTSAudioRawFrame)
-    first = audio_frames[0].context_id
     late = [f for f in audio_frames[heard_before:] if f.context_id == first]
     assert late == []
     second = [f for f in audio_frames if f.context_id != first]
     seconds = sum(len(f.audio) for f in second) / 2 / RATE
-    assert seconds == pytest.approx(len("Sorry, go ahead.") / emulator.chars_per_second, abs=1e-3)
+    assert seconds == pytest.approx(emulator.speech_seconds("Sorry, go ahead."), abs=1e-3)
 
 
 async def test_unknown_contexts_and_too_many_contexts_are_errors(
