@@ -146,7 +146,7 @@ async def measure() -> list[Outcome]:
 
 def summary(outcomes: list[Outcome]) -> list[dict[str, object]]:
     """Per path and condition: median and worst latency (ms), early and missed counts."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for path in ("vad", "utterance_end"):
         for condition in NOISE_RMS:
             mine = [o for o in outcomes if o.path == path and o.condition == condition]
