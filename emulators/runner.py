@@ -11,6 +11,7 @@ once. What is still missing when time runs out is returned, one sentence per pro
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +19,11 @@ from typing import Any
 import anyio
 
 from emulators.caller import HttpCallControl, place_call
+from emulators.caller_control import ControlError
 from emulators.caller_report import CallReport
 from emulators.scenario import Scenario
+
+logger = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 20.0
 POLL_SECONDS = 0.2
@@ -65,8 +69,18 @@ async def run_scenario(
             return await _settle(scenario, report, control, settle_seconds)
         finally:
             with anyio.move_on_after(FAULT_REMOVAL_SECONDS, shield=True):
-                for step in scenario.faults:
-                    await control.remove_fault(step)
+                await _remove_faults(scenario, control)
+
+
+async def _remove_faults(scenario: Scenario, control: HttpCallControl) -> None:
+    """Switch off every fault ``scenario`` switched on; one that will not go is logged."""
+    for step in scenario.faults:
+        try:
+            await control.remove_fault(step)
+        except ControlError as exc:
+            logger.warning(
+                "%s: could not switch off its %s fault: %s", scenario.name, step.target, exc
+            )
 
 
 async def _settle(
