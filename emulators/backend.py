@@ -12,6 +12,13 @@ rather than in production: every field of the contract's example bodies must be 
 (``null`` where the contract allows it), unknown fields are rejected, the
 ``X-Frontdesk-Call-Sid`` header is required, writes without an ``Idempotency-Key`` are
 rejected, and a key reused with a different body is a 422.
+
+Each call a scenario registers gets a backend of its own (:meth:`BackendEmulator.seed`
+with its ``call_sid``): its customers, its taken slots, its bookings. A request is served
+from the scope of the call its ``X-Frontdesk-Call-Sid`` names, so scenarios run one after
+another, or at once, on one world do not see each other's writes (the first booking does
+not take the window the next caller is offered). A call nobody registered is served from
+the shared scope, which :meth:`BackendEmulator.seed` without a call fills.
 """
 
 from __future__ import annotations
@@ -79,11 +86,25 @@ class InvalidRequest(ValueError):
 
 
 @dataclass(slots=True)
-class _Store:
-    """The backend's data; one lock, because tests may seed from another thread."""
+class _Scope:
+    """What one call's backend knows: its customers, taken slots and bookings."""
 
     customers: dict[str, JSONObject] = field(default_factory=dict)
     taken: set[datetime] = field(default_factory=set)
+    booked: set[datetime] = field(default_factory=set)
+    bookings: int = 0
+
+
+@dataclass(slots=True)
+class _Store:
+    """The backend's data; one lock, because tests may seed from another thread.
+
+    Scoped state lives in :class:`_Scope` (one shared, one per registered call); what was
+    written is kept here in arrival order, each record naming its call.
+    """
+
+    shared: _Scope = field(default_factory=_Scope)
+    calls: dict[str, _Scope] = field(default_factory=dict)
     appointments: list[JSONObject] = field(default_factory=list)
     callbacks: list[JSONObject] = field(default_factory=list)
     lookups: list[JSONObject] = field(default_factory=list)
@@ -124,8 +145,13 @@ class BackendEmulator(Emulator):
 
     # ------------------------------------------------------------------ Python API
 
-    def seed(self, backend: Backend) -> None:
-        """Merge a scenario's customers (matched by phone) and taken slots into the store.
+    def seed(self, backend: Backend, *, call_sid: str | None = None) -> None:
+        """Merge a scenario's customers (matched by phone) and taken slots into a scope.
+
+        Args:
+            backend: What the backend knows.
+            call_sid: The call whose own backend this is; ``None`` seeds the shared
+                scope that serves calls nobody registered.
 
         Raises:
             InvalidRequest: A customer's phone is not E.164 or a slot is not ISO 8601
@@ -135,11 +161,14 @@ class BackendEmulator(Emulator):
         for customer in backend.customers:
             _check_phone("customers[].phone", customer.phone)
         with self._store.lock:
-            self._store.taken |= taken
+            scope = self._store.shared
+            if call_sid is not None:
+                scope = self._store.calls.setdefault(call_sid, _Scope())
+            scope.taken |= taken
             for customer in backend.customers:
-                known = self._store.customers.get(customer.phone)
-                customer_id = known["id"] if known else f"cus_{len(self._store.customers) + 1}"
-                self._store.customers[customer.phone] = {
+                known = scope.customers.get(customer.phone)
+                customer_id = known["id"] if known else f"cus_{len(scope.customers) + 1}"
+                scope.customers[customer.phone] = {
                     "id": customer_id,
                     "name": customer.name,
                     "phone": customer.phone,
@@ -164,15 +193,23 @@ class BackendEmulator(Emulator):
             return [dict(lookup) for lookup in self._store.lookups]
 
     def state(self) -> JSONObject:
-        """Everything the backend holds, as JSON (what ``GET /__state`` answers)."""
+        """Everything the backend holds, as JSON (what ``GET /__state`` answers).
+
+        ``customers`` and ``taken_slots`` are the shared scope's; ``calls`` holds each
+        registered call's own.
+        """
         with self._store.lock:
             return {
-                "customers": list(self._store.customers.values()),
-                "taken_slots": sorted(slot.isoformat() for slot in self._store.taken),
+                **_scope_state(self._store.shared),
+                "calls": {sid: _scope_state(scope) for sid, scope in self._store.calls.items()},
                 "appointments": list(self._store.appointments),
                 "callbacks": list(self._store.callbacks),
                 "lookups": list(self._store.lookups),
             }
+
+    def _scope(self, call_sid: str) -> _Scope:
+        """The scope serving ``call_sid`` (the store lock is held)."""
+        return self._store.calls.get(call_sid, self._store.shared)
 
     # --------------------------------------------------------------------- routes
 
@@ -184,7 +221,7 @@ class BackendEmulator(Emulator):
         except InvalidRequest as exc:
             return _invalid(exc)
         with self._store.lock:
-            customer = self._store.customers.get(body["phone"])
+            customer = self._scope(call_sid).customers.get(body["phone"])
             self._store.lookups.append(
                 {
                     **body,
@@ -236,16 +273,17 @@ class BackendEmulator(Emulator):
 
     def _create_booking(self, record: JSONObject) -> tuple[int, JSONObject]:
         """Book ``record`` (the store lock is held)."""
+        scope = self._scope(record["call_sid"])
         start = _instant("slot_start", record["slot_start"])
-        booked = {_instant("slot_start", a["slot_start"]) for a in self._store.appointments}
-        if not self._unlimited_slots and (start in self._store.taken or start in booked):
+        if not self._unlimited_slots and (start in scope.taken or start in scope.booked):
             return 409, {
                 "error": "slot_unavailable",
                 "detail": f"slot starting {record['slot_start']} is already taken",
             }
-        number = len(self._store.appointments) + 1
-        appointment_id = f"apt_{number}"
-        technician = TECHNICIANS[(number - 1) % len(TECHNICIANS)]
+        scope.booked.add(start)
+        technician = TECHNICIANS[scope.bookings % len(TECHNICIANS)]
+        scope.bookings += 1
+        appointment_id = f"apt_{len(self._store.appointments) + 1}"
         self._store.appointments.append(
             {**record, "appointment_id": appointment_id, "technician": technician}
         )
@@ -266,6 +304,13 @@ class BackendEmulator(Emulator):
 
     async def _admin_state(self, request: web.Request) -> web.Response:
         return web.json_response(self.state())
+
+
+def _scope_state(scope: _Scope) -> JSONObject:
+    return {
+        "customers": list(scope.customers.values()),
+        "taken_slots": sorted(slot.isoformat() for slot in scope.taken),
+    }
 
 
 # ------------------------------------------------------------------- validation

@@ -16,6 +16,9 @@ implements exactly these endpoints (JSON bodies; any 2xx means done)::
            backend, dashboard).
     DELETE /faults/{target}
            Clear every fault of ``target``.
+    POST   /faults/{target}/remove       <fault JSON, as Fault.to_json()>
+           Switch off that one fault of ``target`` (however many uses it has left),
+           leaving the others; a fault no longer active is fine.
     GET    /calls/{call_sid}/ended?timeout=S
            Wait up to S seconds (a float) for the call to end, then answer
            {"ended": true|false, "by": "rest"|"caller"|"handoff"|null}: "rest" when
@@ -141,6 +144,12 @@ class HttpCallControl:
             await self._request("DELETE", f"/faults/{step.target}")
         else:
             await self._request("POST", f"/faults/{step.target}", json=fault.to_json())
+
+    async def remove_fault(self, step: FaultStep) -> None:
+        """``POST /faults/{target}/remove`` with the step's fault (nothing for a clear)."""
+        fault = step.to_fault()
+        if fault is not None:
+            await self._request("POST", f"/faults/{step.target}/remove", json=fault.to_json())
 
     async def wait_ended(self, call_sid: str, timeout: float) -> EndedBy | None:
         """``GET /calls/{sid}/ended?timeout=S``."""

@@ -106,7 +106,7 @@ async def place_calls(
         await anyio.Path(json_out).write_text(
             json.dumps(
                 [
-                    {"passed": r.passed, "failures": r.failures, **r.report.model_dump(mode="json")}
+                    {"passed": r.passed, "failures": r.failures, **r.report.to_json()}
                     for r in results
                 ],
                 indent=2,

@@ -4,8 +4,11 @@
 from it and so does Frontdesk for TTS. Routes (by name, for faults):
 
 - ``listen``: websocket ``GET /v1/listen``, live STT (see :mod:`emulators.deepgram_listen`
-  for how utterances become transcripts). The call is the ``tag`` query parameter.
-- ``speak``: websocket ``GET /v1/speak``, streaming TTS (``DeepgramTTSService``).
+  for how utterances become transcripts; ``vad_events`` and ``utterance_end_ms`` are
+  honoured). The call is the ``tag`` query parameter.
+- ``speak``: websocket ``GET /v1/speak``, streaming TTS (``DeepgramTTSService``). A
+  ``Metadata`` message (request id, model) comes first, on open; ``Close`` closes the
+  socket at once (1000), dropping audio not yet sent, as the docs say it does.
 - ``speak_rest``: ``POST /v1/speak``, one-shot TTS (``DeepgramHttpTTSService``, the crash
   apology).
 
@@ -104,11 +107,17 @@ class DeepgramEmulator(Emulator):
             sample_rate = int(request.query.get("sample_rate", "16000"))
         except ValueError:
             return _bad_request("sample_rate must be an integer")
+        try:
+            utterance_end_ms = _utterance_end_ms(request)
+        except ValueError as exc:
+            return _bad_request(str(exc))
         session = ListenSession(
             script=self.calls.get(call_sid),
             sample_rate=sample_rate,
             encoding=request.query.get("encoding", "linear16"),
             clock=time.monotonic,
+            vad_events=request.query.get("vad_events") == "true",
+            utterance_end_ms=utterance_end_ms,
         )
         ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_SECONDS)
         ws.headers["dg-request-id"] = session.request_id
@@ -170,11 +179,14 @@ class DeepgramEmulator(Emulator):
             encoding, sample_rate = _tts_format(request)
         except ValueError as exc:
             return _bad_request(str(exc))
+        request_id = str(uuid.uuid4())
+        model = request.query.get("model", "aura-asteria-en")
         ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_SECONDS)
-        ws.headers["dg-request-id"] = str(uuid.uuid4())
-        ws.headers["dg-model-name"] = request.query.get("model", "aura-2-thalia-en")
+        ws.headers["dg-request-id"] = request_id
+        ws.headers["dg-model-name"] = model
         await ws.prepare(request)
         self.track(ws)
+        await sockets.send_json(ws, _speak_metadata(request_id, model))
         stream = _SpeakStream(self, ws, encoding, sample_rate)
         sender = asyncio.create_task(stream.run())
         try:
@@ -193,6 +205,7 @@ class DeepgramEmulator(Emulator):
                 elif kind == "Clear":
                     await stream.clear()
                 elif kind == "Close":
+                    await stream.stop()
                     break
             await sockets.close(ws)
         finally:
@@ -281,6 +294,13 @@ class _SpeakStream:
             await sockets.send_json(self._ws, {"type": "Cleared", "sequence_id": self._sequence})
             self._sequence += 1
 
+    async def stop(self) -> None:
+        """Drop every queued and unsent frame: nothing more is sent (``Close``)."""
+        async with self._lock:
+            self._epoch += 1
+            while not self._jobs.empty():
+                self._jobs.get_nowait()
+
     async def run(self) -> None:
         """Send queued audio and ``Flushed`` replies until cancelled or the socket is cut."""
         frame = _frame_bytes(self._rate, self._encoding)
@@ -323,12 +343,37 @@ def _post(outbox: asyncio.Queue[Outgoing | None], items: list[Outgoing]) -> None
         outbox.put_nowait(item)
 
 
+def _speak_metadata(request_id: str, model: str) -> dict[str, str]:
+    """The ``Metadata`` message a TTS websocket opens with."""
+    return {
+        "type": "Metadata",
+        "request_id": request_id,
+        "model_name": model,
+        "model_version": "2025-04-17.0",
+        "model_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"deepgram/{model}")),
+    }
+
+
 def _message_type(data: str) -> str | None:
     try:
         body = json.loads(data)
     except ValueError:
         return None
     return body.get("type") if isinstance(body, dict) else None
+
+
+def _utterance_end_ms(request: web.Request) -> int | None:
+    """``utterance_end_ms``, honoured only with interim results (as Deepgram requires).
+
+    Raises:
+        ValueError: Not a whole number of milliseconds.
+    """
+    raw = request.query.get("utterance_end_ms")
+    if raw is None or request.query.get("interim_results") != "true":
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"utterance_end_ms must be a whole number of ms, got {raw!r}")
+    return int(raw)
 
 
 def _tts_format(request: web.Request) -> tuple[str, int]:

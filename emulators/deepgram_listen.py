@@ -17,6 +17,15 @@ Rules, as the real service behaves for Pipecat:
 - :data:`AUTO_FINAL_SECONDS` of silence with no ``Finalize`` → the final by itself.
 - Speech resuming less than :data:`CONTINUATION_SECONDS` after the last speech is the
   same line (a pause inside it): it takes no new line and needs no new final.
+- ``speech_final`` is set only where an endpoint was detected (the silence that
+  finalises a line by itself, or audio stopping); a final forced by ``Finalize``, by
+  ``CloseStream`` or by the next line starting has ``is_final: true`` and
+  ``speech_final: false``.
+- With ``vad_events=true``, a ``SpeechStarted`` message (``timestamp``: audio seconds)
+  whenever speech begins after silence, before any result for it.
+- With ``utterance_end_ms=N`` (and interim results, as Deepgram requires), an
+  ``UtteranceEnd`` message (``last_word_end``) once N ms of audio pass with no word
+  after a transcribed line; the line's final, if still pending, goes first.
 """
 
 from __future__ import annotations
@@ -63,8 +72,14 @@ class ListenSession:
         sample_rate: int,
         encoding: str = "linear16",
         clock: Callable[[], float],
+        vad_events: bool = False,
+        utterance_end_ms: int | None = None,
     ) -> None:
-        """Start a session transcribing ``script``'s lines from audio at ``sample_rate``."""
+        """Start a session transcribing ``script``'s lines from audio at ``sample_rate``.
+
+        ``vad_events`` and ``utterance_end_ms`` are the query parameters of the same
+        names (``None``: no ``UtteranceEnd`` messages).
+        """
         self.request_id = str(uuid.uuid4())
         self._script = script
         self._rate = sample_rate
@@ -83,6 +98,9 @@ class ListenSession:
         self._interims = 0
         self._last_interim = 0.0
         self._last_audio_wall = clock()
+        self._vad_events = vad_events
+        self._utterance_end = utterance_end_ms / 1000 if utterance_end_ms else None
+        self._words_unended = False
 
     @property
     def audio_seconds(self) -> float:
@@ -113,12 +131,13 @@ class ListenSession:
         """Answer a ``Finalize``: the pending final, or an empty one."""
         if self.pending:
             return [self._final(from_finalize=True)]
-        return [Outgoing(message=self._results("", is_final=True, from_finalize=True))]
+        empty = self._results("", is_final=True, from_finalize=True, speech_final=False)
+        return [Outgoing(message=empty)]
 
     def idle(self) -> list[Outgoing]:
         """The final, if audio stopped arriving :data:`AUTO_FINAL_SECONDS` ago (wall clock)."""
         if self.pending and self._clock() - self._last_audio_wall >= AUTO_FINAL_SECONDS:
-            return [self._final(from_finalize=False)]
+            return [self._final(from_finalize=False, speech_final=True)]
         return []
 
     def close(self) -> list[Outgoing]:
@@ -164,17 +183,34 @@ class ListenSession:
             if self._speaking and now - self._last_interim >= INTERIM_SECONDS:
                 out.append(self._interim(now))
             elif not self._speaking and now - (self._last_voiced or 0.0) >= AUTO_FINAL_SECONDS:
-                out.append(self._final(from_finalize=False))
+                out.append(self._final(from_finalize=False, speech_final=True))
+        out.extend(self._utterance_end_due(now))
         return out
+
+    def _utterance_end_due(self, now: float) -> list[Outgoing]:
+        """``UtteranceEnd`` (after the pending final) once the word gap is long enough."""
+        if self._utterance_end is None or not self._words_unended or self._speaking:
+            return []
+        last_word_end = self._last_voiced or 0.0
+        if now - last_word_end < self._utterance_end - 1e-9:
+            return []
+        self._words_unended = False
+        out = [self._final(from_finalize=False, speech_final=True)] if self.pending else []
+        message = {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": last_word_end}
+        return [*out, Outgoing(message=message)]
 
     def _onset(self, start: float) -> list[Outgoing]:
         self._speaking = True
+        started = {"type": "SpeechStarted", "channel": [0, 1], "timestamp": round(start, 3)}
+        out = [Outgoing(message=started)] if self._vad_events else []
         resumed = self._last_voiced is not None and start - self._last_voiced < CONTINUATION_SECONDS
         if resumed and self._line is not None:
-            return []
-        # A new line: the previous one, if still open, is final now.
-        out = [self._final(from_finalize=False)] if self.pending else []
+            return out
+        # A new line: the previous one, if still open, is final now (no endpoint seen).
+        if self.pending:
+            out.insert(0, self._final(from_finalize=False))
         self._line = self._script.next_line() if self._script is not None else None
+        self._words_unended = self._words_unended or self._line is not None
         self._final_sent = self._line is None
         self._utterance_start = start
         self._interims = 0
@@ -189,13 +225,17 @@ class ListenSession:
         prefix = " ".join(words[: min(len(words), self._interims)])
         return Outgoing(message=self._results(prefix, is_final=False, from_finalize=False))
 
-    def _final(self, *, from_finalize: bool) -> Outgoing:
+    def _final(self, *, from_finalize: bool, speech_final: bool = False) -> Outgoing:
         assert self._line is not None
         self._final_sent = True
-        message = self._results(self._line, is_final=True, from_finalize=from_finalize)
+        message = self._results(
+            self._line, is_final=True, from_finalize=from_finalize, speech_final=speech_final
+        )
         return Outgoing(message=message, final_text=self._line)
 
-    def _results(self, transcript: str, *, is_final: bool, from_finalize: bool) -> dict[str, Any]:
+    def _results(
+        self, transcript: str, *, is_final: bool, from_finalize: bool, speech_final: bool = False
+    ) -> dict[str, Any]:
         start = self._utterance_start if transcript else self.audio_seconds
         end = max(self._last_voiced or start, start + 0.1) if transcript else start
         words = transcript.split()
@@ -206,7 +246,7 @@ class ListenSession:
             "duration": round(end - start, 3),
             "start": round(start, 3),
             "is_final": is_final,
-            "speech_final": is_final,
+            "speech_final": speech_final,
             "from_finalize": from_finalize,
             "channel": {
                 "alternatives": [

@@ -92,6 +92,17 @@ class Faults:
             self._faults = [f for f in self._faults if kind is not None and f.kind is not kind]
         self._changed()
 
+    def remove(self, fault: Fault) -> None:
+        """Switch off the first active fault like ``fault``, whatever uses it has left."""
+        with self._lock:
+            for index, active in enumerate(self._faults):
+                if replace(active, times=fault.times) == fault:
+                    del self._faults[index]
+                    break
+            else:
+                return
+        self._changed()
+
     def list(self) -> list[Fault]:
         """The active faults."""
         with self._lock:

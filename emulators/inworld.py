@@ -4,18 +4,21 @@
 client authenticates with ``Authorization: Basic <key>`` (any non-empty key; 401
 otherwise) and multiplexes up to :data:`MAX_CONTEXTS` contexts on one socket:
 
-- ``create`` → ``contextCreated``.
+- ``create`` → ``contextCreated``, echoing the context's configuration (voice, model,
+  the audio config with its defaults filled in, timestamp type, ...).
 - ``send_text`` → ``audioChunk`` messages for that text (base64 audio at the context's
   ``audioConfig.sampleRateHertz``; each chunk carries the ``timestampInfo.wordAlignment``
-  of the words that start in it).
+  of the words that start in it, the first also the ``usage``: characters processed
+  and model). ``send_text`` carrying ``flush_context: {}`` is a flush after the text.
   Empty text is the client's keepalive and gets no answer.
 - ``flush_context`` → ``flushCompleted`` once the context's audio so far has been sent.
-- ``close_context`` after a flush (end of turn) → ``contextClosed`` after the remaining
-  audio. Without a flush since the last text (an interruption) the context's unsent
-  audio is dropped and ``contextClosed`` follows at once.
+- ``close_context`` flushes first: the context's remaining audio is sent, then
+  ``contextClosed``. So a client that closes a context to stop it (Pipecat does, on an
+  interruption) still receives the rest of its audio and must drop it itself.
 
-Every reply is ``{"result": {..., "contextId": id, "status": {"code": 0}}}``; errors carry
-a non-zero gRPC code (5 = context not found, which Pipecat treats as benign).
+Every reply is ``{"result": {..., "contextId": id, "status": {"code": 0, "message": "",
+"details": []}}}``; errors carry a non-zero gRPC code (5 = context not found, which
+Pipecat treats as benign).
 
 Faults: ``stall`` / ``close`` on ``tts`` act before the (``after`` + 1)-th audio chunk of
 a connection; ``down`` closes open sockets (base class).
@@ -49,6 +52,18 @@ INVALID_ARGUMENT = 3
 ALREADY_EXISTS = 6
 RESOURCE_EXHAUSTED = 8
 
+ECHOED = (
+    "voiceId",
+    "modelId",
+    "timestampType",
+    "autoMode",
+    "language",
+    "deliveryMode",
+    "temperature",
+    "applyTextNormalization",
+)
+"""``create`` fields ``contextCreated`` repeats back."""
+
 
 @dataclass(slots=True)
 class _Context:
@@ -58,8 +73,7 @@ class _Context:
     encoding: str
     wav: bool
     sample_rate: int
-    unflushed: bool = False
-    dropped: bool = False
+    model_id: str = ""
     generation_seconds: float = 0.0
 
 
@@ -134,9 +148,6 @@ class _Session:
         self._contexts: dict[str, _Context] = {}
         self._jobs: asyncio.Queue[_Job | _Error] = asyncio.Queue()
         self._chunks_sent = 0
-        # Held while checking whether a context was dropped and sending its audio, so
-        # no audio of an interrupted context follows its contextClosed.
-        self._sending = asyncio.Lock()
 
     async def handle(self, body: dict[str, Any]) -> None:
         """Act on one client message."""
@@ -155,17 +166,11 @@ class _Session:
             message = "context_id is required" if not context_id else "Context not found"
             self._jobs.put_nowait(_Error(context_id, NOT_FOUND, message))
         elif command == "send_text":
-            context.unflushed = True
             self._jobs.put_nowait(_Job("text", context, text=str(body[command]["text"])))
+            if isinstance(body[command].get("flush_context"), dict):
+                self._jobs.put_nowait(_Job("flush", context))
         elif command == "flush_context":
-            context.unflushed = False
             self._jobs.put_nowait(_Job("flush", context))
-        elif context.unflushed:
-            # Text never flushed means the client was interrupted: stop its audio now.
-            del self._contexts[context.context_id]
-            async with self._sending:
-                context.dropped = True
-                await self._reply(context, {"contextClosed": {}})
         else:
             del self._contexts[context.context_id]
             self._jobs.put_nowait(_Job("close", context))
@@ -193,9 +198,16 @@ class _Session:
             encoding=encoding,
             wav=name == "LINEAR16",
             sample_rate=int(audio_config.get("sampleRateHertz") or DEFAULT_SAMPLE_RATE),
+            model_id=str(config.get("modelId", "")),
         )
         self._contexts[context_id] = context
-        self._jobs.put_nowait(_Job("reply", context, reply={"contextCreated": {}}))
+        created = {key: config[key] for key in ECHOED if key in config}
+        created["audioConfig"] = {
+            **audio_config,
+            "audioEncoding": name,
+            "sampleRateHertz": context.sample_rate,
+        }
+        self._jobs.put_nowait(_Job("reply", context, reply={"contextCreated": created}))
 
     async def run(self) -> None:
         """Send replies and audio in the order the client asked for them."""
@@ -209,16 +221,13 @@ class _Session:
                 if not await self._speak(job.context, job.text):
                     return
             elif job.kind == "flush":
-                if not job.context.dropped:
-                    job.context.generation_seconds = 0.0
-                    await self._reply(job.context, {"flushCompleted": {}})
+                job.context.generation_seconds = 0.0
+                await self._reply(job.context, {"flushCompleted": {}})
             else:
                 await self._reply(job.context, {"contextClosed": {}})
 
     async def _speak(self, context: _Context, text: str) -> bool:
         """Send ``text``'s audio for ``context``; ``False`` once the socket is gone."""
-        if context.dropped:
-            return True
         self._emulator.spoken.append(text)
         seconds = self._emulator.speech_seconds(text)
         data = audio.speech_audio(seconds, context.sample_rate, context.encoding)
@@ -226,6 +235,7 @@ class _Session:
         alignment = _word_alignment(text, context.generation_seconds, seconds)
         chunk_start = context.generation_seconds
         context.generation_seconds += seconds
+        first = True
         for piece in audio.chunks(data, size):
             try:
                 await self._emulator.stream_fault("tts", self._chunks_sent)
@@ -242,19 +252,23 @@ class _Session:
             words = _words_starting(alignment, chunk_start, chunk_end)
             if words["words"]:
                 chunk["timestampInfo"] = {"wordAlignment": words}
+            if first:
+                chunk["usage"] = {
+                    "processedCharactersCount": len(text),
+                    "modelId": context.model_id,
+                }
+                first = False
             chunk_start = chunk_end
-            async with self._sending:
-                if context.dropped:
-                    return True
-                if not await self._reply(context, {"audioChunk": chunk}):
-                    return False
+            if not await self._reply(context, {"audioChunk": chunk}):
+                return False
             self._chunks_sent += 1
-            # Let an interrupting close_context in between chunks.
+            # Let other messages in between chunks, as the real service streams.
             await asyncio.sleep(0)
         return True
 
     async def _reply(self, context: _Context, payload: dict[str, Any]) -> bool:
-        result = {**payload, "contextId": context.context_id, "status": {"code": 0}}
+        status = {"code": 0, "message": "", "details": []}
+        result = {**payload, "contextId": context.context_id, "status": status}
         return await sockets.send_json(self._ws, {"result": result})
 
 

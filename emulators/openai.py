@@ -2,7 +2,9 @@
 
 ``OPENAI_BASE_URL`` is ``f"{emulator.url}/v1"``; the route is named ``chat``. A request
 needs ``Authorization: Bearer <key>`` (any non-empty key; 401 with OpenAI's error JSON
-otherwise).
+otherwise). As the real service does, it answers 400 ``invalid_request_error`` to an
+empty ``messages`` array (code ``empty_array``) and to ``stream_options`` without
+``stream: true``.
 
 Which answer: the call is the request's ``prompt_cache_key`` (Frontdesk sends the call
 SID there) and the number of ``user`` messages is how many caller lines were heard. A
@@ -90,8 +92,22 @@ class OpenAIEmulator(Emulator):
             return _error(400, "We could not parse the JSON body of your request.")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error(400, "Missing required parameter: 'messages'.", param="messages")
+        if not body["messages"]:
+            return _error(
+                400,
+                "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+                "but got an empty array instead.",
+                param="messages",
+                code="empty_array",
+            )
         if not body.get("model"):
             return _error(400, "you must provide a model parameter", param="model")
+        if body.get("stream_options") is not None and not body.get("stream"):
+            return _error(
+                400,
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                param="stream_options",
+            )
         self.requests.append(body)
         completion = _Completion(model=str(body["model"]), answer=self.answer(body), body=body)
         if body.get("stream"):
@@ -252,9 +268,12 @@ def _offered_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
     return tools
 
 
-def _error(status: int, message: str, *, param: str | None = None) -> web.Response:
+def _error(
+    status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> web.Response:
     kinds = {401: ("invalid_request_error", "invalid_api_key")}
-    kind, code = kinds.get(status, ("invalid_request_error", None))
+    kind, default_code = kinds.get(status, ("invalid_request_error", None))
+    code = code or default_code
     return web.json_response(
         {"error": {"message": message, "type": kind, "param": param, "code": code}},
         status=status,

@@ -3,12 +3,15 @@
 :func:`run_scenario` places the call (the caller simulator), applies the scenario's
 end-of-call faults, then waits — bounded — until the world shows what the scenario
 expects: the dashboard's records, the backend's bookings and callbacks, who hung up.
+However it ends, it then switches off every fault the scenario switched on, so the
+next scenario on the same world starts with the world as it found it.
 Records arrive asynchronously after a call, so expectations are polled, not asserted
 once. What is still missing when time runs out is returned, one sentence per problem.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +19,15 @@ from typing import Any
 import anyio
 
 from emulators.caller import HttpCallControl, place_call
+from emulators.caller_control import ControlError
 from emulators.caller_report import CallReport
 from emulators.scenario import Scenario
 
+logger = logging.getLogger(__name__)
+
 SETTLE_SECONDS = 20.0
 POLL_SECONDS = 0.2
+FAULT_REMOVAL_SECONDS = 10.0
 
 
 @dataclass
@@ -49,23 +56,45 @@ async def run_scenario(
 ) -> ScenarioResult:
     """Place one call of ``scenario`` and check its expectations."""
     async with HttpCallControl(control_url) as control:
-        report = await place_call(
-            scenario,
-            server_url=server_url,
-            account_sid=account_sid,
-            auth_token=auth_token,
-            control=control,
-        )
-        for step in scenario.faults_at_end():
-            await control.apply_fault(step)
-        result = ScenarioResult(scenario=scenario.name, report=report)
-        deadline = time.monotonic() + settle_seconds
-        while True:
-            result.outcome = await control.outcome(report.call_sid)
-            result.failures = check(scenario, report, result.outcome)
-            if not result.failures or time.monotonic() >= deadline:
-                return result
-            await anyio.sleep(POLL_SECONDS)
+        try:
+            report = await place_call(
+                scenario,
+                server_url=server_url,
+                account_sid=account_sid,
+                auth_token=auth_token,
+                control=control,
+            )
+            for step in scenario.faults_at_end():
+                await control.apply_fault(step)
+            return await _settle(scenario, report, control, settle_seconds)
+        finally:
+            with anyio.move_on_after(FAULT_REMOVAL_SECONDS, shield=True):
+                await _remove_faults(scenario, control)
+
+
+async def _remove_faults(scenario: Scenario, control: HttpCallControl) -> None:
+    """Switch off every fault ``scenario`` switched on; one that will not go is logged."""
+    for step in scenario.faults:
+        try:
+            await control.remove_fault(step)
+        except ControlError as exc:
+            logger.warning(
+                "%s: could not switch off its %s fault: %s", scenario.name, step.target, exc
+            )
+
+
+async def _settle(
+    scenario: Scenario, report: CallReport, control: HttpCallControl, settle_seconds: float
+) -> ScenarioResult:
+    """Poll the world until ``scenario``'s expectations hold or ``settle_seconds`` pass."""
+    result = ScenarioResult(scenario=scenario.name, report=report)
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        result.outcome = await control.outcome(report.call_sid)
+        result.failures = check(scenario, report, result.outcome)
+        if not result.failures or time.monotonic() >= deadline:
+            return result
+        await anyio.sleep(POLL_SECONDS)
 
 
 def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> list[str]:

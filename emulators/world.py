@@ -114,6 +114,7 @@ class EmulatorWorld:
         app.router.add_post("/calls", self._register)
         app.router.add_post("/faults/{target}", self._add_fault)
         app.router.add_delete("/faults/{target}", self._clear_faults)
+        app.router.add_post("/faults/{target}/remove", self._remove_fault)
         app.router.add_get("/calls/{call_sid}/ended", self._ended)
         app.router.add_post("/calls/{call_sid}/caller-hangup", self._caller_hangup)
         app.router.add_get("/calls/{call_sid}/handoff", self._handoff)
@@ -175,7 +176,7 @@ class EmulatorWorld:
     def register(self, call_sid: str, scenario: Scenario) -> None:
         """Tell every emulator that ``call_sid`` runs ``scenario``."""
         self.calls.register(call_sid, scenario)
-        self.backend.seed(scenario.backend)
+        self.backend.seed(scenario.backend, call_sid=call_sid)
         self.twilio.register_call(call_sid, from_=scenario.call.from_, to=scenario.call.to)
         self.twilio.messaging.own_number(scenario.call.to)
         setup = scenario.twilio
@@ -257,6 +258,16 @@ class EmulatorWorld:
         emulator.faults.add(fault)
         await emulator.faults_applied()
         return web.json_response({"added": fault.to_json()}, status=201)
+
+    async def _remove_fault(self, request: web.Request) -> web.Response:
+        emulator = self._target(request)
+        try:
+            fault = Fault.from_json(await request.json())
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        emulator.faults.remove(fault)
+        await emulator.faults_applied()
+        return web.json_response({"removed": fault.to_json()})
 
     async def _clear_faults(self, request: web.Request) -> web.Response:
         emulator = self._target(request)

@@ -342,3 +342,48 @@ async def test_error_fault_on_bookings_creates_nothing_and_leaves_lookups_alone(
     assert booked.status_code == 503
     assert backend.appointments() == []
     assert looked_up.status_code == 200
+
+
+async def test_each_registered_call_has_a_backend_of_its_own(backend, http):
+    first, second = "CA" + "1" * 32, "CA" + "2" * 32
+    for call in (first, second):
+        backend.seed(Backend(customers=[DANA]), call_sid=call)
+
+    answers = [
+        await http.post(
+            "/v2/appointments",
+            json=booking(),
+            headers={"X-Frontdesk-Call-Sid": call, "Idempotency-Key": f"book-{call}"},
+        )
+        for call in (first, second)
+    ]
+
+    assert [a.status_code for a in answers] == [201, 201]
+    assert [a.json()["technician"] for a in answers] == ["Sam", "Sam"]
+    assert len({a.json()["appointment_id"] for a in answers}) == 2
+    assert {a["call_sid"] for a in backend.appointments()} == {first, second}
+    # The shared scope (calls nobody registered) still has its own taken slot.
+    taken = await http.post(
+        "/v2/appointments",
+        json=booking(slot_start=TAKEN, slot_end="2026-11-24T15:00:00-08:00"),
+        headers=headers(),
+    )
+    assert taken.status_code == 409
+
+
+async def test_a_registered_call_sees_only_its_own_customers(backend, http):
+    lee = Customer(phone="+14155550777", name="Lee")
+    backend.seed(Backend(customers=[lee]), call_sid="CA" + "3" * 32)
+
+    own = await http.post(
+        "/v2/callers/lookup",
+        json={"phone": DANA.phone},
+        headers={"X-Frontdesk-Call-Sid": "CA" + "3" * 32},
+    )
+    unregistered = await http.post(
+        "/v2/callers/lookup", json={"phone": lee.phone}, headers={"X-Frontdesk-Call-Sid": CALL}
+    )
+
+    assert own.json() == {"found": False}
+    assert unregistered.json() == {"found": False}
+    assert backend.state()["calls"]["CA" + "3" * 32]["customers"][0]["id"] == "cus_1"

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
 import anyio
 import numpy as np
 import pytest
+from deepgram.listen.v1.types import (
+    ListenV1Results,
+    ListenV1SpeechStarted,
+    ListenV1UtteranceEnd,
+)
+from deepgram.speak.v1.types import SpeakV1Metadata
 from pipecat.frames.frames import (
     ErrorFrame,
     InputAudioRawFrame,
@@ -75,6 +82,12 @@ def stt(emulator: DeepgramEmulator) -> DeepgramSTTService:
     return DeepgramSTTService(
         api_key="dg-test", base_url=emulator.url, sample_rate=RATE, tag=CALL_SID
     )
+
+
+async def metadata_first(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Take the ``Metadata`` message a TTS socket opens with."""
+    with anyio.fail_after(5):
+        assert json.loads(await ws.receive_str())["type"] == "Metadata"
 
 
 def texts(recorded: list) -> list[str]:
@@ -225,6 +238,90 @@ def test_listen_session_ignores_low_noise() -> None:
     assert not session.pending and calls.get("CA1").lines_heard == 0
 
 
+async def test_stt_sends_speech_started_and_utterance_end_when_asked(
+    emulator: DeepgramEmulator,
+) -> None:
+    url = (
+        f"{emulator.ws_url}/v1/listen?encoding=linear16&sample_rate={RATE}&tag={CALL_SID}"
+        "&interim_results=true&vad_events=true&utterance_end_ms=1000"
+    )
+    received: list[dict] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        speech_then_quiet = np.concatenate([audio.voiced(1.0, RATE), audio.silence(1.5, RATE)])
+        await ws.send_bytes(audio.pcm16_bytes(speech_then_quiet))
+        with anyio.fail_after(5):
+            while not received or received[-1]["type"] != "UtteranceEnd":
+                received.append(json.loads(await ws.receive_str()))
+
+    started = ListenV1SpeechStarted.model_validate(received[0])
+    assert started.model_extra == {} and started.timestamp == pytest.approx(0.0, abs=0.07)
+    results = [ListenV1Results.model_validate(m) for m in received[1:-1]]
+    *interims, final = results
+    assert interims and not any(r.is_final or r.speech_final for r in interims)
+    assert final.is_final and final.speech_final and not final.from_finalize
+    assert final.channel.alternatives[0].transcript == LINES[0]
+    ended = ListenV1UtteranceEnd.model_validate(received[-1])
+    assert ended.model_extra == {} and ended.last_word_end == pytest.approx(1.0, abs=0.03)
+
+
+async def test_stt_sends_neither_event_unless_asked(emulator: DeepgramEmulator) -> None:
+    url = f"{emulator.ws_url}/v1/listen?encoding=linear16&sample_rate={RATE}&tag={CALL_SID}"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        speech_then_quiet = np.concatenate([audio.voiced(1.0, RATE), audio.silence(1.5, RATE)])
+        await ws.send_bytes(audio.pcm16_bytes(speech_then_quiet))
+        await ws.send_str(json.dumps({"type": "CloseStream"}))
+        with anyio.fail_after(5):
+            kinds = {json.loads(m.data)["type"] async for m in ws}
+    assert kinds == {"Results", "Metadata"}
+
+
+def test_listen_session_speech_final_only_where_an_endpoint_was_heard() -> None:
+    calls = CallRegistry()
+    session = ListenSession(
+        script=calls.register("CA1", scenario()), sample_rate=RATE, clock=time.monotonic
+    )
+    # Line 1 ends in silence (an endpoint); line 2 is cut short by Finalize.
+    line_then_quiet = np.concatenate([audio.voiced(0.5, RATE), audio.silence(1.0, RATE)])
+    (ended,) = [o for o in session.feed(audio.pcm16_bytes(line_then_quiet)) if o.final_text]
+    session.feed(audio.pcm16_bytes(audio.voiced(0.5, RATE)))
+    (forced,) = session.finalize()
+
+    assert (ended.message["is_final"], ended.message["speech_final"]) == (True, True)
+    assert (forced.message["is_final"], forced.message["speech_final"]) == (True, False)
+    assert forced.message["from_finalize"] and forced.final_text == LINES[1]
+
+
+def test_listen_session_a_line_closed_by_the_next_is_final_but_not_speech_final() -> None:
+    calls = CallRegistry()
+    session = ListenSession(
+        script=calls.register("CA1", scenario()), sample_rate=RATE, clock=time.monotonic
+    )
+    gap = audio.silence((CONTINUATION_SECONDS + AUTO_FINAL_SECONDS) / 2, RATE)
+    sent = session.feed(
+        audio.pcm16_bytes(np.concatenate([audio.voiced(0.5, RATE), gap, audio.voiced(0.5, RATE)]))
+    )
+    (closed,) = [o for o in sent if o.final_text]
+    assert closed.final_text == LINES[0]
+    assert closed.message["is_final"] and not closed.message["speech_final"]
+
+
+async def test_pipecat_stt_transcribes_alike_with_vad_events_and_utterance_end(
+    emulator: DeepgramEmulator,
+) -> None:
+    service = DeepgramSTTService(
+        api_key="dg-test",
+        base_url=emulator.url,
+        sample_rate=RATE,
+        tag=CALL_SID,
+        settings=DeepgramSTTService.Settings(utterance_end_ms=1000, extra={"vad_events": True}),
+    )
+    async with running(service) as pipeline:
+        await pipeline.push([*speech(1.0), *quiet(1.5)])
+        final = await pipeline.down.wait_for(lambda f: isinstance(f, TranscriptionFrame))
+    assert final.text == LINES[0]
+    assert final.result.speech_final and final.result.is_final
+
+
 # --------------------------------------------------------------------------- TTS
 
 
@@ -252,6 +349,7 @@ async def test_tts_websocket_mulaw_frames_are_short_and_flushed_comes_last(
 ) -> None:
     url = f"{emulator.ws_url}/v1/speak?model=aura-2-helena-en&encoding=mulaw&sample_rate={RATE}"
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        await metadata_first(ws)
         await ws.send_str(json.dumps({"type": "Speak", "text": "One two three four five. "}))
         await ws.send_str(json.dumps({"type": "Speak", "text": "Six seven. "}))
         await ws.send_str(json.dumps({"type": "Flush"}))
@@ -272,6 +370,7 @@ async def test_tts_websocket_clear_drops_unsent_audio(emulator: DeepgramEmulator
     url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
     emulator.faults.add(Fault(kind=FaultKind.STALL, route="speak", after=2))
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        await metadata_first(ws)
         await ws.send_str(json.dumps({"type": "Speak", "text": "A long sentence " * 10}))
         with anyio.fail_after(5):
             for _ in range(2):
@@ -287,6 +386,7 @@ async def test_tts_websocket_close_fault_cuts_after_n_frames(emulator: DeepgramE
     url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
     emulator.faults.add(Fault(kind=FaultKind.CLOSE, route="speak", after=3, code=1011))
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        await metadata_first(ws)
         await ws.send_str(json.dumps({"type": "Speak", "text": "A long sentence " * 10}))
         binary = 0
         with anyio.fail_after(5):
@@ -324,3 +424,39 @@ async def test_tts_rest_encodings_containers_and_auth(emulator: DeepgramEmulator
     seconds = len(body["text"]) / emulator.chars_per_second
     assert len(raw) == round(seconds * RATE)
     assert wav[:4] == b"RIFF" and len(wav) == 44 + 2 * round(seconds * 24000)
+
+
+async def test_tts_websocket_opens_with_a_metadata_message_in_the_sdks_shape(
+    emulator: DeepgramEmulator,
+) -> None:
+    url = f"{emulator.ws_url}/v1/speak?model=aura-2-helena-en&encoding=linear16&sample_rate={RATE}"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        with anyio.fail_after(5):
+            first = await ws.receive()
+
+    assert first.type is aiohttp.WSMsgType.TEXT
+    metadata = SpeakV1Metadata.model_validate_json(first.data)
+    assert metadata.model_extra == {}
+    assert uuid.UUID(metadata.request_id)
+    assert metadata.model_name == "aura-2-helena-en"
+    assert metadata.model_version and metadata.model_uuid
+
+
+async def test_tts_websocket_close_closes_at_once_and_sends_nothing_more(
+    emulator: DeepgramEmulator,
+) -> None:
+    url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
+    text = "A long sentence " * 10
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
+        await metadata_first(ws)
+        await ws.send_str(json.dumps({"type": "Speak", "text": text}))
+        await ws.send_str(json.dumps({"type": "Flush"}))
+        with anyio.fail_after(5):
+            assert (await ws.receive()).type is aiohttp.WSMsgType.BINARY
+            await ws.send_str(json.dumps({"type": "Close"}))
+            after = [message async for message in ws]
+
+    assert ws.close_code == 1000
+    assert [m.type for m in after if m.type is not aiohttp.WSMsgType.BINARY] == []
+    sent = sum(len(m.data) for m in after) + RATE // 10 * 2
+    assert sent < len(text) / emulator.chars_per_second * RATE * 2

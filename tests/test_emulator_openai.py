@@ -334,3 +334,33 @@ async def test_a_body_sent_untransformed_is_the_one_the_sdk_sends_and_streams_al
     ]
     assert names == ["save_contact", "flag_priority"]
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+
+async def test_an_empty_messages_array_is_a_400_empty_array(
+    emulator: OpenAIEmulator, api: openai.AsyncOpenAI
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        await api.chat.completions.create(model="gpt-4.1", messages=[], stream=True)
+
+    assert refused.value.status_code == 400
+    assert refused.value.code == "empty_array"
+    assert refused.value.param == "messages"
+    assert refused.value.type == "invalid_request_error"
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize("stream", [False, openai.NOT_GIVEN])
+async def test_stream_options_without_streaming_is_a_400(
+    emulator: OpenAIEmulator, api: openai.AsyncOpenAI, stream: Any
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        await api.chat.completions.create(
+            model="gpt-4.1",
+            messages=conversation("Hi"),
+            stream=stream,
+            stream_options={"include_usage": True},
+        )
+
+    assert refused.value.param == "stream_options"
+    assert "only allowed when 'stream' is enabled" in refused.value.message
+    assert emulator.requests == []

@@ -1,25 +1,50 @@
 """Every scenario in scenarios/, end to end: real server, emulators, a Twilio-shaped caller.
 
-Scenarios run concurrently. Those that neither break anything nor book share one world;
-each scenario that injects faults (which are world-wide) or books an appointment (two
-callers wanting the same first window would rightly collide) gets a world of its own.
+Scenarios share worlds, as someone running them all against one ``main.py emulators`` +
+``main.py serve`` would, and each must find the world as it would alone. The calm world
+runs every scenario that breaks nothing, at once, in lanes: among them the same returning
+caller booking the same first window twice (``returning_customer_books`` and
+``caller_barges_in``), which only works if each call has a backend of its own. Within a
+lane, scenarios run one after another.
+
+A fault is world-wide and Frontdesk's breakers are process-wide, so a scenario that
+breaks a provider gets a world of its own; every fault a scenario switched on must be
+gone once it has ended. One scenario is placed through ``main.py call --json``, as an
+operator would.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import anyio
 import pytest
 
-from emulators.runner import ScenarioResult
 from emulators.scenario import all_scenarios, load_scenario
-from tests.stack import stack
+from tests.stack import Stack, stack
+from tests.support import ROOT
 
 SCENARIOS = all_scenarios()
-ISOLATED = [
-    name for name in SCENARIOS if load_scenario(name).faults or load_scenario(name).expect.booked
-]
+WORLDS = {
+    "calm": [
+        ["returning_customer_books"],
+        ["caller_barges_in"],
+        ["new_caller_out_of_area"],
+        ["looping_caller_turn_limit"],
+        ["caller_hangs_up_mid_sentence", "emergency_gas"],
+        ["caller_says_nothing"],
+    ],
+    "inworld_down": [["inworld_down"]],
+    "dashboard_down_then_back": [["dashboard_down_then_back"]],
+    "v2_backend_down": [["v2_backend_down"]],
+}
+"""Per world, its lanes: the scenarios each lane runs one after another."""
+THROUGH_THE_CLI = {"caller_hangs_up_mid_sentence"}
+RUN_SECONDS = 240
 
 
 @pytest.fixture(scope="module")
@@ -28,27 +53,69 @@ def anyio_backend() -> str:
 
 
 SERVER_LOG: list[str] = []
-"""Every line the shared server logged while its scenarios ran."""
+"""Every line the calm world's server logged while its scenarios ran."""
+FAULTS_LEFT: dict[str, list[str]] = {}
+"""Per world and emulator, the faults still switched on once every lane had ended."""
+CLI_REPORTS: dict[str, list[dict]] = {}
+"""What ``main.py call --json`` wrote, per scenario placed through it."""
+
+
+async def place_through_the_cli(world: Stack, directory: Path, name: str) -> list[str]:
+    """Run ``main.py call --json`` for ``name``; the failures it reports."""
+    out = directory / f"{name}.json"
+    done = await anyio.run_process(
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "call",
+            "--url",
+            world.url,
+            "--scenario",
+            name,
+            "--json",
+            str(out),
+            "--env-file",
+            str(directory / "world.env"),
+        ],
+        env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", str(directory))},
+        cwd=str(ROOT),
+        check=False,
+    )
+    if not out.exists():
+        return [f"main.py call exited {done.returncode} without --json output: {done.stderr!r}"]
+    CLI_REPORTS[name] = json.loads(out.read_text())
+    return [failure for report in CLI_REPORTS[name] for failure in report["failures"]] + (
+        [] if done.returncode == 0 else [f"main.py call exited {done.returncode}"]
+    )
 
 
 @pytest.fixture(scope="module")
-async def results(tmp_path_factory) -> dict[str, ScenarioResult]:
-    done: dict[str, ScenarioResult] = {}
+async def results(tmp_path_factory) -> dict[str, list[str]]:
+    """Each scenario's failures (empty when it met every expectation)."""
+    done: dict[str, list[str]] = {}
     async with AsyncExitStack() as stacks:
-        shared = await stacks.enter_async_context(stack(tmp_path_factory.mktemp("shared")))
-        own = {
-            name: await stacks.enter_async_context(stack(tmp_path_factory.mktemp(name)))
-            for name in ISOLATED
+        directories = {label: tmp_path_factory.mktemp(label) for label in WORLDS}
+        worlds = {
+            label: await stacks.enter_async_context(stack(directory))
+            for label, directory in directories.items()
         }
 
-        async def run(name: str) -> None:
-            done[name] = await own.get(name, shared).run(load_scenario(name))
+        async def lane(world: Stack, directory: Path, names: list[str]) -> None:
+            for name in names:
+                if name in THROUGH_THE_CLI:
+                    done[name] = await place_through_the_cli(world, directory, name)
+                else:
+                    done[name] = (await world.run(load_scenario(name))).failures
 
-        with anyio.fail_after(240):
+        with anyio.fail_after(RUN_SECONDS):
             async with anyio.create_task_group() as tg:
-                for name in SCENARIOS:
-                    tg.start_soon(run, name)
-        SERVER_LOG[:] = shared.server.lines
+                for label, lanes in WORLDS.items():
+                    for names in lanes:
+                        tg.start_soon(lane, worlds[label], directories[label], names)
+        SERVER_LOG[:] = worlds["calm"].server.lines
+        for label, world in worlds.items():
+            for target, emulator in world.world.emulators.items():
+                FAULTS_LEFT[f"{label}/{target}"] = [str(f) for f in emulator.faults.list()]
     return done
 
 
@@ -67,12 +134,33 @@ def test_there_are_scenarios_for_everything_the_product_promises():
     }
 
 
+def test_every_scenario_runs_in_exactly_one_lane():
+    placed = [name for lanes in WORLDS.values() for names in lanes for name in names]
+    assert sorted(placed) == SCENARIOS
+    calm = [name for names in WORLDS["calm"] for name in names]
+    assert not [name for name in calm if load_scenario(name).faults]
+    assert {"returning_customer_books", "caller_barges_in"} <= set(calm)
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 @pytest.mark.anyio
-async def test_scenario_meets_its_expectations(results, name):
-    result = results[name]
+async def test_scenario_meets_its_expectations_after_the_ones_before_it(results, name):
+    assert not results[name], f"{name}: " + "; ".join(results[name])
 
-    assert result.passed, f"{name}: " + "; ".join(result.failures)
+
+@pytest.mark.anyio
+async def test_a_scenario_leaves_no_fault_switched_on(results):
+    assert len(results) == len(SCENARIOS)
+    assert {world: left for world, left in FAULTS_LEFT.items() if left} == {}
+
+
+@pytest.mark.anyio
+async def test_main_py_call_writes_each_calls_report_as_json(results):
+    (report,) = CLI_REPORTS["caller_hangs_up_mid_sentence"]
+    assert report["passed"] is True and report["failures"] == []
+    assert report["scenario"] == "caller_hangs_up_mid_sentence"
+    assert report["call_sid"].startswith("CA") and report["hung_up_by"] == "caller"
+    assert report["events"] and all(isinstance(e["at"], float) for e in report["events"])
 
 
 @pytest.mark.anyio
