@@ -145,6 +145,27 @@ class RecordCounts(_Strict):
     alerts: int | None = None
 
 
+class QuestionExpectation(_Strict):
+    """A question the caller asked about the business, as the call record must show it.
+
+    Attributes:
+        asked: The caller's words the record holds as the question.
+        found: Whether the business's knowledge had passages for it (``False``: the
+            record names no source).
+        sources_include: Texts each of which must be part of one of the record's sources
+            (``"Prices"`` matches ``"Prices: Service call fee"``).
+        answer_says: Phrases the bot must say between the question and the caller's
+            next line.
+        answer_never_says: Texts the bot must not say there (``"$"``: no price invented).
+    """
+
+    asked: str
+    found: bool | None = None
+    sources_include: list[str] = Field(default_factory=list)
+    answer_says: list[str] = Field(default_factory=list)
+    answer_never_says: list[str] = Field(default_factory=list)
+
+
 class Expectations(_Strict):
     """What must be true once the call has ended.
 
@@ -157,6 +178,8 @@ class Expectations(_Strict):
         alert_kinds: Alert kinds that must be among the alerts received.
         booked: Whether the backend must hold an appointment for the caller.
         callbacks: How many callbacks the backend must hold for the caller.
+        questions: The caller's questions about the business, in the order asked; when
+            given, the record holds exactly these.
     """
 
     outcome: str | None = None
@@ -167,6 +190,7 @@ class Expectations(_Strict):
     alert_kinds: list[str] = Field(default_factory=list)
     booked: bool | None = None
     callbacks: int | None = None
+    questions: list[QuestionExpectation] | None = None
 
 
 class CallSetup(_Strict):
@@ -234,6 +258,7 @@ __all__ = [
     "FaultKind",
     "FaultStep",
     "LLMTurn",
+    "QuestionExpectation",
     "Scenario",
     "all_scenarios",
     "load_scenario",
