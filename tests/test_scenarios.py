@@ -64,6 +64,8 @@ def test_there_are_scenarios_for_everything_the_product_promises():
         "v2_backend_down",
         "inworld_down",
         "dashboard_down_then_back",
+        "caller_asks_price_from_knowledge",
+        "caller_asks_something_not_in_knowledge",
     }
 
 
