@@ -20,6 +20,16 @@ between one tool call and a short spoken text, roughly as a good receptionist LL
 5. With no tools: say the quoted sentence the node's instructions ask for
    (``Say "…"``), a goodbye if they mention one, else "Okay.".
 
+Questions about the business: when ``answer_question`` is offered and the caller's
+newest line is a question (see :func:`is_business_question`) not yet looked up, the
+policy calls ``answer_question`` with that line before anything else. When that tool
+answers, it speaks the first sentence of the first passage if the status is ``found``
+(an answer grounded in what the business wrote, nothing added), else
+:data:`NOT_FOUND_ANSWER`; either way followed by the question for the first missing
+argument of the flow's first tool. ``answer_question`` takes no part in steps 2 to 4, and
+looked-up questions are not read for other tools' arguments, so the flow carries on
+where it was.
+
 After a tool error that names an argument, caller lines before that error are no
 longer used for that argument, so a corrected value wins.
 """
@@ -46,7 +56,29 @@ ASK_PHRASES: dict[str, str] = {
     "callback_number": "What's the best number to reach you?",
 }
 DEFAULT_ASK = "Could you tell me a bit more?"
-ASIDE_TOOLS = ("answer_question",)
+QUESTION_TOOL = "answer_question"
+NOT_FOUND_ANSWER = (
+    "I'm sorry, I don't have that information, but our team can answer it when they call you back."
+)
+QUESTION_OPENERS = frozenset(
+    {
+        "do",
+        "does",
+        "are",
+        "is",
+        "can",
+        "could",
+        "will",
+        "how",
+        "what",
+        "what's",
+        "when",
+        "where",
+        "which",
+        "why",
+    }
+)
+"""First words that make a caller's line a question even without a question mark."""
 FREE_TEXT_ARGS = ("description", "reason", "details", "issue", "problem", "notes", "summary")
 
 _ASK_FOR_PEOPLE = ("talk to someone", "talk to a person", "real person", "human", "operator")
@@ -118,27 +150,41 @@ class _Node:
     messages: list[dict[str, Any]]
     instructions: str = ""
     cutoffs: dict[str, int] = field(default_factory=dict)
+    questions: set[int] = field(default_factory=set)
+    """Indexes of the caller's lines that were looked up with ``answer_question``."""
 
     def lines(self, arg: str | None = None) -> list[str]:
-        """The caller's lines in this node, oldest first (after ``arg``'s last error)."""
+        """The caller's lines in this node, oldest first (after ``arg``'s last error).
+
+        Questions already looked up are left out: they answer none of the flow's questions.
+        """
         start = self.cutoffs.get(arg, -1) if arg else -1
         return [
             message_text(m)
             for i, m in enumerate(self.messages)
-            if i > start and m.get("role") == "user" and message_text(m).strip()
+            if i > start
+            and i not in self.questions
+            and m.get("role") == "user"
+            and message_text(m).strip()
         ]
 
 
 def respond(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None) -> Reply:
     """The receptionist's answer to a chat request (see the module docstring)."""
     messages = [m for m in messages if isinstance(m, dict)]
-    offered = [_parse_tool(t) for t in tools or () if isinstance(t, dict)]
-    offered = [t for t in offered if t is not None]
+    parsed = [_parse_tool(t) for t in tools or () if isinstance(t, dict)]
+    can_look_up = any(t is not None and t.name == QUESTION_TOOL for t in parsed)
+    offered = [t for t in parsed if t is not None and t.name != QUESTION_TOOL]
     known_args = {arg for tool in offered for arg in tool.properties}
     node = _current_node(messages, known_args)
     last = messages[-1] if messages else {}
     if last.get("role") == "tool":
+        if _called_tool(messages, last) == QUESTION_TOOL:
+            return Reply(text=_answer(node, offered, message_text(last)))
         return Reply(text=_after_tool_result(node, offered, message_text(last)))
+    question = _new_question(messages) if can_look_up else None
+    if question is not None:
+        return Reply(tool_call=ToolChoice(name=QUESTION_TOOL, arguments={"question": question}))
     lines = node.lines()
     for tool in offered:
         if not tool.required:
@@ -148,19 +194,38 @@ def respond(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] 
         arguments = _fill(tool, node)
         if arguments is not None:
             return Reply(tool_call=ToolChoice(name=tool.name, arguments=arguments))
-    # A tool offered in every state (a question about the business) is an aside: the
-    # state's own tool is still "the only one" the flow is waiting for.
-    flow = [t for t in offered if t.name not in ASIDE_TOOLS]
-    if len(flow) == 1 and not flow[0].required:
+    if len(offered) == 1 and not offered[0].required:
         return Reply(
             text=_scripted_text(node.instructions),
-            tool_call=ToolChoice(name=flow[0].name, arguments=_optional(flow[0], node)),
+            tool_call=ToolChoice(name=offered[0].name, arguments=_optional(offered[0], node)),
         )
     if offered:
         missing = _missing(offered[0], node)
         if missing:
             return Reply(text=ask_phrase(missing[0]))
     return Reply(text=_scripted_text(node.instructions) or "Okay.")
+
+
+def is_business_question(line: str) -> bool:
+    """Whether the caller's ``line`` asks something about the business.
+
+    It does when it ends with "?" or starts with one of :data:`QUESTION_OPENERS`, unless
+    it asks for a call back, a person or the end of the call (the flow's own tools).
+    Answers to the flow's questions — a name, an address, "This week is fine", "The
+    first one works" — are statements, and are not questions.
+    """
+    text = line.strip()
+    first = re.match(r"[a-z']+", text.lower())
+    asks = text.endswith("?") or (first is not None and first.group(0) in QUESTION_OPENERS)
+    flow_words = (phrases for word, phrases in TRIGGERS.items() if word != "emergency")
+    return asks and not any(extractors.says_any(text, phrases) for phrases in flow_words)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence (or list item) of a passage, as it could be spoken."""
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    first_line = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", first_line).strip()
+    return re.split(r"(?<=[.!?])\s+", first_line, maxsplit=1)[0]
 
 
 def ask_phrase(arg: str) -> str:
@@ -282,13 +347,69 @@ def _current_node(messages: list[dict[str, Any]], known_args: set[str]) -> _Node
             instructions = message_text(messages[index])
             break
     segment = messages[start:]
-    node = _Node(messages=segment, instructions=instructions)
+    node = _Node(messages=segment, instructions=instructions, questions=_looked_up(segment))
     for index, message in enumerate(segment):
         if message.get("role") == "tool" and _looks_like_error(message_text(message)):
             names = known_args | _called_args(segment)
             for arg in _named_args(message_text(message), names):
                 node.cutoffs[arg] = index
     return node
+
+
+def _question_calls(message: dict[str, Any]) -> bool:
+    calls = message.get("tool_calls") or []
+    return any(call.get("function", {}).get("name") == QUESTION_TOOL for call in calls)
+
+
+def _looked_up(messages: list[dict[str, Any]]) -> set[int]:
+    """Indexes of the caller lines that an ``answer_question`` call right after looked up."""
+    asked: set[int] = set()
+    newest_user: int | None = None
+    for index, message in enumerate(messages):
+        if message.get("role") == "user":
+            newest_user = index
+        elif newest_user is not None and _question_calls(message):
+            asked.add(newest_user)
+    return asked
+
+
+def _new_question(messages: list[dict[str, Any]]) -> str | None:
+    """The caller's newest line if it is a business question not looked up yet."""
+    newest = next(
+        (i for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user"), None
+    )
+    if newest is None or newest in _looked_up(messages):
+        return None
+    line = message_text(messages[newest]).strip()
+    return line if line and is_business_question(line) else None
+
+
+def _called_tool(messages: list[dict[str, Any]], result: dict[str, Any]) -> str | None:
+    """The name of the tool whose call ``result`` answers (the newest call if unmatched)."""
+    newest: str | None = None
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            name = call.get("function", {}).get("name")
+            if call.get("id") == result.get("tool_call_id"):
+                return name
+            newest = name
+    return newest
+
+
+def _answer(node: _Node, offered: list[_Tool], result: str) -> str:
+    """What to say once ``answer_question`` answered: the passage's word, then carry on."""
+    try:
+        found = json.loads(result)
+    except ValueError:
+        found = {}
+    passages = found.get("passages") if isinstance(found, dict) else None
+    answer = ""
+    if isinstance(found, dict) and found.get("status") == "found" and passages:
+        first = passages[0] if isinstance(passages[0], dict) else {}
+        answer = first_sentence(str(first.get("text", "")))
+    answer = answer or NOT_FOUND_ANSWER
+    missing = _missing(offered[0], node) if offered else []
+    return f"{answer} {ask_phrase(missing[0])}" if missing else answer
 
 
 def _called_args(segment: list[dict[str, Any]]) -> set[str]:

@@ -21,7 +21,7 @@ import anyio
 from emulators.caller import HttpCallControl, place_call
 from emulators.caller_control import ControlError
 from emulators.caller_report import CallReport
-from emulators.scenario import Scenario
+from emulators.scenario import QuestionExpectation, Scenario
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,8 @@ def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> li
             f"backend holds {len(outcome.get('callbacks', []))} callbacks, "
             f"expected {expect.callbacks}"
         )
+    if expect.questions is not None:
+        failures += check_questions(expect.questions, record)
     if expect.handoffs is not None:
         statuses = [h.get("status") for h in outcome.get("handoffs", [])]
         if statuses != expect.handoffs:
@@ -154,3 +156,42 @@ def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> li
     if not report.rejected and outcome.get("hangups") != hangups:
         failures.append(f"{outcome.get('hangups')} REST hang-ups, expected {hangups}")
     return failures
+
+
+def check_questions(expected: list[QuestionExpectation], record: dict[str, Any]) -> list[str]:
+    """Every way the call record's questions and their answers differ from ``expected``."""
+    asked = record.get("questions", [])
+    if [q.get("question") for q in asked] != [q.asked for q in expected]:
+        return [f"questions {[q.get('question') for q in asked]}, expected {expected}"]
+    failures = []
+    for wanted, got in zip(expected, asked, strict=True):
+        sources = got.get("sources", [])
+        if wanted.found is not None and bool(sources) != wanted.found:
+            failures.append(
+                f"{wanted.asked!r} answered from {sources}, expected found={wanted.found}"
+            )
+        for part in wanted.sources_include:
+            if not any(part.lower() in source.lower() for source in sources):
+                failures.append(f"{wanted.asked!r} answered from {sources}, none names {part!r}")
+        answer = answer_to(wanted.asked, record.get("transcript", []))
+        for phrase in wanted.answer_says:
+            if phrase.lower() not in answer.lower():
+                failures.append(f"the answer to {wanted.asked!r} never said {phrase!r}: {answer!r}")
+        for text in wanted.answer_never_says:
+            if text.lower() in answer.lower():
+                failures.append(f"the answer to {wanted.asked!r} said {text!r}: {answer!r}")
+    return failures
+
+
+def answer_to(question: str, transcript: list[dict[str, Any]]) -> str:
+    """What the bot said after the caller's line ``question``, until the caller spoke again."""
+    said: list[str] = []
+    asked = False
+    for entry in transcript:
+        if entry.get("role") == "caller":
+            if asked:
+                break
+            asked = entry.get("text", "").strip().lower() == question.strip().lower()
+        elif asked:
+            said.append(entry.get("text", ""))
+    return " ".join(said)

@@ -146,6 +146,27 @@ class RecordCounts(_Strict):
     alerts: int | None = None
 
 
+class QuestionExpectation(_Strict):
+    """A question the caller asked about the business, as the call record must show it.
+
+    Attributes:
+        asked: The caller's words the record holds as the question.
+        found: Whether the business's knowledge had passages for it (``False``: the
+            record names no source).
+        sources_include: Texts each of which must be part of one of the record's sources
+            (``"Prices"`` matches ``"Prices: Service call fee"``).
+        answer_says: Phrases the bot must say between the question and the caller's
+            next line.
+        answer_never_says: Texts the bot must not say there (``"$"``: no price invented).
+    """
+
+    asked: str
+    found: bool | None = None
+    sources_include: list[str] = Field(default_factory=list)
+    answer_says: list[str] = Field(default_factory=list)
+    answer_never_says: list[str] = Field(default_factory=list)
+
+
 class Expectations(_Strict):
     """What must be true once the call has ended.
 
@@ -162,6 +183,8 @@ class Expectations(_Strict):
         handoffs: The ``DialCallStatus`` of each hand-off, in order.
         texts: How many texts to the caller Twilio must have accepted.
         recorded: Whether Twilio must hold a completed recording of the call.
+        questions: The caller's questions about the business, in the order asked; when
+            given, the record holds exactly these.
     """
 
     outcome: str | None = None
@@ -175,6 +198,7 @@ class Expectations(_Strict):
     handoffs: list[str] | None = None
     texts: int | None = None
     recorded: bool | None = None
+    questions: list[QuestionExpectation] | None = None
 
 
 class DialAnswer(_Strict):
@@ -271,6 +295,7 @@ __all__ = [
     "FaultKind",
     "FaultStep",
     "LLMTurn",
+    "QuestionExpectation",
     "Scenario",
     "all_scenarios",
     "load_scenario",

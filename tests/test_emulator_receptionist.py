@@ -8,7 +8,17 @@ from typing import Any
 import pytest
 
 from emulators import extractors
-from emulators.receptionist import ASK_PHRASES, Reply, ToolChoice, ask_phrase, extract, respond
+from emulators.receptionist import (
+    ASK_PHRASES,
+    NOT_FOUND_ANSWER,
+    Reply,
+    ToolChoice,
+    ask_phrase,
+    extract,
+    first_sentence,
+    is_business_question,
+    respond,
+)
 
 SYSTEM = {"role": "system", "content": "You are the receptionist of Acme Plumbing & HVAC."}
 
@@ -82,6 +92,14 @@ CALLBACK = tool(
 NAME = tool("record_name", {"name": {"type": "string"}}, ["name"])
 CONFIRM = tool("confirm", {"confirmed": {"type": "boolean"}}, ["confirmed"])
 END = tool("end_call", {}, [])
+QUESTION = tool("answer_question", {"question": {"type": "string"}}, ["question"])
+PREFER_CALLBACK = tool("prefer_callback", {"reason": {"type": "string"}}, [])
+CREATE_CALLBACK = tool("create_callback", {"callback_number": {"type": "string"}}, [])
+PRICE = {
+    "source": "Prices",
+    "heading": "Service call fee",
+    "text": "The service call fee is $89. It covers the technician coming out.",
+}
 
 
 def call(name: str, **arguments: Any) -> Reply:
@@ -201,6 +219,132 @@ def test_the_policy_is_deterministic() -> None:
     messages = [SYSTEM, dev("Collect."), user("Flooding at 7 Elm Court, 94110!")]
     replies = {repr(respond(messages, [JOB, SERVICE])) for _ in range(20)}
     assert len(replies) == 1
+
+
+# ------------------------------------------------------------ business questions
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Do you charge to come out?",
+        "Are you open on Saturdays?",
+        "How much is a water heater flush",
+        "what cards do you take",
+        "Is there a fee for cancelling?",
+        "And the warranty, how long is it?",
+    ],
+)
+def test_questions_about_the_business(line: str) -> None:
+    assert is_business_question(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Dana Whitfield",
+        "My name is Jordan Lee.",
+        "It's 12 Oak Street, 94110.",
+        "This week is fine.",
+        "The first one works.",
+        "As soon as possible please.",
+        "Yes please, call me back.",
+        "Can someone call me back?",
+        "Can I talk to a real person?",
+        "Is that all? Then bye.",
+        "",
+    ],
+)
+def test_answers_to_the_flow_and_requests_for_its_tools_are_not_questions(line: str) -> None:
+    assert not is_business_question(line)
+
+
+def test_a_question_is_looked_up_before_any_flow_tool() -> None:
+    messages = [SYSTEM, dev("Collect the job."), user("It's 12 Oak Street, 94110.")]
+    messages += [user("Do you charge to come out?")]
+    assert respond(messages, [JOB, QUESTION]) == call(
+        "answer_question", question="Do you charge to come out?"
+    )
+
+
+def test_a_question_is_not_looked_up_when_answer_question_is_not_offered() -> None:
+    messages = [SYSTEM, dev("Collect the job."), user("Do you charge to come out?")]
+    assert respond(messages, [JOB]).text == ASK_PHRASES["address"]
+
+
+def test_answer_question_is_never_called_for_a_flow_answer() -> None:
+    messages = [SYSTEM, dev("Collect the job."), user("It's 12 Oak Street, 94110.")]
+    assert respond(messages, [JOB, QUESTION]).text == ASK_PHRASES["urgency"]
+    messages += [user("This week is fine.")]
+    assert respond(messages, [JOB, QUESTION]) == call(
+        "record_job", address="12 Oak Street", zip="94110", urgency="this_week"
+    )
+
+
+def test_a_found_answer_is_the_first_passage_s_first_sentence_then_the_flow_resumes() -> None:
+    messages = [SYSTEM, dev("Collect the job."), user("Do you charge to come out?")]
+    messages += called("answer_question", {"question": "Do you charge to come out?"})
+    other = {"source": "Policies", "heading": "Warranty", "text": "Labor: one year."}
+    found = {"status": "found", "passages": [PRICE, other], "instruction": "Answer."}
+    reply = respond([*messages, result(json.dumps(found))], [JOB, QUESTION])
+    assert reply.text == f"The service call fee is $89. {ASK_PHRASES['address']}"
+
+
+def test_nothing_found_says_so_and_offers_the_call_back_without_inventing() -> None:
+    messages = [SYSTEM, dev("Collect the job."), user("Do you sell solar panels?")]
+    messages += called("answer_question", {"question": "Do you sell solar panels?"})
+    not_found = {"status": "not_found", "instruction": "Say you don't know."}
+    reply = respond([*messages, result(json.dumps(not_found))], [JOB, QUESTION])
+    assert reply.text == f"{NOT_FOUND_ANSWER} {ASK_PHRASES['address']}"
+    assert "$" not in (reply.text or "")
+    assert "call you back" in NOT_FOUND_ANSWER
+
+
+def test_after_the_answer_the_flow_reads_only_the_caller_s_other_lines() -> None:
+    messages = [SYSTEM, dev("Offer slot_1, slot_2 and slot_3."), user("Which one is first?")]
+    messages += called("answer_question", {"question": "Which one is first?"})
+    messages += [result(json.dumps({"status": "found", "passages": [PRICE]}))]
+    messages += [{"role": "assistant", "content": "The service call fee is $89."}]
+    assert respond(messages, [SLOTS, PREFER_CALLBACK, QUESTION]).text == ASK_PHRASES["slot_id"]
+    messages += [user("The first one works.")]
+    assert respond(messages, [SLOTS, PREFER_CALLBACK, QUESTION]) == call(
+        "book_slot", slot_id="slot_1"
+    )
+
+
+def test_a_question_already_looked_up_is_not_looked_up_again() -> None:
+    messages = [SYSTEM, dev("Collect the job."), user("Do you charge to come out?")]
+    messages += called("answer_question", {"question": "Do you charge to come out?"})
+    messages += [result(json.dumps({"status": "found", "passages": [PRICE]}))]
+    messages += [{"role": "assistant", "content": "The service call fee is $89."}]
+    assert respond(messages, [JOB, QUESTION]).text == ASK_PHRASES["address"]
+
+
+def test_a_tool_without_arguments_is_still_called_at_once_beside_answer_question() -> None:
+    messages = [SYSTEM, dev('Say "I\'ll have the team call you back." then create_callback.')]
+    assert respond(messages, [CREATE_CALLBACK, QUESTION]) == Reply(
+        text="I'll have the team call you back.",
+        tool_call=ToolChoice(name="create_callback", arguments={}),
+    )
+
+
+def test_a_result_of_another_tool_is_not_read_as_an_answer() -> None:
+    messages = [SYSTEM, dev("Collect."), user("42 Oak Street"), *called("record_job", {})]
+    reply = respond([*messages, result('{"status": "found"}')], [JOB, QUESTION])
+    assert reply.text == ASK_PHRASES["zip"]
+
+
+@pytest.mark.parametrize(
+    ("text", "sentence"),
+    [
+        ("The service call fee is $89. It covers the visit.", "The service call fee is $89."),
+        ("- Drain clearing: from $175\n- Toilet repair: from $150", "Drain clearing: from $175"),
+        ("Yes! Every technician is licensed.", "Yes!"),
+        ("No full stop at the end", "No full stop at the end"),
+    ],
+)
+def test_first_sentence_of_a_passage(text: str, sentence: str) -> None:
+    assert first_sentence(text) == sentence
 
 
 @pytest.mark.parametrize(

