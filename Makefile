@@ -17,6 +17,7 @@ bootstrap: .venv/.synced
 test: .venv/.synced
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
 	$(UV) run --frozen pytest -q
 
 demo: .venv/.synced
@@ -33,6 +34,7 @@ clips: .venv/.synced
 lint: .venv/.synced
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
 
 format: .venv/.synced
 	$(UV) run --frozen ruff check --fix .
