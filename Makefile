@@ -18,7 +18,7 @@ test: .venv/.synced
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
-	$(UV) run --frozen pytest -q
+	$(UV) run --frozen pytest -q -n 4 --dist loadfile
 
 demo: .venv/.synced
 	$(UV) run --frozen python main.py demo
