@@ -704,6 +704,9 @@ class Receptionist:
         if isinstance(parsed, str):
             self._invalid(d, event, parsed)
             return
+        if parsed.language not in {language.code for language in self.profile.spoken()}:
+            self._invalid(d, event, "language is not one we speak. Carry on in this one.")
+            return
         result = prompts.switched(self.profile, parsed.language)
         d.tool(event.name, args, {"status": "ok", "language": parsed.language}, ok=True)
         if parsed.language != d.conversation.language:
