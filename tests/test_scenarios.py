@@ -32,13 +32,14 @@ SCENARIOS = all_scenarios()
 WORLDS = {
     "calm": [
         ["returning_customer_books"],
-        ["caller_barges_in"],
+        ["caller_barges_in", "caller_switches_to_spanish_mid_call"],
         ["new_caller_out_of_area"],
         ["looping_caller_turn_limit"],
         ["caller_hangs_up_mid_sentence", "emergency_gas"],
-        ["caller_says_nothing"],
+        ["caller_says_nothing", "emergency_in_spanish"],
         ["caller_asks_price_from_knowledge"],
         ["caller_asks_something_not_in_knowledge"],
+        ["spanish_caller_books"],
     ],
     "inworld_down": [["inworld_down"]],
     "dashboard_down_then_back": [["dashboard_down_then_back"]],
@@ -135,6 +136,9 @@ def test_there_are_scenarios_for_everything_the_product_promises():
         "dashboard_down_then_back",
         "caller_asks_price_from_knowledge",
         "caller_asks_something_not_in_knowledge",
+        "spanish_caller_books",
+        "caller_switches_to_spanish_mid_call",
+        "emergency_in_spanish",
     }
 
 

@@ -22,7 +22,7 @@ _SPANISH = """
 el la los las un una unos unas de del que y en por para con mi mis su sus es está esta
 están estoy tengo tiene necesito quiero puede pueden hay hola sí gracias favor se lo le
 muy pero cuando dónde donde cómo como qué usted ustedes nosotros casa agua baño cocina
-mañana tarde
+mañana tarde habla hablo español ninguno prefiero llamen huele toda todo este
 """
 FUNCTION_WORDS: dict[str, frozenset[str]] = {
     "en": frozenset(_ENGLISH.split()),
