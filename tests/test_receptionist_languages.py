@@ -86,6 +86,8 @@ def test_a_bad_languages_section_names_the_field(change: dict[str, Any], named: 
         ("94110", None),
         ("sí", None),
         ("Jordan", None),
+        ("My name is José de la Cruz", None),
+        ("Me llamo Lucía", None),
     ],
 )
 def test_the_language_of_a_turn_is_told_by_its_function_words(text: str, expected: str | None):
