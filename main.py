@@ -28,6 +28,7 @@ from frontdesk.runtime.errors import (
     SettingsError,
 )
 from frontdesk.runtime.gc_freeze import freeze_startup_objects
+from frontdesk.runtime.profile import AgentProfile
 from frontdesk.runtime.settings import masked, startup_warnings
 
 if TYPE_CHECKING:
@@ -171,10 +172,21 @@ def _check_command(env_file: str | None) -> int:
     )
     print(f"  hours        {days} ({profile.hours.timezone})")
     print(f"  emergencies  {', '.join(profile.emergency.keywords)}")
+    print(f"  languages    {_languages(profile)}")
     _print_knowledge(config)
     for warning in startup_warnings(config.settings):
         print(f"warning: {warning}")
     return EXIT_OK
+
+
+def _languages(profile: AgentProfile) -> str:
+    """The profile's languages with their voices and keys, the default first."""
+    shown = []
+    for language in profile.spoken():
+        voices = "/".join(v for v in (language.voices.inworld, language.voices.deepgram) if v)
+        key = f", key {language.dtmf_key}" if language.dtmf_key else ""
+        shown.append(f"{language.code} ({voices or 'default voices'}{key})")
+    return ", ".join(shown)
 
 
 def _print_knowledge(config: Config) -> None:

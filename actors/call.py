@@ -73,6 +73,7 @@ from frontdesk.conversation.intents import (
     RequestCallback,
     Respond,
     Say,
+    SwitchLanguage,
 )
 from frontdesk.conversation.receptionist import Receptionist
 from frontdesk.conversation.state import Conversation, Limits
@@ -503,7 +504,7 @@ class CallActor:
         while index < len(intents):
             intent = intents[index]
             index += 1
-            if self._pipeline_over and isinstance(intent, Say | Reply | Enter):
+            if self._pipeline_over and isinstance(intent, Say | Reply | Enter | SwitchLanguage):
                 continue  # nobody is listening; what matters is in the conversation
             match intent:
                 case Say(text=text, interruptible=interruptible):
@@ -529,6 +530,8 @@ class CallActor:
                     self._spawn(functools.partial(self._find_answer, call_id, question))
                 case RaiseAlert():
                     await self._raise(intent)
+                case SwitchLanguage(stt_language=stt_language, voices=voices):
+                    await pipeline.switch_language(stt_language, voices)
                 case End(reason=reason, goodbye=goodbye):
                     await self._end(reason, goodbye)
                 case _:

@@ -5,10 +5,13 @@ from it and so does Frontdesk for TTS. Routes (by name, for faults):
 
 - ``listen``: websocket ``GET /v1/listen``, live STT (see :mod:`emulators.deepgram_listen`
   for how utterances become transcripts; ``vad_events`` and ``utterance_end_ms`` are
-  honoured). The call is the ``tag`` query parameter.
+  honoured). The call is the ``tag`` query parameter; ``language`` (default ``en``) is
+  logged per connection (:attr:`DeepgramEmulator.listen_languages`), and with
+  ``language=multi`` each result names the language its line is in.
 - ``speak``: websocket ``GET /v1/speak``, streaming TTS (``DeepgramTTSService``). A
   ``Metadata`` message (request id, model) comes first, on open; ``Close`` closes the
-  socket at once (1000), dropping audio not yet sent, as the docs say it does.
+  socket at once (1000), dropping audio not yet sent, as the docs say it does. A
+  ``model`` that is not a Deepgram voice (:mod:`emulators.voices`) is refused with 400.
 - ``speak_rest``: ``POST /v1/speak``, one-shot TTS (``DeepgramHttpTTSService``, the crash
   apology).
 
@@ -40,6 +43,7 @@ from emulators.base import Emulator, StreamCut, cut_websocket
 from emulators.calls import CallRegistry
 from emulators.deepgram_listen import ListenSession, Outgoing
 from emulators.faults import FaultKind
+from emulators.voices import DEEPGRAM_VOICES
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ FRAME_SECONDS = 0.1
 """Longest audio frame the TTS routes send."""
 IDLE_CHECK_SECONDS = 0.1
 CLOSE_TIMEOUT_SECONDS = 2.0
+NO_SUCH_MODEL = "No such model/version/tier combination found."
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,10 @@ class DeepgramEmulator(Emulator):
         """Final transcripts sent, per call SID (``(untagged)`` without a ``tag``)."""
         self.spoken: list[str] = []
         """Every text synthesised, websocket and REST, in order."""
+        self.listen_languages: dict[str, list[str]] = {}
+        """The ``language`` of each STT connection, per call SID, in order."""
+        self.voices: list[str] = []
+        """The model (voice) of each TTS websocket, in order."""
 
     def install(self, app: web.Application) -> None:
         """Add the STT and TTS routes."""
@@ -111,7 +120,10 @@ class DeepgramEmulator(Emulator):
             utterance_end_ms = _utterance_end_ms(request)
         except ValueError as exc:
             return _bad_request(str(exc))
+        language = request.query.get("language", "en")
+        self.listen_languages.setdefault(call_sid or "(untagged)", []).append(language)
         session = ListenSession(
+            language=language,
             script=self.calls.get(call_sid),
             sample_rate=sample_rate,
             encoding=request.query.get("encoding", "linear16"),
@@ -179,11 +191,14 @@ class DeepgramEmulator(Emulator):
             encoding, sample_rate = _tts_format(request)
         except ValueError as exc:
             return _bad_request(str(exc))
-        request_id = str(uuid.uuid4())
         model = request.query.get("model", "aura-asteria-en")
+        if model not in DEEPGRAM_VOICES:
+            return _bad_request(NO_SUCH_MODEL)
+        request_id = str(uuid.uuid4())
         ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_SECONDS)
         ws.headers["dg-request-id"] = request_id
         ws.headers["dg-model-name"] = model
+        self.voices.append(model)
         await ws.prepare(request)
         self.track(ws)
         await sockets.send_json(ws, _speak_metadata(request_id, model))
@@ -223,6 +238,8 @@ class DeepgramEmulator(Emulator):
             text = str(body["text"])
         except (ValueError, KeyError, TypeError) as exc:
             return _bad_request(f"invalid request: {exc}")
+        if request.query.get("model", "aura-asteria-en") not in DEEPGRAM_VOICES:
+            return _bad_request(NO_SUCH_MODEL)
         self.spoken.append(text)
         data = audio.speech_audio(self.speech_seconds(text), sample_rate, encoding)
         container = request.query.get("container", "wav")

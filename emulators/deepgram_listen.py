@@ -40,6 +40,7 @@ import numpy as np
 
 from emulators import audio
 from emulators.calls import CallScript
+from frontdesk.conversation import languages
 
 SPEECH_RMS = 300.0
 """RMS (of int16 samples) above which a 20 ms window counts as speech (about -41 dBFS)."""
@@ -74,12 +75,15 @@ class ListenSession:
         clock: Callable[[], float],
         vad_events: bool = False,
         utterance_end_ms: int | None = None,
+        language: str = "en",
     ) -> None:
         """Start a session transcribing ``script``'s lines from audio at ``sample_rate``.
 
         ``vad_events`` and ``utterance_end_ms`` are the query parameters of the same
-        names (``None``: no ``UtteranceEnd`` messages).
+        names (``None``: no ``UtteranceEnd`` messages); so is ``language``: with
+        ``multi`` (Deepgram's code-switching), each result names its line's language.
         """
+        self.language = language
         self.request_id = str(uuid.uuid4())
         self._script = script
         self._rate = sample_rate
@@ -240,6 +244,7 @@ class ListenSession:
         end = max(self._last_voiced or start, start + 0.1) if transcript else start
         words = transcript.split()
         step = (end - start) / max(1, len(words))
+        detected = {"languages": [_language_of(transcript)]} if self.language == "multi" else {}
         return {
             "type": "Results",
             "channel_index": [0, 1],
@@ -263,6 +268,7 @@ class ListenSession:
                             }
                             for i, word in enumerate(words)
                         ],
+                        **detected,
                     }
                 ]
             },
@@ -272,3 +278,8 @@ class ListenSession:
                 "model_uuid": "1dbdfb4d-85b2-4659-9dbe-f7f3b2e8e0b1",
             },
         }
+
+
+def _language_of(line: str) -> str:
+    # The scripted line's language, as Deepgram's multilingual model would report it.
+    return languages.detect(line, ("en", "es")) or "en"

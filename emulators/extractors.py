@@ -28,6 +28,14 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "drain",
         "clogged",
         "water heater",
+        "fuga",
+        "gotea",
+        "fregadero",
+        "tubería",
+        "plomero",
+        "plomería",
+        "inodoro",
+        "grifo",
     ),
     "hvac": (
         "hvac",
@@ -39,6 +47,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "air conditioning",
         "air conditioner",
         "cooling",
+        "calefacción",
+        "aire acondicionado",
     ),
     "electrical": (
         "electrical",
@@ -52,11 +62,24 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "sparks",
         "sparking",
         "power",
+        "electricista",
+        "enchufe",
+        "cableado",
     ),
-    "emergency": ("emergency", "flooding", "flooded", "gas", "sparks", "sparking"),
-    "today": ("today", "right away", "asap", "urgent", "as soon as possible"),
-    "this_week": ("this week", "tomorrow", "in a few days"),
-    "flexible": ("whenever", "flexible", "no rush", "any time", "anytime"),
+    "emergency": (
+        "emergency",
+        "flooding",
+        "flooded",
+        "gas",
+        "sparks",
+        "sparking",
+        "emergencia",
+        "inundación",
+        "chispas",
+    ),
+    "today": ("today", "right away", "asap", "urgent", "as soon as possible", "hoy", "urgente"),
+    "this_week": ("this week", "tomorrow", "in a few days", "esta semana"),
+    "flexible": ("whenever", "flexible", "no rush", "any time", "anytime", "no hay prisa"),
 }
 """Words that select an enum value, keyed by the value (lower case)."""
 
@@ -75,6 +98,9 @@ _YES = (
     "please",
     "absolutely",
     "sounds good",
+    "sí",
+    "claro",
+    "por favor",
 )
 _NO = ("no", "nope", "not", "wrong", "don't")
 _ORDINALS = {
@@ -93,6 +119,13 @@ _ORDINALS = {
     "number three": 2,
     "last": -1,
     "latest": -1,
+    "primera": 0,
+    "primero": 0,
+    "segunda": 1,
+    "segundo": 1,
+    "tercera": 2,
+    "tercero": 2,
+    "última": -1,
 }
 _DIGIT_WORDS = {
     "zero": "0",
@@ -138,9 +171,10 @@ _NOT_NAMES = {
     "Saturday",
     "Sunday",
 }
-_NAME_WORD = r"[A-Z][a-zA-Z'\-]+"
+_NAME_WORD = r"[A-ZÁÉÍÓÚÑ][a-zA-ZáéíóúüñÁÉÍÓÚÑ'\-]+"
 _NAME_INTRO = re.compile(
-    r"(?i:\b(?:my name is|my name's|name is|this is|i'm|i am|it's|it is))\s+"
+    r"(?i:\b(?:my name is|my name's|name is|this is|i'm|i am|it's|it is|me llamo|mi nombre es|"
+    r"soy))\s+"
     rf"({_NAME_WORD}(?:\s+{_NAME_WORD}){{0,2}})"
 )
 _LOWER_NAME = re.compile(r"(?i:\bmy name(?: is|'s))\s+([a-z][a-z'\-]+(?:\s+[a-z][a-z'\-]+)?)")

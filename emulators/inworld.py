@@ -18,7 +18,8 @@ otherwise) and multiplexes up to :data:`MAX_CONTEXTS` contexts on one socket:
 
 Every reply is ``{"result": {..., "contextId": id, "status": {"code": 0, "message": "",
 "details": []}}}``; errors carry a non-zero gRPC code (5 = context not found, which
-Pipecat treats as benign).
+Pipecat treats as benign). A ``create`` naming a voice Inworld does not have
+(:mod:`emulators.voices`) is refused with code 3, invalid argument.
 
 Faults: ``stall`` / ``close`` on ``tts`` act before the (``after`` + 1)-th audio chunk of
 a connection; ``down`` closes open sockets (base class).
@@ -37,6 +38,7 @@ from aiohttp import WSMsgType, web
 
 from emulators import audio, sockets
 from emulators.base import Emulator, StreamCut, cut_websocket
+from emulators.voices import inworld_knows
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +102,8 @@ class InworldEmulator(Emulator):
         self.chars_per_second = chars_per_second
         self.spoken: list[str] = []
         """Every text synthesised, in order."""
+        self.voices: list[str] = []
+        """The voice of each context created, in order."""
 
     @property
     def tts_url(self) -> str:
@@ -186,6 +190,12 @@ class _Session:
             message = f"Maximum number of contexts ({MAX_CONTEXTS}) reached"
             self._jobs.put_nowait(_Error(context_id, RESOURCE_EXHAUSTED, message))
             return
+        voice = str(config.get("voiceId", ""))
+        if voice and not inworld_knows(voice):
+            message = f"Unknown voice: {voice} not found"
+            self._jobs.put_nowait(_Error(context_id, INVALID_ARGUMENT, message))
+            return
+        self._emulator.voices.append(voice)
         audio_config = config.get("audioConfig") or {}
         name = str(audio_config.get("audioEncoding", "LINEAR16")).upper()
         encoding = _ENCODINGS.get(name)

@@ -5,7 +5,9 @@ between one tool call and a short spoken text, roughly as a good receptionist LL
 
 1. The **node's user text** is the caller lines since the current conversation node's
    instructions: every user message after the last ``developer`` or ``system`` message
-   (the very first system message, the persona, does not count).
+   (the very first system message, the persona, does not count), and the caller lines
+   right before it when it follows them directly and says "from now on speak only" a
+   language (instructions restated mid-turn because the call changed language).
 2. If the last message is a tool result, the tool has answered: if the result reads
    like an error and names one of the first tool's arguments, ask for that argument
    again; otherwise ask for the first tool's first missing argument, or say "Thanks.".
@@ -29,6 +31,10 @@ answers, it speaks the first sentence of the first passage if the status is ``fo
 argument of the flow's first tool. ``answer_question`` takes no part in steps 2 to 4, and
 looked-up questions are not read for other tools' arguments, so the flow carries on
 where it was.
+
+Languages: ``switch_language`` is never called (the receptionist switches by itself when
+the caller names or speaks another language). While the newest developer message says
+to "speak only Spanish", the policy's own phrases are spoken in Spanish (:data:`SPANISH`).
 
 After a tool error that names an argument, caller lines before that error are no
 longer used for that argument, so a corrected value wins.
@@ -56,6 +62,27 @@ ASK_PHRASES: dict[str, str] = {
     "callback_number": "What's the best number to reach you?",
 }
 DEFAULT_ASK = "Could you tell me a bit more?"
+SPANISH: dict[str, str] = {
+    "What can we help you with today?": "¿En qué le podemos ayudar hoy?",
+    "May I have your name, please?": "¿Me puede dar su nombre, por favor?",
+    "What's the address where you need the work done?": "¿Cuál es la dirección del trabajo?",
+    "And what's the ZIP code there?": "¿Y cuál es el código postal?",
+    "How soon do you need someone out?": "¿Para cuándo necesita que vaya alguien?",
+    "Which of those times works best for you?": "¿Cuál de esos horarios le conviene más?",
+    "Is that right?": "¿Es correcto?",
+    "Would you like someone from our team to call you back?": (
+        "¿Quiere que alguien de nuestro equipo le devuelva la llamada?"
+    ),
+    "What's the best number to reach you?": "¿A qué número le podemos llamar?",
+    DEFAULT_ASK: "¿Me puede contar un poco más?",
+    "Thanks.": "Gracias.",
+    "Okay.": "De acuerdo.",
+    "Thanks for calling. Goodbye!": "Gracias por llamar. ¡Hasta luego!",
+}
+"""The policy's own phrases in Spanish, spoken when its instructions say to speak Spanish."""
+SPANISH_INSTRUCTION = "speak only Spanish"
+SWITCHED_INSTRUCTION = "from now on speak only"
+LANGUAGE_TOOL = "switch_language"
 QUESTION_TOOL = "answer_question"
 NOT_FOUND_ANSWER = (
     "I'm sorry, I don't have that information, but our team can answer it when they call you back."
@@ -94,6 +121,9 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
         "neither",
         "doesn't work",
         "don't work",
+        "llamen",
+        "me llame",
+        "ninguno",
         *_ASK_FOR_PEOPLE,
     ),
     "transfer": _ASK_FOR_PEOPLE,
@@ -172,9 +202,17 @@ class _Node:
 def respond(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None) -> Reply:
     """The receptionist's answer to a chat request (see the module docstring)."""
     messages = [m for m in messages if isinstance(m, dict)]
+    reply = _respond(messages, tools)
+    instructions = [message_text(m) for m in messages if m.get("role") == "developer"]
+    if instructions and SPANISH_INSTRUCTION in instructions[-1] and reply.text is not None:
+        return Reply(text=SPANISH.get(reply.text, reply.text), tool_call=reply.tool_call)
+    return reply
+
+
+def _respond(messages: list[dict[str, Any]], tools: Sequence[dict[str, Any]] | None) -> Reply:
     parsed = [_parse_tool(t) for t in tools or () if isinstance(t, dict)]
     can_look_up = any(t is not None and t.name == QUESTION_TOOL for t in parsed)
-    offered = [t for t in parsed if t is not None and t.name != QUESTION_TOOL]
+    offered = [t for t in parsed if t is not None and t.name not in (QUESTION_TOOL, LANGUAGE_TOOL)]
     known_args = {arg for tool in offered for arg in tool.properties}
     node = _current_node(messages, known_args)
     last = messages[-1] if messages else {}
@@ -345,6 +383,13 @@ def _current_node(messages: list[dict[str, Any]], known_args: set[str]) -> _Node
         if messages[index].get("role") in ("developer", "system") and index != first_system:
             start = index + 1
             instructions = message_text(messages[index])
+            # Instructions restated right after a caller line because the call changed
+            # language mid-turn keep that turn's lines in the node.
+            if SWITCHED_INSTRUCTION in instructions:
+                first = index
+                while first > 1 and messages[first - 1].get("role") == "user":
+                    first -= 1
+                start = min(start, first)
             break
     segment = messages[start:]
     node = _Node(messages=segment, instructions=instructions, questions=_looked_up(segment))

@@ -119,6 +119,8 @@ def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> li
         return [*failures, "no call record reached the dashboard"]
     if expect.outcome is not None and record.get("outcome") != expect.outcome:
         failures.append(f"outcome {record.get('outcome')}, expected {expect.outcome}")
+    if expect.language is not None and record.get("language") != expect.language:
+        failures.append(f"language {record.get('language')}, expected {expect.language}")
     if expect.states_visited and record.get("states_visited") != expect.states_visited:
         failures.append(
             f"states visited {record.get('states_visited')}, expected {expect.states_visited}"

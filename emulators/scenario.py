@@ -172,6 +172,7 @@ class Expectations(_Strict):
 
     Attributes:
         outcome: The call record's outcome.
+        language: The language the call record says the call ended in.
         hung_up_by: ``bot`` (hang-up through Twilio REST), ``caller``, or ``handoff``
             (the call was redirected to a person).
         states_visited: Conversation states that must appear in the call record, in order.
@@ -188,6 +189,7 @@ class Expectations(_Strict):
     """
 
     outcome: str | None = None
+    language: str | None = None
     hung_up_by: Literal["bot", "caller", "handoff"] | None = None
     states_visited: list[str] = Field(default_factory=list)
     bot_said: list[str] = Field(default_factory=list)

@@ -367,7 +367,7 @@ async def test_tts_websocket_mulaw_frames_are_short_and_flushed_comes_last(
 
 
 async def test_tts_websocket_clear_drops_unsent_audio(emulator: DeepgramEmulator) -> None:
-    url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
+    url = f"{emulator.ws_url}/v1/speak?model=aura-2-helena-en&encoding=linear16&sample_rate={RATE}"
     emulator.faults.add(Fault(kind=FaultKind.STALL, route="speak", after=2))
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
         await metadata_first(ws)
@@ -383,7 +383,7 @@ async def test_tts_websocket_clear_drops_unsent_audio(emulator: DeepgramEmulator
 
 
 async def test_tts_websocket_close_fault_cuts_after_n_frames(emulator: DeepgramEmulator) -> None:
-    url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
+    url = f"{emulator.ws_url}/v1/speak?model=aura-2-helena-en&encoding=linear16&sample_rate={RATE}"
     emulator.faults.add(Fault(kind=FaultKind.CLOSE, route="speak", after=3, code=1011))
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
         await metadata_first(ws)
@@ -445,7 +445,7 @@ async def test_tts_websocket_opens_with_a_metadata_message_in_the_sdks_shape(
 async def test_tts_websocket_close_closes_at_once_and_sends_nothing_more(
     emulator: DeepgramEmulator,
 ) -> None:
-    url = f"{emulator.ws_url}/v1/speak?model=m&encoding=linear16&sample_rate={RATE}"
+    url = f"{emulator.ws_url}/v1/speak?model=aura-2-helena-en&encoding=linear16&sample_rate={RATE}"
     text = "A long sentence " * 10
     async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=TOKEN) as ws:
         await metadata_first(ws)

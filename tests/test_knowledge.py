@@ -264,6 +264,15 @@ def test_check_lists_the_knowledge_sources_it_loaded(tmp_path):
     assert "    Prices (knowledge/prices.md): 6 passages" in stdout
 
 
+def test_check_lists_the_languages_it_loaded(tmp_path):
+    code, stdout, stderr = run_main("check", env=base_env(tmp_path), cwd=tmp_path)
+
+    assert code == 0, stderr
+    assert (
+        "languages    en (Ashley/aura-2-helena-en), es (Diego/aura-2-celeste-es, key 9)" in stdout
+    )
+
+
 # Checked at load
 
 

@@ -32,13 +32,14 @@ SCENARIOS = all_scenarios()
 WORLDS = {
     "calm": [
         ["returning_customer_books"],
-        ["caller_barges_in"],
+        ["caller_barges_in", "caller_switches_to_spanish_mid_call"],
         ["new_caller_out_of_area"],
         ["looping_caller_turn_limit"],
         ["caller_hangs_up_mid_sentence", "emergency_gas"],
-        ["caller_says_nothing"],
+        ["caller_says_nothing", "emergency_in_spanish"],
         ["caller_asks_price_from_knowledge"],
         ["caller_asks_something_not_in_knowledge"],
+        ["spanish_caller_books"],
     ],
     "inworld_down": [["inworld_down"]],
     "dashboard_down_then_back": [["dashboard_down_then_back"]],
@@ -58,6 +59,8 @@ SERVER_LOG: list[str] = []
 """Every line the calm world's server logged while its scenarios ran."""
 FAULTS_LEFT: dict[str, list[str]] = {}
 """Per world and emulator, the faults still switched on once every lane had ended."""
+PROVIDER_SETTINGS: dict[str, list] = {}
+"""The calm world's STT languages (one list per call) and voices used, once it ran."""
 CLI_REPORTS: dict[str, list[dict]] = {}
 """What ``main.py call --json`` wrote, per scenario placed through it."""
 
@@ -115,6 +118,9 @@ async def results(tmp_path_factory) -> dict[str, list[str]]:
                     for names in lanes:
                         tg.start_soon(lane, worlds[label], directories[label], names)
         SERVER_LOG[:] = worlds["calm"].server.lines
+        calm = worlds["calm"].world.emulators
+        PROVIDER_SETTINGS["stt_languages"] = list(calm["deepgram"].listen_languages.values())
+        PROVIDER_SETTINGS["voices"] = calm["inworld"].voices + calm["deepgram"].voices
         for label, world in worlds.items():
             for target, emulator in world.world.emulators.items():
                 FAULTS_LEFT[f"{label}/{target}"] = [str(f) for f in emulator.faults.list()]
@@ -135,6 +141,9 @@ def test_there_are_scenarios_for_everything_the_product_promises():
         "dashboard_down_then_back",
         "caller_asks_price_from_knowledge",
         "caller_asks_something_not_in_knowledge",
+        "spanish_caller_books",
+        "caller_switches_to_spanish_mid_call",
+        "emergency_in_spanish",
     }
 
 
@@ -150,6 +159,12 @@ def test_every_scenario_runs_in_exactly_one_lane():
 @pytest.mark.anyio
 async def test_scenario_meets_its_expectations_after_the_ones_before_it(results, name):
     assert not results[name], f"{name}: " + "; ".join(results[name])
+
+
+@pytest.mark.anyio
+async def test_a_switch_to_spanish_reaches_speech_recognition_and_the_voices(results):
+    assert ["en", "es"] in PROVIDER_SETTINGS["stt_languages"]
+    assert {"Diego", "aura-2-celeste-es"} <= set(PROVIDER_SETTINGS["voices"])
 
 
 @pytest.mark.anyio

@@ -21,9 +21,12 @@ import numpy as np
 import soxr
 
 from emulators.speech import mulaw
+from frontdesk.conversation import languages
 
 SAMPLE_RATE = 8000
 VOICE = "en-us"
+SPANISH_VOICE = "es"
+_SPANISH_LETTERS = frozenset("áéíóúñ¿¡")
 WORDS_PER_MINUTE = 165
 PEAK_DBFS = -3.0
 TRIM_BELOW_DBFS = -40.0
@@ -44,6 +47,16 @@ class SynthesisError(RuntimeError):
 def clip_name(text: str) -> str:
     """The file name of a line's clip: ``<sha1(text)[:16]>.ulaw``."""
     return hashlib.sha1(text.encode()).hexdigest()[:16] + ".ulaw"
+
+
+def voice_for(text: str) -> str:
+    """The espeak-ng voice of a caller line: Spanish for a Spanish line, else US English.
+
+    A line is Spanish when its function words say so or it has Spanish letters (a short
+    line such as "Me llamo Lucía Torres." has too few function words to tell).
+    """
+    spanish = languages.detect(text, ("en", "es")) == "es"
+    return SPANISH_VOICE if spanish or _SPANISH_LETTERS & set(text.lower()) else VOICE
 
 
 def espeak_path() -> str | None:
@@ -112,7 +125,16 @@ def _speak(text: str) -> tuple[np.ndarray, int]:
     # espeak-ng writes a WAV with a bogus length header to stdout; a file gets a real one.
     with tempfile.TemporaryDirectory(prefix="frontdesk-speech-") as tmp:
         wav_path = Path(tmp) / "line.wav"
-        command = [binary, "-v", VOICE, "-s", str(WORDS_PER_MINUTE), "-w", str(wav_path), text]
+        command = [
+            binary,
+            "-v",
+            voice_for(text),
+            "-s",
+            str(WORDS_PER_MINUTE),
+            "-w",
+            str(wav_path),
+            text,
+        ]
         try:
             subprocess.run(command, check=True, capture_output=True, timeout=SYNTH_TIMEOUT_SECONDS)
         except subprocess.CalledProcessError as exc:

@@ -55,7 +55,9 @@ from pipecat.frames.frames import (
     InputAudioRawFrame,
     LLMMessagesAppendFrame,
     OutputAudioRawFrame,
+    STTUpdateSettingsFrame,
     TTSSpeakFrame,
+    TTSUpdateSettingsFrame,
     UserSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
@@ -69,6 +71,8 @@ from pipecat.processors.aggregators.llm_text_processor import LLMTextProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.services.llm_service import FunctionCallParams, FunctionCallResultProperties
+from pipecat.services.settings import TTSSettings
+from pipecat.transcriptions.language import Language
 from pipecat.turns.user_start import (
     TranscriptionUserTurnStartStrategy,
     VADUserTurnStartStrategy,
@@ -392,6 +396,26 @@ class CallPipeline:
         frame = TTSSpeakFrame(text)
         frame.interruptible = interruptible
         await self.worker.queue_frame(frame)
+
+    async def switch_language(self, stt_language: str, voices: Mapping[str, str]) -> None:
+        """Listen in ``stt_language`` and speak with ``voices`` (by provider) from now on.
+
+        The settings travel down the pipeline behind whatever is already queued, so
+        what was being said finishes in the old voice; Deepgram reconnects for the new
+        language and each voice reconnects with its new name (an inactive voice too, so
+        a failover keeps the language).
+        """
+        await self.worker.queue_frame(
+            STTUpdateSettingsFrame(
+                delta=DeepgramSTTService.Settings(language=Language(stt_language)),
+                service=self.stt,
+            )
+        )
+        for voice in self.voices:
+            name = voices.get(provider_of(voice.name).removesuffix("_tts"))
+            if name is not None:
+                frame = TTSUpdateSettingsFrame(delta=TTSSettings(voice=name), service=voice)
+                await self.worker.queue_frame(frame)
 
     async def enter(self, instructions: str, tools: Sequence[ToolSchema], *, respond: bool) -> None:
         """Give the LLM a conversation state: its tools, then its instructions.

@@ -108,6 +108,19 @@ class RaiseAlert:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SwitchLanguage:
+    """Listen and speak in another language for the rest of the call.
+
+    ``voices`` names the voice per provider (``inworld``, ``deepgram``); a provider
+    without one keeps its voice.
+    """
+
+    language: str
+    stt_language: str
+    voices: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class End:
     """End the call: say ``goodbye`` (unless ``None``), let it play out, hang up."""
 
@@ -116,5 +129,15 @@ class End:
 
 
 Intent = (
-    Say | Enter | Reply | Respond | Book | RequestCallback | FindAnswer | HandOff | RaiseAlert | End
+    Say
+    | Enter
+    | Reply
+    | Respond
+    | Book
+    | RequestCallback
+    | FindAnswer
+    | HandOff
+    | RaiseAlert
+    | SwitchLanguage
+    | End
 )

@@ -85,57 +85,157 @@ def whisper(profile: AgentProfile, conversation: Conversation, trigger: str) -> 
 
 def greeting(profile: AgentProfile, conversation: Conversation) -> str:
     """The first thing the caller hears (by name, for a returning customer)."""
-    line = profile.greeting
+    code = conversation.language
+    line = profile.language(code).greeting or profile.greeting
     if conversation.customer is not None:
-        line += f" Hi {conversation.customer.first_name}, good to hear from you again."
-    return f"{line} How can I help you today?"
+        name = conversation.customer.first_name
+        line += (
+            f" Hola, {name}, qué gusto saber de usted otra vez."
+            if code == "es"
+            else f" Hi {name}, good to hear from you again."
+        )
+    return (
+        f"{line} {'¿En qué le puedo ayudar hoy?' if code == 'es' else 'How can I help you today?'}"
+    )
 
 
 def instructions(profile: AgentProfile, state: str, conversation: Conversation, why: str) -> str:
     """The LLM's task in ``state``, with the business's extra words for it."""
     task = _TASKS[state](profile, conversation, why)
     extra = getattr(profile.prompts, state, None)
-    return f"{task} {extra}" if extra else task
+    task = f"{task} {extra}" if extra else task
+    if conversation.language != profile.spoken()[0].code:
+        task += f" {speak_in(profile, conversation.language)}"
+    return task
 
 
 def offers(conversation: Conversation) -> str:
-    """The windows on offer, as the LLM is told them."""
-    return "; ".join(f"{s.id}: {spoken_window(s.start, s.end)}" for s in conversation.slots)
+    """The windows on offer, as the LLM is told them (read in the caller's language)."""
+    return "; ".join(
+        f"{s.id}: {spoken_window(s.start, s.end, conversation.language)}"
+        for s in conversation.slots
+    )
 
 
 def booked_goodbye(
-    profile: AgentProfile, *, technician: str | None, window: str, address: str
+    profile: AgentProfile,
+    *,
+    technician: str | None,
+    window: str,
+    address: str | None,
+    language: str = "en",
 ) -> str:
     """The goodbye that reads back what the backend confirmed."""
+    if language == "es":
+        who = f"{technician} irá" if technician else "Un técnico irá"
+        return (
+            f"Listo, ya quedó agendado. {who} {window} a {address or 'su domicilio'}. "
+            f"Gracias por llamar a {profile.business_name}. ¡Hasta luego!"
+        )
     who = f"{technician} will" if technician else "A technician will"
     return (
-        f"You're all set. {who} come out {window} to {address}. "
+        f"You're all set. {who} come out {window} to {address or 'your address'}. "
         f"Thanks for calling {profile.business_name}. Goodbye!"
     )
 
 
-def callback_goodbye(profile: AgentProfile) -> str:
+def callback_goodbye(profile: AgentProfile, language: str = "en") -> str:
     """The goodbye once a callback is promised."""
+    promise = profile.language(language).callback_promise or profile.callback_promise
+    if language == "es":
+        return (
+            f"Alguien de nuestro equipo le devolverá la llamada {promise}. "
+            f"Gracias por llamar a {profile.business_name}. ¡Hasta luego!"
+        )
     return (
-        f"Someone from our team will call you back {profile.callback_promise}. "
+        f"Someone from our team will call you back {promise}. "
         f"Thanks for calling {profile.business_name}. Goodbye!"
     )
 
 
-def declined_goodbye(profile: AgentProfile) -> str:
+def declined_goodbye(profile: AgentProfile, language: str = "en") -> str:
     """The goodbye to a caller outside the area who wants no callback."""
+    if language == "es":
+        return (
+            f"No hay problema. Gracias por llamar a {profile.business_name}, y mucha suerte "
+            "con la reparación. ¡Hasta luego!"
+        )
     return (
         f"No problem. Thanks for calling {profile.business_name}, and "
         "good luck with the repair. Goodbye!"
     )
 
 
-def turn_limit_goodbye(profile: AgentProfile) -> str:
+def turn_limit_goodbye(profile: AgentProfile, language: str = "en") -> str:
     """The goodbye once the call went round in circles for too long."""
+    promise = profile.language(language).callback_promise or profile.callback_promise
+    if language == "es":
+        return (
+            f"{line(TURN_LIMIT_LINE, language)} Le llamarán {promise}. "
+            f"Gracias por llamar a {profile.business_name}. Hasta luego."
+        )
     return (
-        f"{TURN_LIMIT_LINE} They'll call {profile.callback_promise}. "
+        f"{TURN_LIMIT_LINE} They'll call {promise}. "
         f"Thanks for calling {profile.business_name}. Goodbye."
     )
+
+
+# ------------------------------------------------------------------ other languages
+
+SPANISH: dict[str, str] = {
+    STILL_THERE: "¿Sigue ahí?",
+    SILENT_GOODBYE: (
+        "No he escuchado nada, así que voy a colgar. Llámenos cuando quiera. Hasta luego."
+    ),
+    NOT_CAUGHT: "Perdone, no le entendí bien. ¿Me lo puede repetir?",
+    TROUBLE_GOODBYE: (
+        "Lo siento, tengo un problema técnico. Alguien de nuestro equipo le devolverá la "
+        "llamada en breve. Hasta luego."
+    ),
+    TIMEOUT_GOODBYE: (
+        "Lo siento, tengo que terminar la llamada. Alguien de nuestro equipo le devolverá "
+        "la llamada en breve. Hasta luego."
+    ),
+    SHUTDOWN_GOODBYE: (
+        "Lo siento, tengo que terminar nuestra llamada. Alguien de nuestro equipo le "
+        "devolverá la llamada en breve."
+    ),
+    EMERGENCY_GOODBYE: (
+        "Ya avisé a nuestro equipo de guardia, y alguien le devolverá la llamada en unos "
+        "minutos. Por favor, cuídese. Hasta luego."
+    ),
+    TURN_LIMIT_LINE: "Voy a pedir que alguien del equipo le devuelva la llamada.",
+    PUTTING_THROUGH: "Un momento, por favor, le comunico con alguien de nuestro equipo.",
+    NOBODY_NOW: (
+        "Lo siento, ahora mismo no hay nadie con quien pueda comunicarle, así que voy a "
+        "pedir que alguien le devuelva la llamada."
+    ),
+    HANDOFF_FAILED_GOODBYE: (
+        "Lo siento, no pude comunicarle. Alguien de nuestro equipo le devolverá la llamada "
+        "en breve. Hasta luego."
+    ),
+}
+"""Every fixed line in Spanish, by its English text."""
+FIXED_LINES: dict[str, dict[str, str]] = {"es": SPANISH}
+
+
+def line(text: str, language: str) -> str:
+    """The fixed line ``text`` (one of this module's constants) in ``language``."""
+    return FIXED_LINES.get(language, {}).get(text, text)
+
+
+def speak_in(profile: AgentProfile, code: str) -> str:
+    """The instruction that keeps the LLM in the caller's language."""
+    name = profile.language(code).name
+    return (
+        f"The caller speaks {name}: from now on speak only {name}, including dates, times "
+        "and addresses, even though these instructions are in English."
+    )
+
+
+def switched(profile: AgentProfile, code: str) -> dict[str, str]:
+    """What the LLM is told when the call changes language."""
+    return {"status": "ok", "language": code, "instruction": speak_in(profile, code)}
 
 
 def _greeting(profile: AgentProfile, conversation: Conversation, why: str) -> str:

@@ -35,7 +35,7 @@ from frontdesk.backend.contract import (
     CallbackResult,
     Urgency,
 )
-from frontdesk.conversation import prompts, tools
+from frontdesk.conversation import languages, prompts, tools
 from frontdesk.conversation.events import (
     AnswerFound,
     BookingAnswered,
@@ -64,6 +64,7 @@ from frontdesk.conversation.intents import (
     RequestCallback,
     Respond,
     Say,
+    SwitchLanguage,
 )
 from frontdesk.conversation.spoken import spoken_window
 from frontdesk.conversation.state import (
@@ -136,7 +137,12 @@ class Receptionist:
     def start(self, *, call_sid: str, from_number: str) -> Conversation:
         """The conversation of a call that has just connected, before the greeting."""
         caller_id = _e164_or_none(from_number)
-        return Conversation(call_sid=call_sid, caller_id=caller_id, lead=Lead(phone=caller_id))
+        return Conversation(
+            call_sid=call_sid,
+            caller_id=caller_id,
+            lead=Lead(phone=caller_id),
+            language=self.profile.spoken()[0].code,
+        )
 
     def step(self, conversation: Conversation, event: Event, *, now: datetime) -> Step:
         """Decide what ``event`` means for ``conversation`` at ``now``."""
@@ -164,10 +170,13 @@ class Receptionist:
                 self._hand_off_failed(draft, detail)
             case TimeUp():
                 self._give_up(
-                    draft, goodbye=prompts.TIMEOUT_GOODBYE, reason="call too long", by="timeout"
+                    draft,
+                    goodbye=draft.said(prompts.TIMEOUT_GOODBYE),
+                    reason="call too long",
+                    by="timeout",
                 )
             case ProviderFailed(provider=provider, detail=detail):
-                goodbye = None if provider == "voice" else prompts.TROUBLE_GOODBYE
+                goodbye = None if provider == "voice" else draft.said(prompts.TROUBLE_GOODBYE)
                 why = (
                     "no voice could speak"
                     if provider == "voice"
@@ -176,7 +185,10 @@ class Receptionist:
                 self._give_up(draft, goodbye=goodbye, reason=why, by="error")
             case ShutDown():
                 self._give_up(
-                    draft, goodbye=prompts.SHUTDOWN_GOODBYE, reason="shutdown", by="shutdown"
+                    draft,
+                    goodbye=draft.said(prompts.SHUTDOWN_GOODBYE),
+                    reason="shutdown",
+                    by="shutdown",
                 )
             case _:
                 assert_never(event)
@@ -190,6 +202,7 @@ class Receptionist:
                 offered += (tools.schema(tools.ANSWER_QUESTION),)
             if self._serves("request"):
                 offered += (tools.schema(tools.TRANSFER_TO_PERSON),)
+            offered += self._language_tools()
         return offered
 
     def _state_tools(self, conversation: Conversation) -> tuple[tools.ToolSchema, ...]:
@@ -242,6 +255,7 @@ class Receptionist:
         in_state = c.turns_per_state.get(state, 0) + 1
         in_call = c.turns_total + 1
         d.update(turns_per_state={**c.turns_per_state, state: in_state}, turns_total=in_call)
+        switched = self._language_heard(d, event.text)
         if self.profile.emergency.detect(event.text) is not None:
             self._emergency(d, event.text)
             return
@@ -250,6 +264,8 @@ class Receptionist:
         elif in_call > self.limits.turns_per_call:
             self._turn_limit(d, "call")
         else:
+            if switched and d.conversation.state in ASKING_STATES:
+                self._enter(d, d.conversation.state, respond=False)
             d.emit(Respond())
 
     def _caller_silent(self, d: _Draft) -> None:
@@ -258,9 +274,9 @@ class Receptionist:
         reprompts = d.conversation.reprompts + 1
         d.update(reprompts=reprompts)
         if reprompts <= MAX_REPROMPTS:
-            d.emit(Say(text=prompts.STILL_THERE))
+            d.emit(Say(text=d.said(prompts.STILL_THERE)))
         else:
-            d.emit(End(reason="bot", goodbye=prompts.SILENT_GOODBYE))
+            d.emit(End(reason="bot", goodbye=d.said(prompts.SILENT_GOODBYE)))
 
     def _caller_unheard(self, d: _Draft) -> None:
         # Once is noise; twice in a row means speech recognition is not working.
@@ -269,10 +285,13 @@ class Receptionist:
         unheard = d.conversation.unheard + 1
         d.update(unheard=unheard)
         if unheard < MAX_UNHEARD_TURNS:
-            d.emit(Say(text=prompts.NOT_CAUGHT))
+            d.emit(Say(text=d.said(prompts.NOT_CAUGHT)))
         else:
             self._give_up(
-                d, goodbye=prompts.TROUBLE_GOODBYE, reason="speech recognition stalled", by="error"
+                d,
+                goodbye=d.said(prompts.TROUBLE_GOODBYE),
+                reason="speech recognition stalled",
+                by="error",
             )
 
     # ------------------------------------------------------------------- tools
@@ -305,6 +324,8 @@ class Receptionist:
                 self._answer_question(d, event, args)
             case "transfer_to_person":
                 self._transfer_to_person(d, event, args)
+            case "switch_language":
+                self._switch_language_called(d, event, args)
 
     def _record_request(self, d: _Draft, event: ToolCalled, args: dict[str, Any]) -> None:
         parsed = tools.validate(tools.RecordRequest, args)
@@ -485,9 +506,12 @@ class Receptionist:
             self.profile,
             technician=booked.technician,
             window=spoken_window(
-                booked.slot_start.astimezone(zone), booked.slot_end.astimezone(zone)
+                booked.slot_start.astimezone(zone),
+                booked.slot_end.astimezone(zone),
+                d.conversation.language,
             ),
-            address=d.conversation.lead.address or "your address",
+            address=d.conversation.lead.address,
+            language=d.conversation.language,
         )
         self._wrap_up(d, goodbye)
 
@@ -530,7 +554,7 @@ class Receptionist:
             )
             return
         d.emit(Reply(call_id=event.call_id, result={"status": "declined"}))
-        self._wrap_up(d, prompts.declined_goodbye(self.profile))
+        self._wrap_up(d, prompts.declined_goodbye(self.profile, d.conversation.language))
 
     # ----------------------------------------------------------------- callbacks
 
@@ -599,7 +623,8 @@ class Receptionist:
                 callback_id=result.callback_id,
                 reason=pending.reason,
                 urgency=pending.urgency,
-                promise=self.profile.callback_promise,
+                promise=self.profile.language(d.conversation.language).callback_promise
+                or self.profile.callback_promise,
             )
         )
         d.tool("create_callback", pending.arguments, result.model_dump(), ok=True)
@@ -609,7 +634,7 @@ class Receptionist:
                     d.update(outcome=Outcome.CALLBACK)
                 if pending.call_id is not None:
                     d.emit(Reply(call_id=pending.call_id, result={"status": "callback_promised"}))
-                self._wrap_up(d, prompts.callback_goodbye(self.profile))
+                self._wrap_up(d, prompts.callback_goodbye(self.profile, d.conversation.language))
             case "emergency":
                 d.emit(
                     RaiseAlert(
@@ -620,7 +645,7 @@ class Receptionist:
                     )
                 )
                 if not self._put_through(d, "emergency"):
-                    self._wrap_up(d, prompts.EMERGENCY_GOODBYE)
+                    self._wrap_up(d, d.said(prompts.EMERGENCY_GOODBYE))
             case "turn_limit":
                 d.emit(
                     RaiseAlert(
@@ -631,13 +656,68 @@ class Receptionist:
                     )
                 )
                 if not self._put_through(d, "turn_limit"):
-                    self._wrap_up(d, prompts.turn_limit_goodbye(self.profile))
+                    self._wrap_up(
+                        d, prompts.turn_limit_goodbye(self.profile, d.conversation.language)
+                    )
             case "give_up":
                 if d.conversation.outcome is None:
                     d.update(outcome=Outcome.CALLBACK)
                 self._wrap_up(d, pending.goodbye, by=pending.ended_by)
             case "book":
                 pass
+
+    # ------------------------------------------------------------- languages
+
+    def _language_tools(self) -> tuple[tools.ToolSchema, ...]:
+        codes = [language.code for language in self.profile.spoken()]
+        if len(codes) < 2:
+            return ()
+        return (tools.schema(tools.SWITCH_LANGUAGE, choices={"language": codes}),)
+
+    def _language_heard(self, d: _Draft, text: str) -> bool:
+        """Switch if the caller names another language or speaks it; whether it did."""
+        spoken = self.profile.spoken()
+        current = d.conversation.language
+        named = [lang.code for lang in spoken if lang.code != current and lang.asked_for_in(text)]
+        heard = (
+            languages.detect(text, tuple(lang.code for lang in spoken)) if len(spoken) > 1 else None
+        )
+        wanted = named[0] if named else heard
+        if wanted is None or wanted == current:
+            return False
+        self._switch_language(d, wanted)
+        return True
+
+    def _language_key(self, d: _Draft, digit: str) -> bool:
+        c = d.conversation
+        chosen = next((lang for lang in self.profile.spoken() if lang.dtmf_key == digit), None)
+        if chosen is None or c.taken_over or c.ending:
+            return False
+        if chosen.code != c.language:
+            self._switch_language(d, chosen.code)
+            if c.state in ASKING_STATES:
+                self._enter(d, c.state, respond=True)
+        return True
+
+    def _switch_language_called(self, d: _Draft, event: ToolCalled, args: dict[str, Any]) -> None:
+        parsed = tools.validate(tools.SwitchLanguageTo, args)
+        if isinstance(parsed, str):
+            self._invalid(d, event, parsed)
+            return
+        if parsed.language not in {language.code for language in self.profile.spoken()}:
+            self._invalid(d, event, "language is not one we speak. Carry on in this one.")
+            return
+        result = prompts.switched(self.profile, parsed.language)
+        d.tool(event.name, args, {"status": "ok", "language": parsed.language}, ok=True)
+        if parsed.language != d.conversation.language:
+            self._switch_language(d, parsed.language)
+        self._move(d, event, result, d.conversation.state)
+
+    def _switch_language(self, d: _Draft, code: str) -> None:
+        language = self.profile.language(code)
+        d.update(language=language.code)
+        voices = {k: v for k, v in language.voices.model_dump().items() if v is not None}
+        d.emit(SwitchLanguage(language=language.code, stt_language=language.code, voices=voices))
 
     # ------------------------------------------------------------- hand-off
 
@@ -654,6 +734,8 @@ class Receptionist:
 
     def _key_pressed(self, d: _Draft, digit: str) -> None:
         c = d.conversation
+        if self._language_key(d, digit):
+            return
         key = self.profile.handoff.dtmf_key
         if key is None or digit != key or c.taken_over or c.ending:
             return
@@ -666,7 +748,7 @@ class Receptionist:
         if self._put_through(d, "request"):
             return
         # Nobody on duty now: the caller hears why and is offered the callback instead.
-        d.emit(Say(text=prompts.NOBODY_NOW))
+        d.emit(Say(text=d.said(prompts.NOBODY_NOW)))
         self._enter(d, CALLBACK, why="Nobody can take the call right now.", respond=False)
 
     def _put_through(self, d: _Draft, trigger: HandoffTrigger) -> bool:
@@ -688,7 +770,7 @@ class Receptionist:
             ),
         )
         d.enter(HANDOFF)
-        d.emit(Say(text=prompts.PUTTING_THROUGH, interruptible=False))
+        d.emit(Say(text=d.said(prompts.PUTTING_THROUGH), interruptible=False))
         d.emit(
             HandOff(
                 trigger=trigger,
@@ -711,14 +793,14 @@ class Receptionist:
         outcome = Outcome.EMERGENCY if c.handoff.trigger == "emergency" else None
         d.update(handoff=c.handoff.model_copy(update={"result": "failed"}), outcome=outcome)
         if c.callback is not None:
-            self._wrap_up(d, prompts.HANDOFF_FAILED_GOODBYE)
+            self._wrap_up(d, d.said(prompts.HANDOFF_FAILED_GOODBYE))
             return
         self._ask_callback(
             d,
             "give_up",
             arguments={"reason": "hand-off failed"},
             notes=f"could not put the caller through: {detail}",
-            goodbye=prompts.HANDOFF_FAILED_GOODBYE,
+            goodbye=d.said(prompts.HANDOFF_FAILED_GOODBYE),
         )
 
     # ------------------------------------------------------------- takeovers
@@ -726,7 +808,8 @@ class Receptionist:
     def _emergency(self, d: _Draft, said: str) -> None:
         d.update(taken_over=True, outcome=Outcome.EMERGENCY)
         d.enter(EMERGENCY)
-        d.emit(Say(text=self.profile.emergency.safety_message, interruptible=False))
+        safety = self.profile.language(d.conversation.language).safety_message
+        d.emit(Say(text=safety or self.profile.emergency.safety_message, interruptible=False))
         self._ask_callback(
             d,
             "emergency",
@@ -854,6 +937,10 @@ class _Draft:
 
     def await_answer(self, pending: Pending) -> None:
         self.update(pending=(*self.conversation.pending, pending))
+
+    def said(self, text: str) -> str:
+        """The fixed line ``text`` in the caller's language."""
+        return prompts.line(text, self.conversation.language)
 
     def answered(self, key: str) -> Pending | None:
         pending = self.conversation.awaiting(key)

@@ -151,6 +151,7 @@ class Conversation:
         unheard: Turns in a row the caller spoke with no transcript.
         callbacks_asked: Callback requests sent (numbers their idempotency keys).
         pending: Backend requests awaiting their answer.
+        language: The language the caller is spoken to in (a profile language's code).
     """
 
     call_sid: str
@@ -174,6 +175,7 @@ class Conversation:
     unheard: int = 0
     callbacks_asked: int = 0
     pending: tuple[Pending, ...] = ()
+    language: str = "en"
 
     def slot(self, slot_id: str) -> Slot | None:
         """The offered window ``slot_id``."""

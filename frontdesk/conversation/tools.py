@@ -124,6 +124,12 @@ class TransferToPerson(_Args):
     reason: ShortText | None = Field(None, description="Why, in the caller's words.")
 
 
+class SwitchLanguageTo(_Args):
+    """The caller wants to be spoken to in another language: ``switch_language``."""
+
+    language: str = Field(description="The language's code, e.g. es for Spanish.")
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     """A tool the LLM may be offered: its name, what it is for, and its arguments."""
@@ -153,6 +159,11 @@ TRANSFER_TO_PERSON = Tool(
     "Put the caller through to a person at the business, when they ask to talk to one.",
     TransferToPerson,
 )
+SWITCH_LANGUAGE = Tool(
+    "switch_language",
+    "Speak another language for the rest of the call, when the caller asks for it or speaks it.",
+    SwitchLanguageTo,
+)
 TOOLS: dict[str, Tool] = {
     tool.name: tool
     for tool in (
@@ -165,6 +176,7 @@ TOOLS: dict[str, Tool] = {
         ANSWER_CALLBACK_OFFER,
         ANSWER_QUESTION,
         TRANSFER_TO_PERSON,
+        SWITCH_LANGUAGE,
     )
 }
 

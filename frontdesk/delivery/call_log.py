@@ -112,6 +112,7 @@ class CallLog:
             failovers=list(self.failovers),
             lead=conversation.lead,
             questions=list(conversation.questions),
+            language=conversation.language,
             handoff=conversation.handoff,
             greeting_latency_seconds=self.greeting_latency,
             turn_latencies_seconds=list(self.turn_latencies),

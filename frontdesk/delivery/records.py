@@ -167,6 +167,9 @@ class CallRecord(_Record):
     lead: Lead
     questions: list[QuestionEntry] = Field(default_factory=list)
     handoff: HandoffEntry | None = None
+    language: str = Field(
+        "en", description="The language the call ended in (a profile language's code)."
+    )
     greeting_latency_seconds: float | None
     turn_latencies_seconds: list[float]
     error: str | None = None

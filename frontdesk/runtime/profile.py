@@ -196,6 +196,45 @@ class Voices(_Strict):
     deepgram: Name | None = None
 
 
+LANGUAGES_WITH_TEXTS = ("en", "es")
+"""Languages Frontdesk has its own fixed lines for (goodbyes, reprompts, instructions)."""
+LanguageCode = Literal["en", "es"]
+
+
+class Language(_Strict):
+    """A language callers can be served in, with what they hear in it.
+
+    The first language of a profile is the call's default; its texts default to the
+    profile's own (``greeting``, ``emergency.safety_message``, ``callback_promise``,
+    ``voices``). Every other language must give them.
+    """
+
+    code: LanguageCode
+    name: Name
+    """The language's name in English, for the LLM's instructions (``Spanish``)."""
+    called: list[Annotated[str, Field(min_length=2, max_length=40)]] = Field(default_factory=list)
+    """What a caller says to ask for it (``spanish``, ``español``); matched as whole words."""
+    greeting: PlainText | None = None
+    safety_message: PlainText | None = None
+    callback_promise: PlainText | None = None
+    voices: Voices = Field(default_factory=Voices)
+    dtmf_key: Annotated[str, Field(pattern=r"^[0-9*#]$")] | None = None
+
+    @field_validator("called")
+    @classmethod
+    def _as_words(cls, value: list[str]) -> list[str]:
+        return [" ".join(_spoken_words(name)) for name in value]
+
+    def asked_for_in(self, text: str) -> bool:
+        """Whether ``text`` names this language (whole words, accents kept)."""
+        spoken = f" {' '.join(_spoken_words(text))} "
+        return any(f" {name} " in spoken for name in self.called)
+
+
+def _spoken_words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
 class Prompts(_Strict):
     """Extra instructions per conversation state, added to what Frontdesk says."""
 
@@ -235,6 +274,45 @@ class AgentProfile(_Strict):
     handoff: Handoff = Field(default_factory=Handoff)
     recording: Recording = Field(default_factory=Recording)
     sms: Sms = Field(default_factory=Sms)
+    languages: list[Language] = Field(default_factory=list, max_length=3)
+    """The languages callers are served in, the default first (English alone if empty)."""
+
+    @model_validator(mode="after")
+    def _languages_complete(self) -> AgentProfile:
+        codes = [language.code for language in self.languages]
+        if len(set(codes)) != len(codes):
+            raise ValueError("languages: each language may be listed once")
+        keys = [language.dtmf_key for language in self.languages if language.dtmf_key]
+        if self.handoff.dtmf_key is not None:
+            keys.append(self.handoff.dtmf_key)
+        if len(set(keys)) != len(keys):
+            raise ValueError("languages: each dtmf_key must differ (and from handoff.dtmf_key)")
+        for position, language in enumerate(self.languages[1:], start=1):
+            for text in ("greeting", "safety_message", "callback_promise"):
+                if getattr(language, text) is None:
+                    raise ValueError(f"languages.{position}.{text}: required after the first")
+        return self
+
+    def spoken(self) -> tuple[Language, ...]:
+        """The languages callers are served in, the default first, every text filled in."""
+        declared = self.languages or [Language(code="en", name="English")]
+        first = declared[0].model_copy(
+            update={
+                "greeting": declared[0].greeting or self.greeting,
+                "safety_message": declared[0].safety_message or self.emergency.safety_message,
+                "callback_promise": declared[0].callback_promise or self.callback_promise,
+                "voices": Voices(
+                    inworld=declared[0].voices.inworld or self.voices.inworld,
+                    deepgram=declared[0].voices.deepgram or self.voices.deepgram,
+                ),
+            }
+        )
+        return (first, *declared[1:])
+
+    def language(self, code: str) -> Language:
+        """The language ``code`` with its texts (the default language if not listed)."""
+        spoken = self.spoken()
+        return next((language for language in spoken if language.code == code), spoken[0])
 
     def service(self, service_id: str) -> Service | None:
         """The service with ``service_id``."""

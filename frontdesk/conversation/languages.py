@@ -1,0 +1,47 @@
+"""Which language a caller speaks, told from their words alone.
+
+Deterministic on purpose: a caller turn is scored by the common function words of each
+language Frontdesk has texts for (articles, pronouns, prepositions, everyday verbs), and a
+language wins only with at least ``MIN_WORDS`` of its own words and more than any other.
+Words both languages share ("no", "me", "a") count for neither. This decides a switch
+between well-separated languages such as English and Spanish; it is not a general
+language identifier.
+"""
+
+from __future__ import annotations
+
+import re
+
+MIN_WORDS = 2
+_ENGLISH = """
+the is are was my i i'm it's you your to and of in on for with have has need this that
+there what when can could would please hi hello yes thanks thank want it we our at be do
+does
+"""
+_SPANISH = """
+el la los las un una unos unas de del que y en por para con mi mis su sus es está esta
+están estoy tengo tiene necesito quiero puede pueden hay hola sí gracias favor se lo le
+muy pero cuando dónde donde cómo como qué usted ustedes nosotros casa agua baño cocina
+mañana tarde habla hablo español ninguno prefiero llamen huele toda todo este
+"""
+FUNCTION_WORDS: dict[str, frozenset[str]] = {
+    "en": frozenset(_ENGLISH.split()),
+    "es": frozenset(_SPANISH.split()),
+}
+
+
+def detect(text: str, among: tuple[str, ...]) -> str | None:
+    """The language of ``among`` that ``text`` is clearly in, or ``None`` if unclear."""
+    words = re.findall(r"[\w']+", text.lower())
+    shared = set.intersection(*(set(FUNCTION_WORDS.get(code, ())) for code in among))
+    scores = {
+        code: sum(
+            1 for word in words if word in FUNCTION_WORDS.get(code, ()) and word not in shared
+        )
+        for code in among
+    }
+    best = max(scores, key=lambda code: scores[code])
+    others = [score for code, score in scores.items() if code != best]
+    if scores[best] >= MIN_WORDS and all(scores[best] > score for score in others):
+        return best
+    return None
