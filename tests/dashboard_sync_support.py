@@ -27,7 +27,7 @@ from emulators.dashboard import DashboardEmulator
 from frontdesk.app import OutboxSink
 from frontdesk.conversation.state import Conversation
 from frontdesk.delivery.call_log import CallLog
-from frontdesk.delivery.outbox import Outbox, OutboxRecord
+from frontdesk.delivery.outbox import Outbox, OutboxRecord, Status
 from frontdesk.delivery.records import (
     Alert,
     AlertKind,
@@ -217,6 +217,17 @@ class WatchedOutbox(Outbox):
     def _update(self, statement: str, params: tuple) -> None:
         super()._update(statement, params)
         self._poke()
+
+    def _move(self, record_id: str, to: Status, statement: str, params: tuple) -> None:
+        # Once more after the in-memory counts moved: ``stats()`` reads them, and the
+        # poke from the UPDATE itself can reach the loop before they do.
+        super()._move(record_id, to, statement, params)
+        self._poke()
+
+    def flush(self) -> bool:
+        written = super().flush()
+        self._poke()
+        return written
 
     def _poke(self) -> None:
         self._loop.call_soon_threadsafe(self._fire)
