@@ -201,6 +201,8 @@ class SmsSender:
                 alert(
                     AlertKind.SMS_FAILED,
                     f"a {text.purpose.replace('_', ' ')} text could not be sent: {why[:300]}",
+                    # The caller's own choice: worth knowing, nothing to repair.
+                    severity="info" if code == OPTED_OUT_CODE else "warning",
                     call_sid=text.call_sid,
                     user_email=self._settings().dashboard_user_email,
                     record_id=record.record_id,
