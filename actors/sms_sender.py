@@ -5,8 +5,9 @@ crash or restart between the call and Twilio loses none. For each due text:
 
 - a number that opted out (:class:`~frontdesk.delivery.sms_optouts.OptOutLedger`) or
   cannot take a text is never texted: the record is dead-lettered with the reason;
-- a text whose earlier attempt got no answer (a timeout, a dropped connection) is first
-  looked up at Twilio (``find_sms``): if Twilio took it, it is not sent again;
+- a text whose earlier attempt got no answer (a timeout, a dropped connection, the
+  process dying mid-request) is first looked up at Twilio (``find_sms``): if Twilio took
+  it, it is not sent again;
 - Twilio's 429 and 5xx, and no answer, are retried with the dashboard sync's backoff
   (exponential, jittered) until ``DASHBOARD_MAX_RETRY_SECONDS`` old;
 - a permanent refusal is dead-lettered with Twilio's HTTP status and error code, and
@@ -136,6 +137,17 @@ class SmsSender:
                 logger.info("text %s was already accepted as %s: not sent again", text.to, sid)
                 await self._accepted(record, sid)
                 return
+        # Until Twilio answers, the text counts as unanswered: if the process dies before
+        # the answer is stored, the next attempt asks Twilio before sending again.
+        await anyio.to_thread.run_sync(
+            functools.partial(
+                self._outbox.mark_retry,
+                record.record_id,
+                at=self._clock() + RETRY_BACKOFF.delay(record.attempts),
+                error=NO_ANSWER,
+                count=False,
+            )
+        )
         result = await self._twilio.send_sms(
             to=text.to,
             body=text.body,
