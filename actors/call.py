@@ -79,6 +79,7 @@ from frontdesk.conversation.receptionist import Receptionist
 from frontdesk.conversation.state import Conversation, Limits
 from frontdesk.delivery.call_log import CallLog
 from frontdesk.delivery.records import AlertKind, EndedBy, Record, alert, utcnow
+from frontdesk.delivery.sms_texts import SmsText, texts_for_call
 from frontdesk.runtime.errors import ActorError, FrontdeskError
 from frontdesk.runtime.logs import bind_call_sid
 from frontdesk.runtime.mailbox import Reply as AnswerTo
@@ -189,7 +190,7 @@ class Backend(Protocol):
 class RecordSink(Protocol):
     """Where finished calls' records go; returns once they are durably stored."""
 
-    async def submit(self, records: list[Record]) -> None:
+    async def submit(self, records: Sequence[Record | SmsText]) -> None:
         """Store ``records`` durably."""
         ...
 
@@ -773,10 +774,18 @@ class CallActor:
             hangup=hangup,
             error=f"{type(error).__name__}: {error}" if error is not None else None,
         )
-        records: list[Record] = [call_record, *self._late_records]
+        records: list[Record | SmsText] = [call_record, *self._late_records]
         job = self.log.job_record(self.conversation, user_email=user_email)
         if job is not None:
             records.append(job)
+        records.extend(
+            texts_for_call(
+                job,
+                caller=call_record.from_number,
+                business_number=call_record.to_number,
+                profile=self._deps.profile(),
+            )
+        )
         if error is not None:
             records.append(
                 alert(

@@ -6,10 +6,16 @@ call behave at Twilio (who answers a hand-off, which texts arrive, who opted out
 the LLM answers where the built-in receptionist policy is not wanted, which faults to
 inject and when, and what must have happened by the end (outcome, records the dashboard
 received, whether the bot hung up, hand-offs, texts, recordings).
+
+A scenario that needs the business set up differently (texts switched on, a hand-off
+number) names ``profile_overrides``: top-level profile sections that replace the default
+profile's (a shallow merge). The profile belongs to the server, not to one call, so a
+runner starts the server with :func:`write_profile` of its scenarios' overrides.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from emulators.faults import Fault, FaultKind
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
 Target = Literal["openai", "deepgram", "inworld", "twilio", "backend", "dashboard"]
 
@@ -253,6 +260,8 @@ class Scenario(_Strict):
     faults: list[FaultStep] = Field(default_factory=list)
     expect: Expectations = Field(default_factory=Expectations)
     max_seconds: float = 90.0
+    profile_overrides: dict[str, Any] = Field(default_factory=dict)
+    """Top-level profile sections the server must run with (replacing the default's)."""
 
     @property
     def lines(self) -> list[str]:
@@ -285,6 +294,19 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         raise ValueError(f"{path}: {exc}") from exc
 
 
+def write_profile(overrides: dict[str, Any], directory: Path) -> Path:
+    """Write the default profile with ``overrides`` merged in (shallow) into ``directory``.
+
+    The default profile's knowledge folder is copied beside it: knowledge files must stay
+    inside the profile's folder. Returns the profile's path (for ``AGENT_PROFILE``).
+    """
+    profile = yaml.safe_load((PROFILE_DIR / "default.yaml").read_text())
+    path = directory / "profile.yaml"
+    path.write_text(yaml.safe_dump({**profile, **overrides}, sort_keys=False))
+    shutil.copytree(PROFILE_DIR / "knowledge", directory / "knowledge", dirs_exist_ok=True)
+    return path
+
+
 def all_scenarios() -> list[str]:
     """Names of every scenario shipped in ``scenarios/``."""
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
@@ -301,4 +323,5 @@ __all__ = [
     "Scenario",
     "all_scenarios",
     "load_scenario",
+    "write_profile",
 ]

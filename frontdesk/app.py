@@ -7,7 +7,7 @@ port. Construct it inside a running event loop.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import anyio
 from anyio.abc import TaskStatus
@@ -17,6 +17,7 @@ from prometheus_client.core import Metric
 from actors.call import CallDeps
 from actors.config import ConfigActor, ConfigMessage, Reload, ReloadResult
 from actors.dashboard_sync import DashboardMessage, DashboardSync, RecordsQueued
+from actors.sms_sender import SmsSender
 from actors.v2_gateway import GatewayClient, GatewayMessage, V2Gateway
 from actors.vad_batcher import VADBatcher
 from actors.web import Check, WebActor
@@ -25,6 +26,8 @@ from frontdesk.call.providers import Providers
 from frontdesk.call.vad import silero_session
 from frontdesk.delivery.outbox import Outbox, callbacks_path
 from frontdesk.delivery.records import AlertKind, Record, alert
+from frontdesk.delivery.sms_optouts import OptOutLedger, opt_outs_path
+from frontdesk.delivery.sms_texts import SmsText
 from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
 from frontdesk.runtime.config import Config
 from frontdesk.runtime.loop_lag import LoopLagWatcher
@@ -33,6 +36,7 @@ from frontdesk.runtime.memory_trim import MemoryTrimmer
 from frontdesk.runtime.metrics import CallbackCollector, Metrics, counter, gauge
 from frontdesk.telephony.edge import TelephonyEdge
 from frontdesk.telephony.rest import TwilioAccount, TwilioRest
+from frontdesk.telephony.sms_routes import SmsRoutes
 from supervisor import ChildSpec, Restart, Supervisor
 
 CONFIG_INBOX_SIZE = 64
@@ -48,11 +52,15 @@ class OutboxSink:
     def __init__(self, outbox: Outbox, notify: MemoryObjectSendStream[DashboardMessage]) -> None:
         self._outbox = outbox
         self._notify = notify
+        self.texts_queued: Callable[[], None] = lambda: None
+        """Nudges the SMS sender."""
 
-    async def submit(self, records: list[Record]) -> None:
-        """Commit ``records`` to disk; returns once they are durable."""
+    async def submit(self, records: Sequence[Record | SmsText]) -> None:
+        """Commit ``records`` to disk, in one transaction; returns once they are durable."""
         await anyio.to_thread.run_sync(self._outbox.put, records)
         self.queued()
+        if any(isinstance(record, SmsText) for record in records):
+            self.texts_queued()
 
     def submit_now(self, records: list[Record]) -> None:
         """Hand ``records`` over from synchronous code without waiting for the disk.
@@ -115,6 +123,23 @@ class Frontdesk:
         self.dashboard_sync = DashboardSync(
             outbox=self.outbox, inbox=dashboard_receive, settings=lambda: self.config.settings
         )
+        self.opt_outs = OptOutLedger(opt_outs_path(settings.outbox_path))
+        self.sms_sender = SmsSender(
+            outbox=self.outbox,
+            twilio=self.twilio,
+            opt_outs=self.opt_outs,
+            settings=lambda: self.config.settings,
+            submit=self.records.submit,
+        )
+        self.records.texts_queued = self.sms_sender.wake
+        self.sms_routes = SmsRoutes(
+            settings=lambda: self.config.settings,
+            profile=lambda: self.config.profile,
+            opt_outs=self.opt_outs,
+            outbox=self.outbox,
+            submit=self.records.submit,
+            metrics=self.metrics,
+        )
         self.pending_callbacks = Outbox(callbacks_path(settings.outbox_path))
         gateway_inbox, gateway_receive = anyio.create_memory_object_stream[GatewayMessage](
             GATEWAY_INBOX_SIZE
@@ -162,7 +187,7 @@ class Frontdesk:
             max_request_bytes=settings.max_request_bytes,
             request_read_timeout=settings.request_read_timeout_seconds,
             development=not settings.production,
-            routes=[self.telephony.install],
+            routes=[self.telephony.install, self.sms_routes.install],
             checks=[self._breaker_checks, self._outbox_checks],
         )
         self.metrics.register(CallbackCollector(self._supervisor_metrics))
@@ -183,6 +208,7 @@ class Frontdesk:
                 # Room for its last delivery pass of the calls that ended at shutdown.
                 shutdown_timeout=10.0,
             ),
+            ChildSpec(name="sms_sender", run=self.sms_sender.run, restart=Restart.PERMANENT),
             ChildSpec(name="web", run=self.web.run, restart=Restart.PERMANENT),
         ]
 
@@ -199,6 +225,7 @@ class Frontdesk:
                 await self.apology.aclose()
             self.outbox.close()
             self.pending_callbacks.close()
+            self.opt_outs.close()
 
     def drain(self) -> None:
         """Refuse new calls from now on; readiness turns 503."""

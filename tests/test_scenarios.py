@@ -24,7 +24,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from emulators.scenario import all_scenarios, load_scenario
+from emulators.scenario import all_scenarios, load_scenario, write_profile
 from tests.stack import Stack, stack
 from tests.support import ROOT
 
@@ -44,6 +44,8 @@ WORLDS = {
     "inworld_down": [["inworld_down"]],
     "dashboard_down_then_back": [["dashboard_down_then_back"]],
     "v2_backend_down": [["v2_backend_down"]],
+    "texting": [["booking_texts_confirmation"], ["opted_out_caller_gets_no_text"]],
+    "sms_provider_down": [["sms_provider_down_then_back"]],
 }
 """Per world, its lanes: the scenarios each lane runs one after another."""
 THROUGH_THE_CLI = {"caller_hangs_up_mid_sentence"}
@@ -94,6 +96,17 @@ async def place_through_the_cli(world: Stack, directory: Path, name: str) -> lis
     )
 
 
+def profile_settings(label: str, directory: Path) -> dict[str, str]:
+    """``AGENT_PROFILE`` for a world whose scenarios override the profile, else nothing."""
+    overrides: dict = {}
+    for names in WORLDS[label]:
+        for name in names:
+            overrides.update(load_scenario(name).profile_overrides)
+    if not overrides:
+        return {}
+    return {"AGENT_PROFILE": str(write_profile(overrides, directory))}
+
+
 @pytest.fixture(scope="module")
 async def results(tmp_path_factory) -> dict[str, list[str]]:
     """Each scenario's failures (empty when it met every expectation)."""
@@ -101,7 +114,9 @@ async def results(tmp_path_factory) -> dict[str, list[str]]:
     async with AsyncExitStack() as stacks:
         directories = {label: tmp_path_factory.mktemp(label) for label in WORLDS}
         worlds = {
-            label: await stacks.enter_async_context(stack(directory))
+            label: await stacks.enter_async_context(
+                stack(directory, **profile_settings(label, directory))
+            )
             for label, directory in directories.items()
         }
 
@@ -144,6 +159,9 @@ def test_there_are_scenarios_for_everything_the_product_promises():
         "spanish_caller_books",
         "caller_switches_to_spanish_mid_call",
         "emergency_in_spanish",
+        "booking_texts_confirmation",
+        "opted_out_caller_gets_no_text",
+        "sms_provider_down_then_back",
     }
 
 
@@ -153,6 +171,9 @@ def test_every_scenario_runs_in_exactly_one_lane():
     calm = [name for names in WORLDS["calm"] for name in names]
     assert not [name for name in calm if load_scenario(name).faults]
     assert {"returning_customer_books", "caller_barges_in"} <= set(calm)
+    for label, lanes in WORLDS.items():
+        overrides = [load_scenario(name).profile_overrides for names in lanes for name in names]
+        assert all(o == overrides[0] for o in overrides), f"{label}: one profile per world"
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

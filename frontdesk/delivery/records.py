@@ -227,6 +227,8 @@ class AlertKind(enum.StrEnum):
     HANGUP_FAILED = "hangup_failed"
     DASHBOARD_REDIRECTED = "dashboard_redirected"
     OUTBOX_UNWRITABLE = "outbox_unwritable"
+    SMS_FAILED = "sms_failed"
+    SMS_UNDELIVERED = "sms_undelivered"
 
 
 class Alert(_Record):

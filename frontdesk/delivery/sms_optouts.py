@@ -80,3 +80,8 @@ class OptOutLedger:
                 "SELECT opted_out FROM sms_opt_outs WHERE number = ?", (number,)
             ).fetchone()
         return row is not None and bool(row[0])
+
+
+def opt_outs_path(outbox_path: Path) -> Path:
+    """The opt-out ledger's file, beside the dashboard outbox."""
+    return outbox_path.with_name(f"{outbox_path.stem}-sms-optouts.sqlite3")
