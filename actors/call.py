@@ -784,6 +784,7 @@ class CallActor:
                 caller=call_record.from_number,
                 business_number=call_record.to_number,
                 profile=self._deps.profile(),
+                language=self.conversation.language,
             )
         )
         if error is not None:

@@ -76,6 +76,21 @@ def test_a_booking_makes_one_confirmation_with_what_when_and_where():
     assert again[0].record_id == text.record_id, "the same booking is the same text"
 
 
+def test_a_call_served_in_spanish_is_texted_in_spanish_with_a_spanish_date():
+    profile = texting_profile()
+
+    (text,) = texts_for_call(
+        booking(), caller=CALLER, business_number=BUSINESS, profile=profile, language="es"
+    )
+    (english,) = texts_for_call(
+        booking(), caller=CALLER, business_number=BUSINESS, profile=profile, language="en"
+    )
+
+    assert "su cita" in text.body and "martes 8 de diciembre a las 09:00" in text.body, text.body
+    assert "you're booked" in english.body
+    assert text.record_id == english.record_id, "one booking is one text, whatever its language"
+
+
 def test_a_promised_callback_is_confirmed_in_writing():
     job = booking().model_copy(
         update={

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from frontdesk.conversation.spoken import SPANISH_DAYS, SPANISH_MONTHS
 from frontdesk.delivery.records import JobRecord
 from frontdesk.delivery.sms import SmsPurpose, render_sms, sms_idempotency_key, textable
 from frontdesk.runtime.profile import AgentProfile
@@ -49,16 +50,24 @@ def placeholder_values(profile: AgentProfile, **known: str) -> dict[str, str]:
 
 
 def texts_for_call(
-    job: JobRecord | None, *, caller: str, business_number: str, profile: AgentProfile
+    job: JobRecord | None,
+    *,
+    caller: str,
+    business_number: str,
+    profile: AgentProfile,
+    language: str | None = None,
 ) -> list[SmsText]:
     """The texts a call ending with ``job`` sends ``caller`` (none when SMS is off).
 
-    A booking gets a confirmation, a promised callback the promise in writing. A number
-    that cannot take a text (not E.164, withheld, the business's own) gets none.
+    A booking gets a confirmation, a promised callback the promise in writing, in the
+    language the call ended in (its templates and date format). A number that cannot
+    take a text (not E.164, withheld, the business's own) gets none.
     """
     sms = profile.sms
     if not sms.enabled or job is None:
         return []
+    spoken = profile.language(language or profile.spoken()[0].code)
+    templates = spoken.sms_templates or sms.templates
     why_not = textable(caller, business_numbers=[business_number, sms.from_number or ""])
     if why_not is not None:
         logger.info("no text for call %s: the caller's number is %s", job.call_sid, why_not)
@@ -73,12 +82,12 @@ def texts_for_call(
     purpose: SmsPurpose
     if job.appointment is not None:
         purpose, reference = "booking_confirmation", job.appointment.appointment_id
-        template = sms.templates.booking_confirmation
-        known["when"] = _when(job.appointment.slot_start, profile)
+        template = templates.booking_confirmation
+        known["when"] = _when(job.appointment.slot_start, profile, spoken.code)
     elif job.callback is not None:
         purpose = "callback_promise"
         reference = job.callback.callback_id or job.call_sid
-        template = sms.templates.callback_promise
+        template = templates.callback_promise
         known["callback_promise"] = job.callback.promise
     else:
         return []
@@ -96,7 +105,7 @@ def texts_for_call(
     ]
 
 
-def _when(slot_start: str, profile: AgentProfile) -> str:
+def _when(slot_start: str, profile: AgentProfile, language: str = "en") -> str:
     """The appointment's start in the business's time zone, as a person writes it."""
     try:
         moment = datetime.fromisoformat(slot_start)
@@ -104,5 +113,9 @@ def _when(slot_start: str, profile: AgentProfile) -> str:
         return slot_start
     if moment.tzinfo is not None:
         moment = moment.astimezone(profile.hours.zone)
+    if language == "es":
+        day = SPANISH_DAYS[moment.weekday()]
+        month = SPANISH_MONTHS[moment.month - 1]
+        return f"{day} {moment.day} de {month} a las {moment:%H:%M}"
     hour = moment.strftime("%I:%M %p").lstrip("0")
     return f"{moment:%a} {moment.day} {moment:%b} at {hour}"

@@ -28,7 +28,7 @@ from pydantic import (
 
 from frontdesk.knowledge.sources import PROFILE_FOLDER, KnowledgeSources
 from frontdesk.runtime.errors import SettingsError
-from frontdesk.runtime.profile_features import Handoff, Recording, Sms
+from frontdesk.runtime.profile_features import Handoff, Recording, Sms, SmsTemplates
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -219,6 +219,8 @@ class Language(_Strict):
     callback_promise: PlainText | None = None
     voices: Voices = Field(default_factory=Voices)
     dtmf_key: Annotated[str, Field(pattern=r"^[0-9*#]$")] | None = None
+    sms_templates: SmsTemplates | None = None
+    """The texts to a caller served in this language; the profile's ``sms`` ones if unset."""
 
     @field_validator("called")
     @classmethod
