@@ -115,7 +115,10 @@ class AnswerCallbackOffer(_Args):
 class AnswerQuestion(_Args):
     """A question about the business the booking flow does not answer: ``answer_question``."""
 
-    question: ShortText = Field(description="The caller's question, in their words.")
+    question: ShortText = Field(
+        description="The caller's question, in English (translated if they asked in another "
+        "language: the business's knowledge is searched in the language it was written in)."
+    )
 
 
 class TransferToPerson(_Args):
