@@ -114,6 +114,19 @@ def booked_goodbye(
     )
 
 
+def nobody_picked_up(profile: AgentProfile) -> str:
+    """What a caller hears back on the line when nobody took the hand-off."""
+    return (
+        "Sorry, nobody could pick up; I'll make sure someone calls you back "
+        f"{profile.callback_promise}."
+    )
+
+
+def resumed_goodbye(profile: AgentProfile) -> str:
+    """The goodbye once the callback for a hand-off nobody took is on its way."""
+    return f"Thanks for calling {profile.business_name}. Goodbye!"
+
+
 def callback_goodbye(profile: AgentProfile) -> str:
     """The goodbye once a callback is promised."""
     return (
