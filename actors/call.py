@@ -77,7 +77,7 @@ from frontdesk.conversation.intents import (
 from frontdesk.conversation.receptionist import Receptionist
 from frontdesk.conversation.state import Conversation, Limits
 from frontdesk.delivery.call_log import CallLog
-from frontdesk.delivery.records import AlertKind, EndedBy, Record, alert, utcnow
+from frontdesk.delivery.records import AlertKind, CallRecord, EndedBy, Record, alert, utcnow
 from frontdesk.runtime.errors import ActorError, FrontdeskError
 from frontdesk.runtime.logs import bind_call_sid
 from frontdesk.runtime.mailbox import Reply as AnswerTo
@@ -85,6 +85,7 @@ from frontdesk.runtime.mailbox import ask
 from frontdesk.runtime.metrics import Metrics
 from frontdesk.runtime.profile import AgentProfile
 from frontdesk.runtime.settings import Settings
+from frontdesk.telephony.followups import FollowUps
 from frontdesk.telephony.protocol import mark_message
 from frontdesk.telephony.rest import HangupOutcome, RedirectResult, TwilioRest
 from frontdesk.telephony.twiml import handoff_twiml, whisper_url
@@ -95,6 +96,8 @@ INBOX_SIZE = 64
 END_TIMEOUT_SECONDS = 20.0
 FINISH_TIMEOUT_SECONDS = 20.0
 APOLOGY_TIMEOUT_SECONDS = 8.0
+RECORDING_WAIT_SECONDS = 5.0
+"""How long a finished call's record waits for its recording (else a revision follows)."""
 LOOKUP_WAIT_SECONDS = 0.5
 KNOWLEDGE_WAIT_SECONDS = 2.0
 TURN_DECISION_SECONDS = 2.0
@@ -250,6 +253,9 @@ class CallActor:
         inbox: MemoryObjectReceiveStream[CallMessage],
         send: Send,
         caller_connected: Callable[[], bool],
+        resume: str | None = None,
+        followups: FollowUps | None = None,
+        public_url: str | None = None,
     ) -> None:
         """Create the actor for a call whose stream has started.
 
@@ -259,6 +265,12 @@ class CallActor:
             inbox: Messages from the web handler and the supervisor.
             send: Writes a text message to the media stream.
             caller_connected: Whether the media stream is still open.
+            resume: Why the caller is back on a new stream of the same call (a hand-off
+                nobody took, e.g. ``handoff_busy``), or ``None`` for a new call.
+            followups: Where the call's recording is awaited (and started, when the
+                profile records calls).
+            public_url: Where Twilio reaches us for this call's callbacks (default
+                ``PUBLIC_URL``; in development, the address its stream came to).
         """
         self.call = call
         self._deps = deps
@@ -299,6 +311,13 @@ class CallActor:
         self._hangup: HangupOutcome | None = None
         self._hangup_lock = anyio.Lock()
         self._late_records: list[Record] = []
+        self._resume = resume
+        self._public_url = public_url or self._settings.public_url
+        self._followups = followups
+        self.recorded = False
+        """Whether Twilio is recording this call (started by this actor)."""
+        self.call_record: CallRecord | None = None
+        """The call's record once stored (what a later revision revises)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -445,9 +464,12 @@ class CallActor:
                 await self._step(conversation.CallerUnheard())
             case PipelineStarted():
                 self._started.set()
+                self._spawn(self._start_recording)
             case _LookedUp(result=result):
                 self._caller = result
                 self._looked_up.set()
+            case _GreetNow() if self._resume is not None:
+                await self._step(conversation.Resumed(reason=self._resume, lookup=self._caller))
             case _GreetNow():
                 await self._step(conversation.Greet(lookup=self._caller))
             case ProviderDown():
@@ -607,7 +629,7 @@ class CallActor:
     async def _hand_off(self, intent: HandOff) -> None:
         """Put the caller through once "please hold" has played; report if Twilio can't."""
         pipeline = self.pipeline
-        public_url = self._settings.public_url
+        public_url = self._public_url
         if pipeline is None or public_url is None:
             await self._step(conversation.HandOffFailed(detail="no PUBLIC_URL to report to"))
             return
@@ -632,6 +654,23 @@ class CallActor:
             await self._end("handoff", None)
         else:
             await self._step(conversation.HandOffFailed(detail=f"redirect {result.value}"))
+
+    async def _start_recording(self) -> None:
+        """Record both sides through Twilio, when the profile says so (not again on a resume)."""
+        public_url = self._public_url
+        if not self._deps.profile().recording.enabled or self._resume is not None:
+            return
+        if public_url is None or self._followups is None:
+            logger.warning("recording is enabled but there is no PUBLIC_URL for its callback")
+            return
+        started = await self._deps.twilio.start_recording(
+            self.call.call_sid, status_callback=f"{public_url.rstrip('/')}/twilio/recording"
+        )
+        if started is None:
+            logger.warning("Twilio did not start the call's recording")
+            return
+        self.recorded = True
+        self._followups.expect_recording(self.call.call_sid)
 
     async def _look_up_caller(self) -> None:
         result = await self._deps.backend.lookup(self.call.from_number, self.call.call_sid)
@@ -770,6 +809,14 @@ class CallActor:
             hangup=hangup,
             error=f"{type(error).__name__}: {error}" if error is not None else None,
         )
+        if self.recorded and ended_by != "handoff" and self._followups is not None:
+            # The recording is complete once Twilio has hung up; its callback follows.
+            recording = await self._followups.recording_for(
+                self.call.call_sid, timeout=RECORDING_WAIT_SECONDS
+            )
+            if recording is not None:
+                call_record = call_record.model_copy(update={"recording": recording})
+        self.call_record = call_record
         records: list[Record] = [call_record, *self._late_records]
         job = self.log.job_record(self.conversation, user_email=user_email)
         if job is not None:

@@ -107,6 +107,19 @@ class HandoffEntry(BaseModel):
     at: datetime
 
 
+class RecordingEntry(BaseModel):
+    """The call's recording at Twilio; the dashboard fetches the audio with its own credentials."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    recording_sid: str
+    url: str = Field(description="Twilio's recording resource URL (append .mp3 or .wav).")
+    duration_seconds: int | None = None
+    channels: int | None = Field(
+        default=None, description="2: caller and Frontdesk on separate channels."
+    )
+
+
 class FailoverEntry(BaseModel):
     """A provider switch during the call."""
 
@@ -167,9 +180,25 @@ class CallRecord(_Record):
     lead: Lead
     questions: list[QuestionEntry] = Field(default_factory=list)
     handoff: HandoffEntry | None = None
+    recording: RecordingEntry | None = None
+    revision: int = Field(
+        default=0,
+        ge=0,
+        description="0 when first sent; a later revision of the same call (same record_id) "
+        "replaces it: the hand-off's result or the recording, once Twilio reports them.",
+    )
     greeting_latency_seconds: float | None
     turn_latencies_seconds: list[float]
     error: str | None = None
+
+    @property
+    def delivery_key(self) -> str:
+        """The ``Idempotency-Key`` of this revision: ``record_id``, then ``record_id:revision``."""
+        return self.record_id if self.revision == 0 else f"{self.record_id}:{self.revision}"
+
+    def revised(self, **changes: Any) -> CallRecord:
+        """The next revision of this record with ``changes`` applied."""
+        return self.model_copy(update={**changes, "revision": self.revision + 1})
 
 
 class Appointment(BaseModel):
@@ -224,6 +253,7 @@ class AlertKind(enum.StrEnum):
     HANGUP_FAILED = "hangup_failed"
     DASHBOARD_REDIRECTED = "dashboard_redirected"
     OUTBOX_UNWRITABLE = "outbox_unwritable"
+    HANDOFF_UNANSWERED = "handoff_unanswered"
 
 
 class Alert(_Record):
