@@ -77,7 +77,7 @@ from frontdesk.conversation.intents import (
 from frontdesk.conversation.receptionist import Receptionist
 from frontdesk.conversation.state import Conversation, Limits
 from frontdesk.delivery.call_log import CallLog
-from frontdesk.delivery.records import AlertKind, CallRecord, EndedBy, Record, alert, utcnow
+from frontdesk.delivery.records import AlertKind, EndedBy, Record, alert, utcnow
 from frontdesk.runtime.errors import ActorError, FrontdeskError
 from frontdesk.runtime.logs import bind_call_sid
 from frontdesk.runtime.mailbox import Reply as AnswerTo
@@ -316,8 +316,6 @@ class CallActor:
         self._followups = followups
         self.recorded = False
         """Whether Twilio is recording this call (started by this actor)."""
-        self.call_record: CallRecord | None = None
-        """The call's record once stored (what a later revision revises)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -646,6 +644,8 @@ class CallActor:
             with anyio.CancelScope(shield=True):
                 result = await self._deps.twilio.redirect(self.call.call_sid, twiml)
             if result is RedirectResult.REDIRECTED:
+                if self._followups is not None:
+                    self._followups.handing_off(self.call.call_sid)
                 # Twilio now rings the person and ends the stream: no goodbye, no hang-up.
                 self._hangup = HangupOutcome(value="not_attempted", detail="handed off", attempts=0)
                 self._ended_by = "handoff"
@@ -816,7 +816,6 @@ class CallActor:
             )
             if recording is not None:
                 call_record = call_record.model_copy(update={"recording": recording})
-        self.call_record = call_record
         records: list[Record] = [call_record, *self._late_records]
         job = self.log.job_record(self.conversation, user_email=user_email)
         if job is not None:
@@ -845,6 +844,9 @@ class CallActor:
                 )
             )
         await self._deps.records.submit(records)
+        if self._followups is not None:
+            # Twilio may still report the hand-off's result or the recording: a revision.
+            self._followups.keep(call_record, recorded=self.recorded)
         metrics.calls_total.labels(call_record.outcome.value).inc()
         logger.info(
             "call finished: %s (%s, hang-up %s)", call_record.outcome.value, ended_by, hangup

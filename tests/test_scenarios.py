@@ -9,7 +9,9 @@ lane, scenarios run one after another.
 
 A fault is world-wide and Frontdesk's breakers are process-wide, so a scenario that
 breaks a provider gets a world of its own; every fault a scenario switched on must be
-gone once it has ended. One scenario is placed through ``main.py call --json``, as an
+gone once it has ended. The profile is process-wide too, so scenarios that need people
+to hand calls to (and recorded calls) run in worlds whose profile adds them
+(:data:`WORLD_PROFILES`). One scenario is placed through ``main.py call --json``, as an
 operator would.
 """
 
@@ -19,10 +21,13 @@ import json
 import os
 import sys
 from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import anyio
 import pytest
+import yaml
 
 from emulators.scenario import all_scenarios, load_scenario
 from tests.stack import Stack, stack
@@ -43,8 +48,38 @@ WORLDS = {
     "inworld_down": [["inworld_down"]],
     "dashboard_down_then_back": [["dashboard_down_then_back"]],
     "v2_backend_down": [["v2_backend_down"]],
+    "people": [
+        ["caller_asks_for_a_person", "handoff_no_answer_becomes_callback"],
+        ["emergency_handed_to_on_call"],
+        ["recorded_call_carries_recording"],
+    ],
+    "after_hours": [["after_hours_no_handoff"]],
 }
 """Per world, its lanes: the scenarios each lane runs one after another."""
+OFFICE = "+14155550140"
+ON_CALL = "+14155550199"
+WORLD_PROFILES = {
+    "people": {
+        "handoff": {
+            "targets": [
+                {"name": "Office", "number": OFFICE, "hours": "always", "use_for": ["request"]},
+                {"name": "On call", "number": ON_CALL, "hours": "always", "use_for": ["emergency"]},
+            ],
+            "ring_seconds": 10,
+            "whisper": True,
+        },
+        "recording": {"enabled": True, "announce": "This call is recorded."},
+    },
+    "after_hours": {
+        # The office takes calls only three days from today: whenever this runs, it is closed.
+        "handoff": {
+            "targets": [
+                {"name": "Office", "number": OFFICE, "hours": "later", "use_for": ["request"]}
+            ]
+        },
+    },
+}
+"""Per world whose profile differs from profiles/default.yaml, the sections it replaces."""
 THROUGH_THE_CLI = {"caller_hangs_up_mid_sentence"}
 RUN_SECONDS = 240
 
@@ -91,6 +126,28 @@ async def place_through_the_cli(world: Stack, directory: Path, name: str) -> lis
     )
 
 
+def profile_of(label: str, directory: Path) -> dict[str, str]:
+    """The ``AGENT_PROFILE`` setting of world ``label``: the default, or a variant of it."""
+    changes = WORLD_PROFILES.get(label)
+    if changes is None:
+        return {}
+    default = ROOT / "profiles" / "default.yaml"
+    profile = yaml.safe_load(default.read_text())
+    profile["knowledge"] = []  # its files sit next to the default profile, not this one
+    for target in changes.get("handoff", {}).get("targets", []):
+        if target["hours"] == "later":
+            target["hours"] = {closed_until_later(profile["hours"]["timezone"]): "00:00-23:59"}
+    path = directory / "profile.yaml"
+    path.write_text(yaml.safe_dump({**profile, **changes}))
+    return {"AGENT_PROFILE": str(path)}
+
+
+def closed_until_later(timezone: str) -> str:
+    """A weekday three days from today in the business's time zone."""
+    day = (datetime.now(ZoneInfo(timezone)) + timedelta(days=3)).weekday()
+    return ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[day]
+
+
 @pytest.fixture(scope="module")
 async def results(tmp_path_factory) -> dict[str, list[str]]:
     """Each scenario's failures (empty when it met every expectation)."""
@@ -98,7 +155,9 @@ async def results(tmp_path_factory) -> dict[str, list[str]]:
     async with AsyncExitStack() as stacks:
         directories = {label: tmp_path_factory.mktemp(label) for label in WORLDS}
         worlds = {
-            label: await stacks.enter_async_context(stack(directory))
+            label: await stacks.enter_async_context(
+                stack(directory, **profile_of(label, directory))
+            )
             for label, directory in directories.items()
         }
 
@@ -135,6 +194,11 @@ def test_there_are_scenarios_for_everything_the_product_promises():
         "dashboard_down_then_back",
         "caller_asks_price_from_knowledge",
         "caller_asks_something_not_in_knowledge",
+        "caller_asks_for_a_person",
+        "emergency_handed_to_on_call",
+        "handoff_no_answer_becomes_callback",
+        "after_hours_no_handoff",
+        "recorded_call_carries_recording",
     }
 
 

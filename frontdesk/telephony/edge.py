@@ -34,7 +34,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 from aiohttp import WSMsgType, web
@@ -84,8 +84,9 @@ BUSY_MESSAGE = (
     "Thanks for calling. All of our lines are busy right now. Please call back in a few minutes."
 )
 RESUME_PARAMETER = "resume"
-HANDED_OFF_WAIT_SECONDS = 5.0
-"""How long a dial's action waits for the handed-off call's record to be written."""
+HANDED_OFF_WAIT_SECONDS = 10.0
+"""How long a dial's action waits for the handed-off call's record to be written (Twilio
+gives an action request 15 s)."""
 HANGUP_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>'
 UNANSWERED_GOODBYE = (
     "I'm sorry, nobody could pick up. Someone from our team will call you back shortly. Goodbye."
@@ -101,8 +102,6 @@ class _LiveCall:
     inbox: MemoryObjectSendStream[CallMessage]
     account_sid: str
     handle: ChildHandle | None = None
-    written: anyio.Event = field(default_factory=anyio.Event)
-    """Set once the call's record is written (and kept, if Twilio has more to report)."""
 
 
 class TelephonyEdge:
@@ -228,11 +227,7 @@ class TelephonyEdge:
 
     async def _handed_off_call_written(self, call_sid: str) -> None:
         """Wait (bounded) for a handed-off call still finishing to write its record."""
-        live = self._calls.get(call_sid)
-        if live is None or self.followups.dialing(call_sid):
-            return
-        with anyio.move_on_after(HANDED_OFF_WAIT_SECONDS):
-            await live.written.wait()
+        await self.followups.written(call_sid, timeout=HANDED_OFF_WAIT_SECONDS)
 
     def _unanswered(self, record: CallRecord, outcome: DialOutcome, settings: Settings) -> Alert:
         assert record.handoff is not None
@@ -356,9 +351,6 @@ class TelephonyEdge:
                 assert live.handle is not None
                 with anyio.CancelScope(shield=True):
                     await live.handle.wait()
-                if live.actor.call_record is not None:
-                    self.followups.keep(live.actor.call_record, recorded=live.actor.recorded)
-                live.written.set()
                 if self._calls.get(start.call_sid) is live:
                     del self._calls[start.call_sid]
                     self._deps.twilio.unbind(start.call_sid)

@@ -49,6 +49,7 @@ class FollowUps:
         self._waiting: dict[str, anyio.Event] = {}
         self._recordings: dict[str, RecordingEntry] = {}
         self._started: set[str] = set()
+        self._written: dict[str, anyio.Event] = {}
 
     def keep(self, record: CallRecord, *, recorded: bool) -> None:
         """Keep ``record`` if Twilio still has something to report about its call.
@@ -57,6 +58,9 @@ class FollowUps:
         """
         # The record is written: a recording arriving from now on revises it.
         self._waiting.pop(record.call_sid, None)
+        written = self._written.pop(record.call_sid, None)
+        if written is not None:
+            written.set()
         if not _awaits(record, recorded=recorded):
             return
         self._prune()
@@ -65,6 +69,17 @@ class FollowUps:
         while len(self._records) > KEPT_CALLS:
             sid, _ = self._records.popitem(last=False)
             self._started.discard(sid)
+
+    def handing_off(self, call_sid: str) -> None:
+        """``call_sid`` was redirected to a ``<Dial>``: its record is on its way here."""
+        self._written.setdefault(call_sid, anyio.Event())
+
+    async def written(self, call_sid: str, *, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for a handed-off call's record to be kept."""
+        written = self._written.get(call_sid)
+        if written is not None:
+            with anyio.move_on_after(timeout):
+                await written.wait()
 
     def dialing(self, call_sid: str) -> bool:
         """Whether ``call_sid`` was handed off and its dial's result is still unknown."""
