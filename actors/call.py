@@ -96,6 +96,7 @@ INBOX_SIZE = 64
 END_TIMEOUT_SECONDS = 20.0
 FINISH_TIMEOUT_SECONDS = 20.0
 APOLOGY_TIMEOUT_SECONDS = 8.0
+SPOKEN_WAIT_SECONDS = 20.0
 RECORDING_WAIT_SECONDS = 5.0
 """How long a finished call's record waits for its recording (else a revision follows)."""
 LOOKUP_WAIT_SECONDS = 0.5
@@ -312,6 +313,8 @@ class CallActor:
         self._hangup_lock = anyio.Lock()
         self._late_records: list[Record] = []
         self._resume = resume
+        self._last_said = ""
+        self._bot_spoke = anyio.Event()
         self._public_url = public_url or self._settings.public_url
         self._followups = followups
         self.recorded = False
@@ -527,6 +530,7 @@ class CallActor:
                 continue  # nobody is listening; what matters is in the conversation
             match intent:
                 case Say(text=text, interruptible=interruptible):
+                    self._last_said = text
                     await pipeline.say(text, interruptible=interruptible)
                 case Reply(call_id=call_id, result=result, run_llm=run_llm):
                     following = intents[index] if index < len(intents) else None
@@ -556,6 +560,8 @@ class CallActor:
 
     def _bot_said(self, text: str) -> None:
         self.log.said("bot", text)
+        self._bot_spoke.set()
+        self._bot_spoke = anyio.Event()
         first_audio_at = self.pipeline.turn_timer.first_audio_at if self.pipeline else None
         if self.log.greeting_latency is None and first_audio_at:
             self.log.greeting_latency = round(first_audio_at - self._started_at, 3)
@@ -631,6 +637,7 @@ class CallActor:
         if pipeline is None or public_url is None:
             await self._step(conversation.HandOffFailed(detail="no PUBLIC_URL to report to"))
             return
+        await self._spoken(self._last_said)
         await pipeline.played_out()
         base = public_url.rstrip("/")
         twiml = handoff_twiml(
@@ -654,6 +661,21 @@ class CallActor:
             await self._end("handoff", None)
         else:
             await self._step(conversation.HandOffFailed(detail=f"redirect {result.value}"))
+
+    async def _spoken(self, text: str) -> None:
+        """Wait (bounded) until the voice has produced ``text``, the last thing asked of it.
+
+        Only then does a mark sent after it mean the caller has heard it: a redirect any
+        earlier would cut "please hold" off mid-sentence.
+        """
+        wanted = text.split()
+        with anyio.move_on_after(SPOKEN_WAIT_SECONDS):
+            while wanted:
+                said = " ".join(e.text for e in self.log.transcript if e.role == "bot").split()
+                if said[-len(wanted) :] == wanted:
+                    return
+                await self._bot_spoke.wait()
+        logger.warning("%r not reported spoken within %.0fs", text[:40], SPOKEN_WAIT_SECONDS)
 
     async def _start_recording(self) -> None:
         """Record both sides through Twilio, when the profile says so (not again on a resume)."""
