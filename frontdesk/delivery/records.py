@@ -180,9 +180,11 @@ class CallRecord(_Record):
     lead: Lead
     questions: list[QuestionEntry] = Field(default_factory=list)
     handoff: HandoffEntry | None = None
-    recording: RecordingEntry | None = None
+    # Sent only when set: a record's first delivery is what it was before either existed.
+    recording: RecordingEntry | None = Field(default=None, exclude_if=lambda v: v is None)
     revision: int = Field(
         default=0,
+        exclude_if=lambda v: v == 0,
         ge=0,
         description="0 when first sent; a later revision of the same call (same record_id) "
         "replaces it: the hand-off's result or the recording, once Twilio reports them.",
