@@ -87,6 +87,7 @@ from frontdesk.runtime.mailbox import ask
 from frontdesk.runtime.metrics import Metrics
 from frontdesk.runtime.profile import AgentProfile
 from frontdesk.runtime.settings import Settings
+from frontdesk.telephony.followups import FollowUps
 from frontdesk.telephony.protocol import mark_message
 from frontdesk.telephony.rest import HangupOutcome, RedirectResult, TwilioRest
 from frontdesk.telephony.twiml import handoff_twiml, whisper_url
@@ -97,6 +98,9 @@ INBOX_SIZE = 64
 END_TIMEOUT_SECONDS = 20.0
 FINISH_TIMEOUT_SECONDS = 20.0
 APOLOGY_TIMEOUT_SECONDS = 8.0
+SPOKEN_WAIT_SECONDS = 20.0
+RECORDING_WAIT_SECONDS = 5.0
+"""How long a finished call's record waits for its recording (else a revision follows)."""
 LOOKUP_WAIT_SECONDS = 0.5
 KNOWLEDGE_WAIT_SECONDS = 2.0
 TURN_DECISION_SECONDS = 2.0
@@ -252,6 +256,9 @@ class CallActor:
         inbox: MemoryObjectReceiveStream[CallMessage],
         send: Send,
         caller_connected: Callable[[], bool],
+        resume: str | None = None,
+        followups: FollowUps | None = None,
+        public_url: str | None = None,
     ) -> None:
         """Create the actor for a call whose stream has started.
 
@@ -261,6 +268,12 @@ class CallActor:
             inbox: Messages from the web handler and the supervisor.
             send: Writes a text message to the media stream.
             caller_connected: Whether the media stream is still open.
+            resume: Why the caller is back on a new stream of the same call (a hand-off
+                nobody took, e.g. ``handoff_busy``), or ``None`` for a new call.
+            followups: Where the call's recording is awaited (and started, when the
+                profile records calls).
+            public_url: Where Twilio reaches us for this call's callbacks (default
+                ``PUBLIC_URL``; in development, the address its stream came to).
         """
         self.call = call
         self._deps = deps
@@ -301,6 +314,13 @@ class CallActor:
         self._hangup: HangupOutcome | None = None
         self._hangup_lock = anyio.Lock()
         self._late_records: list[Record] = []
+        self._resume = resume
+        self._last_said = ""
+        self._bot_spoke = anyio.Event()
+        self._public_url = public_url or self._settings.public_url
+        self._followups = followups
+        self.recorded = False
+        """Whether Twilio is recording this call (started by this actor)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -447,9 +467,12 @@ class CallActor:
                 await self._step(conversation.CallerUnheard())
             case PipelineStarted():
                 self._started.set()
+                self._spawn(self._start_recording)
             case _LookedUp(result=result):
                 self._caller = result
                 self._looked_up.set()
+            case _GreetNow() if self._resume is not None:
+                await self._step(conversation.Resumed(reason=self._resume, lookup=self._caller))
             case _GreetNow():
                 await self._step(conversation.Greet(lookup=self._caller))
             case ProviderDown():
@@ -509,6 +532,7 @@ class CallActor:
                 continue  # nobody is listening; what matters is in the conversation
             match intent:
                 case Say(text=text, interruptible=interruptible):
+                    self._last_said = text
                     await pipeline.say(text, interruptible=interruptible)
                 case Reply(call_id=call_id, result=result, run_llm=run_llm):
                     following = intents[index] if index < len(intents) else None
@@ -540,6 +564,8 @@ class CallActor:
 
     def _bot_said(self, text: str) -> None:
         self.log.said("bot", text)
+        self._bot_spoke.set()
+        self._bot_spoke = anyio.Event()
         first_audio_at = self.pipeline.turn_timer.first_audio_at if self.pipeline else None
         if self.log.greeting_latency is None and first_audio_at:
             self.log.greeting_latency = round(first_audio_at - self._started_at, 3)
@@ -611,10 +637,11 @@ class CallActor:
     async def _hand_off(self, intent: HandOff) -> None:
         """Put the caller through once "please hold" has played; report if Twilio can't."""
         pipeline = self.pipeline
-        public_url = self._settings.public_url
+        public_url = self._public_url
         if pipeline is None or public_url is None:
             await self._step(conversation.HandOffFailed(detail="no PUBLIC_URL to report to"))
             return
+        await self._spoken(self._last_said)
         await pipeline.played_out()
         base = public_url.rstrip("/")
         twiml = handoff_twiml(
@@ -628,6 +655,8 @@ class CallActor:
             with anyio.CancelScope(shield=True):
                 result = await self._deps.twilio.redirect(self.call.call_sid, twiml)
             if result is RedirectResult.REDIRECTED:
+                if self._followups is not None:
+                    self._followups.handing_off(self.call.call_sid)
                 # Twilio now rings the person and ends the stream: no goodbye, no hang-up.
                 self._hangup = HangupOutcome(value="not_attempted", detail="handed off", attempts=0)
                 self._ended_by = "handoff"
@@ -636,6 +665,38 @@ class CallActor:
             await self._end("handoff", None)
         else:
             await self._step(conversation.HandOffFailed(detail=f"redirect {result.value}"))
+
+    async def _spoken(self, text: str) -> None:
+        """Wait (bounded) until the voice has produced ``text``, the last thing asked of it.
+
+        Only then does a mark sent after it mean the caller has heard it: a redirect any
+        earlier would cut "please hold" off mid-sentence.
+        """
+        wanted = text.split()
+        with anyio.move_on_after(SPOKEN_WAIT_SECONDS):
+            while wanted:
+                said = " ".join(e.text for e in self.log.transcript if e.role == "bot").split()
+                if said[-len(wanted) :] == wanted:
+                    return
+                await self._bot_spoke.wait()
+        logger.warning("%r not reported spoken within %.0fs", text[:40], SPOKEN_WAIT_SECONDS)
+
+    async def _start_recording(self) -> None:
+        """Record both sides through Twilio, when the profile says so (not again on a resume)."""
+        public_url = self._public_url
+        if not self._deps.profile().recording.enabled or self._resume is not None:
+            return
+        if public_url is None or self._followups is None:
+            logger.warning("recording is enabled but there is no PUBLIC_URL for its callback")
+            return
+        started = await self._deps.twilio.start_recording(
+            self.call.call_sid, status_callback=f"{public_url.rstrip('/')}/twilio/recording"
+        )
+        if started is None:
+            logger.warning("Twilio did not start the call's recording")
+            return
+        self.recorded = True
+        self._followups.expect_recording(self.call.call_sid)
 
     async def _look_up_caller(self) -> None:
         result = await self._deps.backend.lookup(self.call.from_number, self.call.call_sid)
@@ -774,6 +835,13 @@ class CallActor:
             hangup=hangup,
             error=f"{type(error).__name__}: {error}" if error is not None else None,
         )
+        if self.recorded and ended_by != "handoff" and self._followups is not None:
+            # The recording is complete once Twilio has hung up; its callback follows.
+            recording = await self._followups.recording_for(
+                self.call.call_sid, timeout=RECORDING_WAIT_SECONDS
+            )
+            if recording is not None:
+                call_record = call_record.model_copy(update={"recording": recording})
         records: list[Record | SmsText] = [call_record, *self._late_records]
         job = self.log.job_record(self.conversation, user_email=user_email)
         if job is not None:
@@ -811,6 +879,9 @@ class CallActor:
                 )
             )
         await self._deps.records.submit(records)
+        if self._followups is not None:
+            # Twilio may still report the hand-off's result or the recording: a revision.
+            self._followups.keep(call_record, recorded=self.recorded)
         metrics.calls_total.labels(call_record.outcome.value).inc()
         logger.info(
             "call finished: %s (%s, hang-up %s)", call_record.outcome.value, ended_by, hangup

@@ -148,6 +148,20 @@ class DashboardEmulator(Emulator):
                 copy.deepcopy(r) for r in self._inbox.received if kind is None or r["kind"] == kind
             ]
 
+    def latest(self, kind: str) -> list[JSONObject]:
+        """The bodies of ``kind`` as a dashboard keeps them: the latest revision of each record.
+
+        Per ``record_id``, the highest ``revision`` received wins, so a revision arriving
+        late never replaces a newer one.
+        """
+        kept: dict[str, JSONObject] = {}
+        for entry in self.received(kind):
+            body = entry["body"]
+            current = kept.get(body.get("record_id"))
+            if current is None or body.get("revision", 0) >= current.get("revision", 0):
+                kept[body.get("record_id")] = body
+        return list(kept.values())
+
     def attempts(self) -> list[JSONObject]:
         """Every webhook request, rejected or faulted ones included, with its status."""
         with self._inbox.lock:

@@ -125,7 +125,10 @@ def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> li
         failures.append(
             f"states visited {record.get('states_visited')}, expected {expect.states_visited}"
         )
-    said = " ".join(e["text"] for e in record.get("transcript", []) if e["role"] == "bot")
+    # A caller brought back after a hand-off has a second call record: both were heard.
+    said = " ".join(
+        e["text"] for call in calls for e in call.get("transcript", []) if e["role"] == "bot"
+    )
     for phrase in expect.bot_said:
         if phrase.lower() not in said.lower():
             failures.append(f"the bot never said {phrase!r}")
@@ -146,6 +149,18 @@ def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> li
         statuses = [h.get("status") for h in outcome.get("handoffs", [])]
         if statuses != expect.handoffs:
             failures.append(f"hand-offs ended {statuses}, expected {expect.handoffs}")
+    if expect.handoff_result is not None:
+        handoff = record.get("handoff") or {}
+        if handoff.get("result") != expect.handoff_result:
+            failures.append(
+                f"call record's hand-off {handoff.get('result')}, expected {expect.handoff_result}"
+            )
+    if expect.recording_in_record is not None:
+        has = bool((record.get("recording") or {}).get("recording_sid"))
+        if has != expect.recording_in_record:
+            failures.append(
+                f"call record {'lacks' if expect.recording_in_record else 'has'} its recording"
+            )
     texts = len(outcome.get("texts", []))
     if expect.texts is not None and texts != expect.texts:
         failures.append(f"Twilio took {texts} texts, expected {expect.texts}")

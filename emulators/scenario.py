@@ -191,6 +191,8 @@ class Expectations(_Strict):
         handoffs: The ``DialCallStatus`` of each hand-off, in order.
         texts: How many texts to the caller Twilio must have accepted.
         recorded: Whether Twilio must hold a completed recording of the call.
+        handoff_result: The hand-off's result in the (latest revision of the) call record.
+        recording_in_record: Whether the call record carries the recording's SID and URL.
         questions: The caller's questions about the business, in the order asked; when
             given, the record holds exactly these.
     """
@@ -207,6 +209,8 @@ class Expectations(_Strict):
     handoffs: list[str] | None = None
     texts: int | None = None
     recorded: bool | None = None
+    handoff_result: str | None = None
+    recording_in_record: bool | None = None
     questions: list[QuestionExpectation] | None = None
 
 

@@ -193,12 +193,9 @@ class EmulatorWorld:
 
     def outcome(self, call_sid: str) -> dict[str, Any]:
         """What the world saw of one call."""
+        # A record's later revision (same record_id) replaces it, as on a real dashboard.
         received = {
-            kind: [
-                r["body"]
-                for r in self.dashboard.received(kind)
-                if r["body"].get("call_sid") == call_sid
-            ]
+            kind: [r for r in self.dashboard.latest(kind) if r.get("call_sid") == call_sid]
             for kind in ("calls", "jobs", "alerts")
         }
         alerts_seen = [

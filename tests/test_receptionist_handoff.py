@@ -6,12 +6,20 @@ from datetime import datetime
 
 from frontdesk.backend.contract import CallbackResult, LookupResult
 from frontdesk.conversation import prompts
-from frontdesk.conversation.events import CallerTurn, Greet, HandOffFailed, KeyPressed
-from frontdesk.conversation.intents import End, Enter, HandOff, RaiseAlert, Reply, Say
+from frontdesk.conversation.events import CallerTurn, Greet, HandOffFailed, KeyPressed, Resumed
+from frontdesk.conversation.intents import (
+    End,
+    Enter,
+    HandOff,
+    RaiseAlert,
+    Reply,
+    RequestCallback,
+    Say,
+)
 from frontdesk.conversation.receptionist import Receptionist
 from frontdesk.conversation.state import CALLBACK, EMERGENCY, HANDOFF, WRAP_UP, Limits
 from frontdesk.delivery.records import AlertKind, Outcome
-from frontdesk.runtime.profile_features import Handoff
+from frontdesk.runtime.profile_features import Handoff, Recording
 from tests.test_receptionist import DANA, LA, MONDAY_9, PROFILE, Call, of
 
 SUNDAY_NOON = datetime(2026, 11, 22, 12, 0, tzinfo=LA)
@@ -136,3 +144,40 @@ def test_a_stray_hand_off_failure_changes_nothing():
     before = call.c
     assert call(HandOffFailed(detail="late")) == ()
     assert call.c == before
+
+
+def test_a_caller_back_from_a_hand_off_nobody_took_hears_so_and_gets_the_callback():
+    call = Call(WITH_PEOPLE)
+    intents = call(Resumed(reason="handoff_no-answer", lookup=LookupResult(customer=DANA)))
+
+    (sorry,) = of(Say, intents)
+    assert sorry.text == (
+        "Sorry, nobody could pick up; I'll make sure someone calls you back "
+        f"{PROFILE.callback_promise}."
+    )
+    (request,) = of(RequestCallback, intents)
+    assert request.request.name == "Dana Whitfield"
+    assert "handoff_no-answer" in (request.request.notes or "")
+    assert not of(End, intents)
+
+    goodbye = call.answer_callback()
+    assert of(End, goodbye)[0].goodbye == prompts.resumed_goodbye(PROFILE)
+    assert call.c.outcome is Outcome.CALLBACK and call.c.callback is not None
+    assert call.c.state == WRAP_UP
+
+
+def test_a_recorded_call_says_so_before_the_greeting():
+    recorded = Receptionist(
+        PROFILE.model_copy(update={"recording": Recording(enabled=True, announce="Recorded.")})
+    )
+    call = Call(recorded)
+    says = of(Say, call(Greet(lookup=LookupResult(customer=None))))
+    assert next(s.text for s in says) == "Recorded."
+    assert len(says) == 2
+    assert (
+        next(
+            s.text
+            for s in of(Say, Call(Receptionist(PROFILE))(Greet(lookup=LookupResult(customer=None))))
+        )
+        != "Recorded."
+    )

@@ -9,20 +9,26 @@ lane, scenarios run one after another.
 
 A fault is world-wide and Frontdesk's breakers are process-wide, so a scenario that
 breaks a provider gets a world of its own; every fault a scenario switched on must be
-gone once it has ended. One scenario is placed through ``main.py call --json``, as an
+gone once it has ended. The profile is process-wide too, so scenarios that need people
+to hand calls to (and recorded calls) run in worlds whose profile adds them
+(:data:`WORLD_PROFILES`). One scenario is placed through ``main.py call --json``, as an
 operator would.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
 from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import anyio
 import pytest
+import yaml
 
 from emulators.scenario import all_scenarios, load_scenario, write_profile
 from tests.stack import Stack, stack
@@ -46,8 +52,38 @@ WORLDS = {
     "v2_backend_down": [["v2_backend_down"]],
     "texting": [["booking_texts_confirmation"], ["opted_out_caller_gets_no_text"]],
     "sms_provider_down": [["sms_provider_down_then_back"]],
+    "people": [
+        ["caller_asks_for_a_person", "handoff_no_answer_becomes_callback"],
+        ["emergency_handed_to_on_call"],
+        ["recorded_call_carries_recording"],
+    ],
+    "after_hours": [["after_hours_no_handoff"]],
 }
 """Per world, its lanes: the scenarios each lane runs one after another."""
+OFFICE = "+14155550140"
+ON_CALL = "+14155550199"
+WORLD_PROFILES = {
+    "people": {
+        "handoff": {
+            "targets": [
+                {"name": "Office", "number": OFFICE, "hours": "always", "use_for": ["request"]},
+                {"name": "On call", "number": ON_CALL, "hours": "always", "use_for": ["emergency"]},
+            ],
+            "ring_seconds": 10,
+            "whisper": True,
+        },
+        "recording": {"enabled": True, "announce": "This call is recorded."},
+    },
+    "after_hours": {
+        # The office takes calls only three days from today: whenever this runs, it is closed.
+        "handoff": {
+            "targets": [
+                {"name": "Office", "number": OFFICE, "hours": "later", "use_for": ["request"]}
+            ]
+        },
+    },
+}
+"""Per world whose profile differs from profiles/default.yaml, the sections it replaces."""
 THROUGH_THE_CLI = {"caller_hangs_up_mid_sentence"}
 RUN_SECONDS = 240
 
@@ -96,15 +132,29 @@ async def place_through_the_cli(world: Stack, directory: Path, name: str) -> lis
     )
 
 
-def profile_settings(label: str, directory: Path) -> dict[str, str]:
-    """``AGENT_PROFILE`` for a world whose scenarios override the profile, else nothing."""
-    overrides: dict = {}
+def profile_of(label: str, directory: Path) -> dict[str, str]:
+    """``AGENT_PROFILE`` of world ``label``: the default, or a variant of it.
+
+    A world's variant is its :data:`WORLD_PROFILES` entry plus the ``profile_overrides``
+    of its scenarios, merged (shallow) into the default profile.
+    """
+    changes = copy.deepcopy(WORLD_PROFILES.get(label, {}))
     for names in WORLDS[label]:
         for name in names:
-            overrides.update(load_scenario(name).profile_overrides)
-    if not overrides:
+            changes.update(load_scenario(name).profile_overrides)
+    if not changes:
         return {}
-    return {"AGENT_PROFILE": str(write_profile(overrides, directory))}
+    timezone = yaml.safe_load((ROOT / "profiles" / "default.yaml").read_text())["hours"]["timezone"]
+    for target in changes.get("handoff", {}).get("targets", []):
+        if target["hours"] == "later":
+            target["hours"] = {closed_until_later(timezone): "00:00-23:59"}
+    return {"AGENT_PROFILE": str(write_profile(changes, directory))}
+
+
+def closed_until_later(timezone: str) -> str:
+    """A weekday three days from today in the business's time zone."""
+    day = (datetime.now(ZoneInfo(timezone)) + timedelta(days=3)).weekday()
+    return ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[day]
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +165,7 @@ async def results(tmp_path_factory) -> dict[str, list[str]]:
         directories = {label: tmp_path_factory.mktemp(label) for label in WORLDS}
         worlds = {
             label: await stacks.enter_async_context(
-                stack(directory, **profile_settings(label, directory))
+                stack(directory, **profile_of(label, directory))
             )
             for label, directory in directories.items()
         }
@@ -162,6 +212,11 @@ def test_there_are_scenarios_for_everything_the_product_promises():
         "booking_texts_confirmation",
         "opted_out_caller_gets_no_text",
         "sms_provider_down_then_back",
+        "caller_asks_for_a_person",
+        "emergency_handed_to_on_call",
+        "handoff_no_answer_becomes_callback",
+        "after_hours_no_handoff",
+        "recorded_call_carries_recording",
     }
 
 

@@ -24,6 +24,17 @@ class Greet:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Resumed:
+    """The caller is back on a new stream after nobody took a hand-off (instead of Greet).
+
+    ``reason`` is how the dial ended, as Frontdesk passed it back (e.g. ``handoff_busy``).
+    """
+
+    reason: str
+    lookup: LookupResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallerTurn:
     """The caller finished a turn; the LLM answers it only if the receptionist says so."""
 
@@ -120,6 +131,7 @@ class ShutDown:
 
 Event = (
     Greet
+    | Resumed
     | CallerTurn
     | ToolCalled
     | BookingAnswered

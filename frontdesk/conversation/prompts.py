@@ -139,6 +139,24 @@ def booked_goodbye(
     )
 
 
+def nobody_picked_up(profile: AgentProfile, language: str = "en") -> str:
+    """What a caller hears back on the line when nobody took the hand-off."""
+    promise = profile.language(language).callback_promise or profile.callback_promise
+    if language == "es":
+        return (
+            "Lo siento, nadie pudo contestar; me aseguraré de que alguien le devuelva la "
+            f"llamada {promise}."
+        )
+    return f"Sorry, nobody could pick up; I'll make sure someone calls you back {promise}."
+
+
+def resumed_goodbye(profile: AgentProfile, language: str = "en") -> str:
+    """The goodbye once the callback for a hand-off nobody took is on its way."""
+    if language == "es":
+        return f"Gracias por llamar a {profile.business_name}. ¡Adiós!"
+    return f"Thanks for calling {profile.business_name}. Goodbye!"
+
+
 def callback_goodbye(profile: AgentProfile, language: str = "en") -> str:
     """The goodbye once a callback is promised."""
     promise = profile.language(language).callback_promise or profile.callback_promise

@@ -48,6 +48,7 @@ from frontdesk.conversation.events import (
     HandOffFailed,
     KeyPressed,
     ProviderFailed,
+    Resumed,
     ShutDown,
     TimeUp,
     ToolCalled,
@@ -150,6 +151,8 @@ class Receptionist:
         match event:
             case Greet():
                 self._greet(draft, event)
+            case Resumed():
+                self._resumed(draft, event)
             case CallerTurn():
                 self._caller_turn(draft, event)
             case ToolCalled():
@@ -241,8 +244,33 @@ class Receptionist:
                 address=customer.address,
                 zip=customer.zip,
             )
+        if self.profile.recording.enabled:
+            d.emit(Say(text=self.profile.recording.announce, interruptible=False))
         d.emit(Say(text=prompts.greeting(self.profile, d.conversation)))
         self._enter(d, GREETING, respond=False)
+
+    def _resumed(self, d: _Draft, event: Resumed) -> None:
+        """The caller is back after nobody took the hand-off: promise the callback, make it."""
+        if d.conversation.state != "starting":
+            return
+        customer = event.lookup.customer
+        d.update(customer=customer, taken_over=True)
+        if customer is not None:
+            d.lead(customer_id=customer.id, name=customer.name, address=customer.address)
+        d.emit(
+            Say(
+                text=prompts.nobody_picked_up(self.profile, d.conversation.language),
+                interruptible=False,
+            )
+        )
+        self._ask_callback(
+            d,
+            "give_up",
+            arguments={"reason": "nobody took the hand-off"},
+            reason="asked for a person; nobody could pick up",
+            notes=f"hand-off not answered ({event.reason})",
+            goodbye=prompts.resumed_goodbye(self.profile, d.conversation.language),
+        )
 
     # ---------------------------------------------------------------- caller turns
 

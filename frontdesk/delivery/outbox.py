@@ -412,7 +412,8 @@ class Outbox:
         now = self._clock()
         return [
             (
-                r.record_id,  # type: ignore[attr-defined]
+                # A later revision of a record is a delivery of its own, under its own key.
+                getattr(r, "delivery_key", None) or r.record_id,  # type: ignore[attr-defined]
                 r.kind,  # type: ignore[attr-defined]
                 getattr(r, "call_sid", None),
                 r.model_dump_json(),

@@ -107,6 +107,19 @@ class HandoffEntry(BaseModel):
     at: datetime
 
 
+class RecordingEntry(BaseModel):
+    """The call's recording at Twilio; the dashboard fetches the audio with its own credentials."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    recording_sid: str
+    url: str = Field(description="Twilio's recording resource URL (append .mp3 or .wav).")
+    duration_seconds: int | None = None
+    channels: int | None = Field(
+        default=None, description="2: caller and Frontdesk on separate channels."
+    )
+
+
 class FailoverEntry(BaseModel):
     """A provider switch during the call."""
 
@@ -170,9 +183,27 @@ class CallRecord(_Record):
     language: str = Field(
         "en", description="The language the call ended in (a profile language's code)."
     )
+    # Sent only when set: a record's first delivery is what it was before either existed.
+    recording: RecordingEntry | None = Field(default=None, exclude_if=lambda v: v is None)
+    revision: int = Field(
+        default=0,
+        exclude_if=lambda v: v == 0,
+        ge=0,
+        description="0 when first sent; a later revision of the same call (same record_id) "
+        "replaces it: the hand-off's result or the recording, once Twilio reports them.",
+    )
     greeting_latency_seconds: float | None
     turn_latencies_seconds: list[float]
     error: str | None = None
+
+    @property
+    def delivery_key(self) -> str:
+        """The ``Idempotency-Key`` of this revision: ``record_id``, then ``record_id:revision``."""
+        return self.record_id if self.revision == 0 else f"{self.record_id}:{self.revision}"
+
+    def revised(self, **changes: Any) -> CallRecord:
+        """The next revision of this record with ``changes`` applied."""
+        return self.model_copy(update={**changes, "revision": self.revision + 1})
 
 
 class Appointment(BaseModel):
@@ -229,6 +260,7 @@ class AlertKind(enum.StrEnum):
     OUTBOX_UNWRITABLE = "outbox_unwritable"
     SMS_FAILED = "sms_failed"
     SMS_UNDELIVERED = "sms_undelivered"
+    HANDOFF_UNANSWERED = "handoff_unanswered"
 
 
 class Alert(_Record):

@@ -15,6 +15,17 @@
   counted and skipped — it never reaches the call.
 - ``POST /twilio/status`` — call status callbacks; an ended status for a running call
   of the same account ends it.
+- ``POST /twilio/dial-action`` — how a hand-off's ``<Dial>`` ended. A person took the
+  call: the call's record gets its next revision (who, how long) and Twilio is told to
+  hang up once they are done. Nobody did: the revision and an alert go to the dashboard,
+  and the answer brings the caller back on a new stream, reserved and tokened exactly
+  like one announced by ``/twilio/voice``, whose call hears the callback promise.
+- ``POST /twilio/whisper`` — the one sentence the person answering hears first.
+- ``POST /twilio/recording`` — a recording's status; a completed one reaches the call's
+  record (or its next revision, if the record could not wait for it).
+
+Every webhook is signed: forged or unsigned requests get 403 and change nothing, a form
+Twilio would never send gets 400, and a callback for a call we know nothing of gets 404.
 """
 
 from __future__ import annotations
@@ -31,11 +42,14 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from actors.call import CallActor, CallDeps, CallerHungUp, CallMessage, EndPolitely, InjectCrash
 from frontdesk.call.pipeline import CallInfo
-from frontdesk.runtime.errors import MediaStreamError
+from frontdesk.delivery.records import Alert, AlertKind, CallRecord, alert
+from frontdesk.runtime.errors import CallbackFormError, MediaStreamError
 from frontdesk.runtime.logs import bind_call_sid
 from frontdesk.runtime.metrics import Metrics
 from frontdesk.runtime.settings import Settings
 from frontdesk.telephony.admission import TOKEN_PARAMETER, Admission, CallState, Refusal
+from frontdesk.telephony.callbacks import DialOutcome, read_dial_action, read_recording_status
+from frontdesk.telephony.followups import FollowUps
 from frontdesk.telephony.limits import MediaLimits, frame_bytes
 from frontdesk.telephony.protocol import (
     SID_PATTERN,
@@ -49,7 +63,14 @@ from frontdesk.telephony.protocol import (
     connect_twiml,
     parse_stream_message,
 )
-from frontdesk.telephony.signatures import SIGNATURE_HEADER, stream_url, verify, webhook_url
+from frontdesk.telephony.signatures import (
+    SIGNATURE_HEADER,
+    public_base,
+    stream_url,
+    verify,
+    webhook_url,
+)
+from frontdesk.telephony.twiml import goodbye_twiml, resume_twiml, whisper_twiml
 from supervisor import ChildHandle, ChildSpec, Restart, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -61,6 +82,14 @@ CALL_INBOX_SIZE = 16
 ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 BUSY_MESSAGE = (
     "Thanks for calling. All of our lines are busy right now. Please call back in a few minutes."
+)
+RESUME_PARAMETER = "resume"
+HANDED_OFF_WAIT_SECONDS = 10.0
+"""How long a dial's action waits for the handed-off call's record to be written (Twilio
+gives an action request 15 s)."""
+HANGUP_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>'
+UNANSWERED_GOODBYE = (
+    "I'm sorry, nobody could pick up. Someone from our team will call you back shortly. Goodbye."
 )
 SHUTDOWN_GOODBYE = (
     "I'm sorry, I have to end our call now. Someone from our team will call you back shortly."
@@ -102,12 +131,16 @@ class TelephonyEdge:
         )
         self._calls: dict[str, _LiveCall] = {}
         self._skipped: dict[str, int] = {}
+        self.followups = FollowUps()
 
     def install(self, app: web.Application) -> None:
         """Add the Twilio routes (and, in development, the call debug route)."""
         app.router.add_post("/twilio/voice", self._voice)
         app.router.add_get("/twilio/stream", self._stream)
         app.router.add_post("/twilio/status", self._status)
+        app.router.add_post("/twilio/dial-action", self._dial_action)
+        app.router.add_post("/twilio/whisper", self._whisper)
+        app.router.add_post("/twilio/recording", self._recording)
         if not self._settings().production:
             app.router.add_post("/debug/calls/{call_sid}/crash", self._crash)
 
@@ -159,6 +192,87 @@ class TelephonyEdge:
         if live is not None and live.account_sid == account:
             logger.info("status callback: call %s is %s", call_sid, status)
             _tell(live, CallerHungUp())
+        return web.Response(status=204)
+
+    async def _dial_action(self, request: web.Request) -> web.Response:
+        settings = self._settings()
+        form = await self._form(request, settings)
+        if not self._signed(request, form, route="dial_action"):
+            raise web.HTTPForbidden(text="invalid Twilio signature")
+        try:
+            outcome = read_dial_action(form)
+        except CallbackFormError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        await self._handed_off_call_written(outcome.call_sid)
+        revised = self.followups.dial_ended(outcome)
+        if revised is None:
+            logger.warning("dial action for call %s, which was not handed off", outcome.call_sid)
+            raise web.HTTPNotFound(text="no hand-off of this call is awaiting its result")
+        logger.info("hand-off of call %s: %s", outcome.call_sid, outcome.status)
+        if outcome.connected:
+            await self._deps.records.submit([revised])
+            return _twiml(HANGUP_TWIML)
+        await self._deps.records.submit([revised, self._unanswered(revised, outcome, settings)])
+        if self._refusal(settings) == "draining":
+            return _twiml(goodbye_twiml(UNANSWERED_GOODBYE))
+        account = form.get("AccountSid") or settings.twilio_account_sid
+        token = self._admission.reserve(outcome.call_sid, account)
+        parameters = {
+            "from": revised.from_number,
+            "to": revised.to_number,
+            RESUME_PARAMETER: f"handoff_{outcome.status}",
+            TOKEN_PARAMETER: token,
+        }
+        return _twiml(resume_twiml(stream_url(request, settings.public_url), parameters))
+
+    async def _handed_off_call_written(self, call_sid: str) -> None:
+        """Wait (bounded) for a handed-off call still finishing to write its record."""
+        await self.followups.written(call_sid, timeout=HANDED_OFF_WAIT_SECONDS)
+
+    def _unanswered(self, record: CallRecord, outcome: DialOutcome, settings: Settings) -> Alert:
+        assert record.handoff is not None
+        return alert(
+            AlertKind.HANDOFF_UNANSWERED,
+            f"nobody took call {record.call_sid} put through to {record.handoff.target} "
+            f"({outcome.status}); the caller was promised a callback",
+            severity="critical" if record.handoff.trigger == "emergency" else "warning",
+            call_sid=record.call_sid,
+            user_email=settings.dashboard_user_email,
+            phone=record.lead.phone or record.from_number,
+            number=record.handoff.number,
+            dial_status=outcome.status,
+        )
+
+    async def _whisper(self, request: web.Request) -> web.Response:
+        settings = self._settings()
+        form = await self._form(request, settings)
+        if not self._signed(request, form, route="whisper"):
+            raise web.HTTPForbidden(text="invalid Twilio signature")
+        summary = request.query.get("summary", "").strip()
+        if not summary:
+            raise web.HTTPBadRequest(text="summary missing")
+        return _twiml(whisper_twiml(summary))
+
+    async def _recording(self, request: web.Request) -> web.Response:
+        settings = self._settings()
+        form = await self._form(request, settings)
+        if not self._signed(request, form, route="recording"):
+            raise web.HTTPForbidden(text="invalid Twilio signature")
+        try:
+            report = read_recording_status(form)
+        except CallbackFormError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        if report.status != "completed":
+            logger.info(
+                "recording %s of call %s: %s", report.recording_sid, report.call_sid, report.status
+            )
+            return web.Response(status=204)
+        known, revised = self.followups.recording_arrived(report)
+        if not known:
+            logger.warning("recording callback for unknown call %s", report.call_sid)
+            raise web.HTTPNotFound(text="no such recorded call")
+        if revised is not None:
+            await self._deps.records.submit([revised])
         return web.Response(status=204)
 
     async def _form(self, request: web.Request, settings: Settings) -> dict[str, str]:
@@ -226,7 +340,7 @@ class TelephonyEdge:
                 self._refused(refusal, f"call {start.call_sid}")
                 return ws
             assert frame is not None
-            live = await self._spawn(start, ws)
+            live = await self._spawn(start, ws, _callback_base(request, settings))
             if live is None:
                 self._refused(Refusal.UNAVAILABLE, f"call {start.call_sid}")
                 return ws
@@ -273,7 +387,9 @@ class TelephonyEdge:
         logger.warning("media stream sent no start within %.0fs", START_TIMEOUT_SECONDS)
         return None
 
-    async def _spawn(self, start: StreamStart, ws: web.WebSocketResponse) -> _LiveCall | None:
+    async def _spawn(
+        self, start: StreamStart, ws: web.WebSocketResponse, public_url: str
+    ) -> _LiveCall | None:
         call = CallInfo(
             call_sid=start.call_sid,
             stream_sid=start.stream_sid,
@@ -297,6 +413,9 @@ class TelephonyEdge:
             inbox=inbox_receive,
             send=send,
             caller_connected=lambda: not ws.closed,
+            resume=start.custom_parameters.get(RESUME_PARAMETER) or None,
+            followups=self.followups,
+            public_url=public_url,
         )
         live = _LiveCall(actor=actor, inbox=inbox_send, account_sid=start.account_sid)
 
@@ -398,6 +517,14 @@ def _tell(live: _LiveCall, message: CallMessage) -> None:
         live.inbox.send_nowait(message)
     except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
         logger.debug("call inbox unavailable for %s", type(message).__name__)
+
+
+def _callback_base(request: web.Request, settings: Settings) -> str:
+    """Where Twilio reaches us: ``PUBLIC_URL``, or (development) where this stream came to."""
+    if settings.public_url:
+        return settings.public_url
+    scheme, host = public_base(request, None)
+    return f"{'https' if scheme in ('https', 'wss') else 'http'}://{host}"
 
 
 def _twiml(body: str) -> web.Response:
