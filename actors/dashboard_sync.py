@@ -288,7 +288,10 @@ class DashboardSync:
             return False
         status = response.status_code
         if 200 <= status < 300:
-            await anyio.to_thread.run_sync(self._outbox.mark_delivered, record.record_id)
+            # Shielded: the dashboard has the record, so a stop arriving now must not leave
+            # it pending on disk to be sent again by the next process.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._outbox.mark_delivered, record.record_id)
             self.delivered += 1
             return True
         if status in REDIRECTS:
