@@ -631,7 +631,11 @@ async def test_a_call_cut_by_shutdown_still_yields_its_record(tmp_path):
     assert record["ended_by"] == "shutdown"
     assert record["record_id"] == call_row.record_id
     for row in rows:
-        assert attempts_for(dashboard, row.record_id) == [201], row
+        # Stored once. A POST the stop cut off after the dashboard had stored it is sent
+        # again by the last pass under the same key, and answered as a duplicate (200):
+        # the at-least-once delivery the webhook contract documents.
+        first, *repeats = attempts_for(dashboard, row.record_id)
+        assert first == 201 and all(status == 200 for status in repeats), row
 
 
 # ------------------------------------------------------------ 8. the property
