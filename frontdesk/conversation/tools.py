@@ -9,6 +9,7 @@ from the same model, so a tool's arguments are written down once.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -209,7 +210,7 @@ def schema(
         required: Overrides which arguments are required (e.g. a callback number when
             the caller ID is withheld); by default, those without a default.
     """
-    model_schema = tool.arguments.model_json_schema()
+    model_schema = _model_schema(tool.arguments)
     properties: dict[str, dict[str, Any]] = {}
     for name, field_schema in model_schema.get("properties", {}).items():
         properties[name] = _plain_property(field_schema)
@@ -221,6 +222,13 @@ def schema(
         properties=properties,
         required=tuple(required if required is not None else model_schema.get("required", ())),
     )
+
+
+@functools.cache
+def _model_schema(arguments: type[_Args]) -> dict[str, Any]:
+    # Generating a model's JSON schema costs about a millisecond, and a call asks for its
+    # state's tools on every tool call and state change; the models never change.
+    return arguments.model_json_schema()
 
 
 def _plain_property(field_schema: Mapping[str, Any]) -> dict[str, Any]:
