@@ -42,6 +42,8 @@ class Shape:
     css: str
     label: str = ""
     tooltip: str = ""
+    label_x: float | None = None
+    """Where the label starts; ``None``: not drawn (too narrow), the tooltip tells."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,6 +220,7 @@ def layout(
                 tooltip=f"text ({purpose}): {status}",
             )
         )
+    shapes = [_place_label(shape) for shape in shapes]
     step = _tick_step(total)
     ticks = []
     second = 0.0
@@ -231,6 +234,36 @@ def layout(
         ticks=ticks,
         lanes=[(y_of(lane) + LANE_HEIGHT / 2, LANE_TITLES[lane]) for lane in LANES],
         seconds=round(total, 1),
+    )
+
+
+CHAR_WIDTH = 6.2
+"""Roughly how wide one character of a label is at the timeline's font size."""
+
+
+def _place_label(shape: Shape) -> Shape:
+    """Put the label inside a bar that fits it, after a marker or a turn's bar, else nowhere."""
+    if not shape.label:
+        return shape
+    wide = len(shape.label) * CHAR_WIDTH + 6
+    if shape.w <= 0:
+        x: float | None = shape.x + 5
+    elif shape.w >= wide:
+        x = shape.x + 3
+    elif shape.lane == "turns":
+        x = shape.x + shape.w + 3
+    else:
+        x = None
+    return Shape(
+        lane=shape.lane,
+        x=shape.x,
+        y=shape.y,
+        w=shape.w,
+        h=shape.h,
+        css=shape.css,
+        label=shape.label,
+        tooltip=shape.tooltip,
+        label_x=None if x is None else round(x, 1),
     )
 
 
