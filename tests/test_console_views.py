@@ -134,7 +134,7 @@ def test_the_outbox_page_counts_pending_and_dead_per_endpoint_with_the_last_erro
     assert [r.record_id for r in page.pending] == ["rec-2"]
 
 
-def test_a_calls_page_hides_what_the_caller_said_unless_shown(tmp_path):
+def test_a_calls_page_hides_the_transcript_unless_shown(tmp_path):
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     record = call_record(
         "CA" + "7" * 32,
@@ -151,7 +151,7 @@ def test_a_calls_page_hides_what_the_caller_said_unless_shown(tmp_path):
     shown = views.call_page(record.call_sid, records, businesses={"": "Bayside"}, show=True)
     missing = views.call_page("CA-none", [], businesses={}, show=True)
 
-    assert [line.text for line in hidden.transcript] == ["How can I help?", views.HIDDEN]
+    assert [line.text for line in hidden.transcript] == [views.HIDDEN, views.HIDDEN]
     assert [line.text for line in shown.transcript] == ["How can I help?", "My sink leaks"]
     assert dict(hidden.facts)["caller"] == "•••••••0123"
     assert dict(hidden.facts)["business"] == "Bayside"

@@ -75,7 +75,7 @@ def layout(
 ) -> Timeline:
     """Lay out the timeline of the call ``record`` (and its ``texts``: at, purpose, status).
 
-    Words callers said appear in tooltips only when ``show``.
+    What was said (and tool arguments) appears in tooltips only when ``show``.
     """
     start = _time(record.get("started_at"))
     end = _time(record.get("ended_at"))
@@ -130,7 +130,7 @@ def layout(
         text = str(entry.get("text", ""))
         if role == "caller" and not text.startswith("[pressed"):
             caller_lines.append(at)
-        said = text if show or role == "bot" else "(caller speech hidden)"
+        said = text if show else "(words hidden)"
         shapes.append(
             Shape(
                 lane="speech",

@@ -3,8 +3,9 @@
 Nothing here does I/O or reads a clock of its own: every input (snapshots of live
 calls, readiness checks, breakers, lag samples, outbox rows, records) is handed in,
 so each page's data is tested without a server. Privacy is decided here: unless
-transcripts may be shown, a caller's number keeps only its last four digits and
-what callers said is replaced by a placeholder.
+transcripts may be shown, a caller's number keeps only its last four digits and every
+line of a transcript (the bot's read-backs carry names and addresses) is replaced by a
+placeholder.
 """
 
 from __future__ import annotations
@@ -350,7 +351,8 @@ def call_page(
         TranscriptLine(
             offset=_offset(started, entry.get("at")),
             role=str(entry.get("role")),
-            text=str(entry.get("text")) if show or entry.get("role") == "bot" else HIDDEN,
+            # The bot's lines read back names and addresses too: hidden alike.
+            text=str(entry.get("text")) if show else HIDDEN,
         )
         for entry in record.get("transcript") or []
     ]
