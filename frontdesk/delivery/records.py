@@ -184,7 +184,9 @@ class CallRecord(_Record):
     states_visited: list[str]
     states_entered: list[StateEntry] = Field(
         default_factory=list,
-        description="states_visited with the time each was entered (for timelines).",
+        exclude_if=lambda v: not v,
+        description="states_visited with the time each was entered (for timelines); "
+        "absent when no state was entered.",
     )
     turns: TurnCounts
     transcript: list[TranscriptEntry]
