@@ -14,6 +14,12 @@ barging in), by the same load generators:
    each answer. ``--browser`` opens the page in Debian's Chromium instead (which then
    shares the machine's cores with the server).
 
+With ``--rounds N`` the two alternate N times (closed, open, closed, open...), so that
+neither always runs on a warmer server. First, in this process, the time one refresh
+of the Now page takes on the event loop with ``--calls`` live calls (gathering its
+data from in-memory sources and rendering the fragment) is measured over many
+refreshes: the console's own cost, free of the machine's noise.
+
 Per wave: the server's event-loop lag (``frontdesk_event_loop_lag_seconds``, from
 ``/metrics`` before and after: p50, p99 and the share of 50 ms ticks more than 10 ms
 and 40 ms late), the callers' late bot audio and turn latency, and the console's
@@ -152,8 +158,56 @@ async def wave(bench: Bench, server: Any, calls: int, *, console: str | None) ->
     }
 
 
-async def measure(calls: int, *, browser: bool) -> dict[str, Any]:
-    """Both waves against one server; the report."""
+async def refresh_cost(calls: int, *, refreshes: int = 200) -> dict[str, Any]:
+    """Loop time of one Now refresh with ``calls`` live calls: data gathered and rendered."""
+    from pydantic import SecretStr
+
+    from actors.web import Check
+    from frontdesk.console.routes import Console, ConsoleSources
+    from frontdesk.runtime.settings import Settings
+    from tests.test_console_views import snapshot
+
+    snapshots = [snapshot(call_sid=f"CA{n:032d}", started_at=time.time()) for n in range(calls)]
+
+    async def describe() -> list[Any]:
+        return list(snapshots)
+
+    settings = Settings.model_construct(
+        app_env="development", console_token=SecretStr(TOKEN), console_show_transcripts=False
+    )
+    lag = [(time.monotonic() - i * 0.05, 0.001) for i in range(1200)][::-1]
+    console = Console(
+        ConsoleSources(
+            settings=lambda: settings,
+            config_inbox=None,  # type: ignore[arg-type]
+            dashboard_inbox=None,  # type: ignore[arg-type]
+            describe_calls=describe,
+            readiness=lambda: [
+                Check(name=f"actor:{n}", ok=True, detail="running") for n in range(12)
+            ],
+            breakers=(),
+            lag_samples=lambda: lag,
+            call_starts=lambda: [time.monotonic()] * calls,
+        )
+    )
+    template = console._env.get_template("now_live.html")
+    times = []
+    for _ in range(refreshes):
+        console._now_cache = None
+        started = time.perf_counter()
+        template.render(now=await console.now(), csrf="x", show=False)
+        times.append(time.perf_counter() - started)
+    return {
+        "live_calls": calls,
+        "refresh_p50_ms": _ms(percentile(times, 50)),
+        "refresh_p99_ms": _ms(percentile(times, 99)),
+    }
+
+
+async def measure(calls: int, *, browser: bool, rounds: int = 1) -> dict[str, Any]:
+    """The refresh cost, then both waves against one server (``rounds`` times); the report."""
+    cost = await refresh_cost(calls)
+    logger.info("one Now refresh with %d live calls: %s", calls, cost)
     logs = ROOT / "bench" / "results" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     sampler = Sampler()
@@ -179,7 +233,7 @@ async def measure(calls: int, *, browser: bool) -> dict[str, Any]:
                 )
                 try:
                     rows = []
-                    for console in (None, "browser" if browser else "poll"):
+                    for console in [None, "browser" if browser else "poll"] * rounds:
                         logger.info("%d calls, console %s", calls, console or "closed")
                         rows.append(await wave(bench, server, calls, console=console))
                         await wait_idle(server)
@@ -188,7 +242,7 @@ async def measure(calls: int, *, browser: bool) -> dict[str, Any]:
             finally:
                 await world.stop(timeout=10)
                 tg.cancel_scope.cancel()
-    return {"calls_per_wave": calls, "waves": rows}
+    return {"calls_per_wave": calls, "refresh": cost, "waves": rows}
 
 
 def render(report: dict[str, Any]) -> str:
@@ -206,8 +260,12 @@ def render(report: dict[str, Any]) -> str:
         "console_answer_p50_ms",
         "console_answer_max_ms",
     ]
-    header = f"{'':<24}" + "".join(f"{w['console']:>14}" for w in report["waves"])
-    lines = [header]
+    cost = report["refresh"]
+    lines = [
+        f"one Now refresh, {cost['live_calls']} live calls: p50 {cost['refresh_p50_ms']} ms, "
+        f"p99 {cost['refresh_p99_ms']} ms of event-loop time",
+        f"{'':<24}" + "".join(f"{w['console']:>14}" for w in report["waves"]),
+    ]
     for key in keys:
         cells = []
         for w in report["waves"]:
@@ -222,11 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=25, help="calls per wave")
     parser.add_argument("--browser", action="store_true", help="open the page in Chromium")
+    parser.add_argument("--rounds", type=int, default=1, help="closed/open wave pairs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     report = anyio.run(
-        lambda: measure(args.calls, browser=args.browser),
+        lambda: measure(args.calls, browser=args.browser, rounds=args.rounds),
         backend="asyncio",
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,11 @@ class SessionKeys:
         self._ttl = ttl
         self._clock = clock
 
+    @property
+    def ttl(self) -> float:
+        """How long a session lasts, in seconds."""
+        return self._ttl
+
     def token_matches(self, offered: str) -> bool:
         """Whether ``offered`` is the console token (compared in constant time)."""
         return hmac.compare_digest(hashlib.sha256(offered.encode()).digest(), self._token)

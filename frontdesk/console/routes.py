@@ -248,7 +248,7 @@ class Console:
             samesite="Strict",
             secure=self._settings().production,
             path="/console",
-            max_age=int(keys_ttl(keys)),
+            max_age=int(keys.ttl),
         )
         response.del_cookie(LOGIN_COOKIE, path="/console")
         raise response
@@ -455,11 +455,6 @@ class Console:
             content_type=kind,
             headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=300"},
         )
-
-
-def keys_ttl(keys: SessionKeys) -> float:
-    """How long a session of ``keys`` lasts."""
-    return keys._ttl
 
 
 def _json(body: Any) -> web.Response:
