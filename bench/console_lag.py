@@ -192,11 +192,12 @@ async def refresh_cost(calls: int, *, refreshes: int = 200) -> dict[str, Any]:
     )
     template = console._env.get_template("now_live.html")
     times = []
-    for _ in range(refreshes):
+    for index in range(refreshes + 20):
         console._now_cache = None
         started = time.perf_counter()
         template.render(now=await console.now(), csrf="x", show=False)
-        times.append(time.perf_counter() - started)
+        if index >= 20:  # the first refreshes warm caches up
+            times.append(time.perf_counter() - started)
     return {
         "live_calls": calls,
         "refresh_p50_ms": _ms(percentile(times, 50)),
