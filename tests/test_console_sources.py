@@ -15,6 +15,7 @@ from actors.call import DescribeCall
 from frontdesk.console.routes import Console, ConsoleSources
 from frontdesk.runtime.settings import Settings
 from frontdesk.telephony.edge import _LiveCall
+from tests.support import base_env, run_main
 from tests.test_console_security import TOKEN, console
 from tests.test_console_views import snapshot
 
@@ -93,3 +94,16 @@ async def test_in_production_the_console_answers_only_over_https_with_a_secure_c
     assert login.status_code == 303
     cookie = next(h for h in login.headers.get_list("set-cookie") if h.startswith("fd_console="))
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+def test_a_short_console_token_stops_startup_and_a_good_one_is_masked(tmp_path):
+    short_code, _, short_err = run_main(
+        "check", env=base_env(tmp_path, CONSOLE_TOKEN="too-short"), cwd=tmp_path
+    )
+    code, stdout, stderr = run_main(
+        "check", env=base_env(tmp_path, CONSOLE_TOKEN=TOKEN), cwd=tmp_path
+    )
+
+    assert short_code == 2 and "CONSOLE_TOKEN: must be at least 16 characters" in short_err
+    assert "too-short" not in short_err
+    assert code == 0 and "CONSOLE_TOKEN" in stdout and TOKEN not in stdout + stderr
