@@ -147,6 +147,18 @@ async def test_a_wrong_token_is_401_logged_and_then_rate_limited(tmp_path, monke
     assert "fd_console=" not in throttled.headers.get("set-cookie", "")
 
 
+async def test_the_login_form_a_bookmarked_page_answers_with_logs_in(tmp_path, monkeypatch):
+    async with console(tmp_path, monkeypatch, CONSOLE_TOKEN=TOKEN) as (_, http):
+        page = await http.get("/console/calls")
+        nonce = re.search(r'name="login_nonce" value="([^"]+)"', page.text).group(1)
+        login = await http.post("/console/login", data={"token": TOKEN, "login_nonce": nonce})
+        after = await http.get("/console/calls")
+
+    assert page.status_code == 401
+    assert login.status_code == 303
+    assert after.status_code == 200
+
+
 async def test_a_login_without_its_form_token_is_refused(tmp_path, monkeypatch):
     async with console(tmp_path, monkeypatch, CONSOLE_TOKEN=TOKEN) as (_, http):
         forged = await http.post("/console/login", data={"token": TOKEN, "login_nonce": "x"})

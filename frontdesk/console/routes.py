@@ -170,10 +170,15 @@ class Console:
                     content_type="application/json",
                     headers=SECURITY_HEADERS,
                 )
+            # The login form, with the cookie its form token is checked against.
+            page = self._login_page(request, status=401, error=None)
             raise web.HTTPUnauthorized(
-                text=self._render_login(request, error=None)[0],
+                text=page.text,
                 content_type="text/html",
-                headers=SECURITY_HEADERS,
+                headers={
+                    **SECURITY_HEADERS,
+                    "Set-Cookie": page.cookies[LOGIN_COOKIE].OutputString(),
+                },
             )
         return keys, session
 
