@@ -93,8 +93,9 @@ async def test_an_operator_watches_a_call_opens_its_timeline_and_retries_a_dead_
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(call)
-            row = page.locator("#live-calls tr[data-call-sid]").first
-            await row.wait_for()  # the page refreshes itself: no reload
+            # The page refreshes itself (no reload); a call answers with its business.
+            row = page.locator('#live-calls tr[data-call-sid]:has-text("Bayside")').first
+            await row.wait_for()
             call_sid = await row.get_attribute("data-call-sid")
             live_cells = await row.locator("td").all_text_contents()
         (result,) = results
