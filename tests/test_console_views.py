@@ -195,7 +195,7 @@ def test_the_timeline_draws_states_turns_tools_failovers_handoff_and_texts_in_ti
     )
 
     timeline = layout(
-        record, texts=[(start.timestamp() + 18, "confirmation", "delivered")], show=False
+        record, texts=[(start.timestamp() + 20, "confirmation", "delivered")], show=False
     )
 
     by_lane: dict[str, list] = {}
@@ -216,6 +216,8 @@ def test_the_timeline_draws_states_turns_tools_failovers_handoff_and_texts_in_ti
         "SMS delivered",
     ]
     assert not any("secret words" in s.tooltip for s in timeline.shapes)
+    sms = by_lane["events"][-1]
+    assert sms.label_x is not None and sms.label_x + len(sms.label) * 6.2 <= timeline.width
     assert timeline.seconds == 20.0 and timeline.ticks[0][1] == "0s"
 
 

@@ -254,6 +254,8 @@ def _place_label(shape: Shape) -> Shape:
         x = shape.x + shape.w + 3
     else:
         x = None
+    if x is not None and x + wide > WIDTH:
+        x = shape.x - wide + 1  # at the right edge: before the marker instead
     return Shape(
         lane=shape.lane,
         x=shape.x,
