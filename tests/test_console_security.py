@@ -147,16 +147,30 @@ async def test_a_wrong_token_is_401_logged_and_then_rate_limited(tmp_path, monke
     assert "fd_console=" not in throttled.headers.get("set-cookie", "")
 
 
-async def test_the_login_form_a_bookmarked_page_answers_with_logs_in(tmp_path, monkeypatch):
+async def test_the_login_form_a_bookmarked_page_answers_with_logs_in_and_leads_back(
+    tmp_path, monkeypatch
+):
     async with console(tmp_path, monkeypatch, CONSOLE_TOKEN=TOKEN) as (_, http):
-        page = await http.get("/console/calls")
+        page = await http.get("/console/calls?outcome=booked")
         nonce = re.search(r'name="login_nonce" value="([^"]+)"', page.text).group(1)
-        login = await http.post("/console/login", data={"token": TOKEN, "login_nonce": nonce})
+        wanted = re.search(r'name="next" value="([^"]+)"', page.text).group(1)
+        login = await http.post(
+            "/console/login", data={"token": TOKEN, "login_nonce": nonce, "next": wanted}
+        )
         after = await http.get("/console/calls")
+        http.cookies.clear()
+        form = await http.get("/console")
+        nonce = re.search(r'name="login_nonce" value="([^"]+)"', form.text).group(1)
+        elsewhere = await http.post(
+            "/console/login",
+            data={"token": TOKEN, "login_nonce": nonce, "next": "//evil.example/console/"},
+        )
 
     assert page.status_code == 401
     assert login.status_code == 303
+    assert login.headers["location"] == "/console/calls?outcome=booked"
     assert after.status_code == 200
+    assert elsewhere.headers["location"] == "/console/now"
 
 
 async def test_a_login_without_its_form_token_is_refused(tmp_path, monkeypatch):

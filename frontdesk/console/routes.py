@@ -195,7 +195,10 @@ class Console:
 
     def _render_login(self, request: web.Request, *, error: str | None) -> tuple[str, str]:
         nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(18)
-        html = self._env.get_template("login.html").render(error=error, login_nonce=nonce)
+        wanted = request.path_qs if request.method == "GET" else "/console/now"
+        html = self._env.get_template("login.html").render(
+            error=error, login_nonce=nonce, next=_after_login(wanted)
+        )
         return html, nonce
 
     def _login_page(self, request: web.Request, *, status: int, error: str | None) -> web.Response:
@@ -245,7 +248,8 @@ class Console:
             )
             return self._login_page(request, status=401, error="That is not the console token.")
         logger.info("console login from %s", remote)
-        response = web.HTTPSeeOther("/console/now")
+        wanted = form.get("next")
+        response = web.HTTPSeeOther(_after_login(wanted if isinstance(wanted, str) else ""))
         response.set_cookie(
             COOKIE,
             keys.new_session(),
@@ -460,6 +464,18 @@ class Console:
             content_type=kind,
             headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=300"},
         )
+
+
+def _after_login(wanted: str) -> str:
+    """Where a login leads: the console page asked for, never anywhere else."""
+    if (
+        wanted.startswith("/console/")
+        and not wanted.startswith(("/console/login", "/console/logout", "/console/static/"))
+        and "//" not in wanted
+        and "\\" not in wanted
+    ):
+        return wanted
+    return "/console/now"
 
 
 def _json(body: Any) -> web.Response:
