@@ -148,7 +148,7 @@ def _load(env_file: str | None) -> Config | None:
         print(f"frontdesk: cannot start: {exc}", file=sys.stderr)
         return None
     logs.configure(config.settings.log_level, config.settings.log_format)
-    logs.redactor.set_secrets(config.settings.secret_values())
+    logs.redactor.set_secrets(config.secret_values())
     return config
 
 
@@ -174,6 +174,7 @@ def _check_command(env_file: str | None) -> int:
     print(f"  emergencies  {', '.join(profile.emergency.keywords)}")
     print(f"  languages    {_languages(profile)}")
     _print_knowledge(config)
+    _print_businesses(config)
     for warning in startup_warnings(config.settings):
         print(f"warning: {warning}")
     return EXIT_OK
@@ -187,6 +188,21 @@ def _languages(profile: AgentProfile) -> str:
         key = f", key {language.dtmf_key}" if language.dtmf_key else ""
         shown.append(f"{language.code} ({voices or 'default voices'}{key})")
     return ", ".join(shown)
+
+
+def _print_businesses(config: Config) -> None:
+    """With ``PROFILES_DIR``: each business, its numbers, its dashboard and backend."""
+    if config.businesses.every_number:
+        return
+    print(f"Businesses ({config.settings.profiles_dir})")
+    for business in config.businesses.all:
+        dashboard = "its own" if business.profile.dashboard is not None else "DASHBOARD_*"
+        print(
+            f"  {business.id:<12} {business.profile.business_name} ({business.source.name}): "
+            f"{', '.join(sorted(business.numbers))}; "
+            f"dashboard {dashboard}; "
+            f"backend {business.backend_url}"
+        )
 
 
 def _print_knowledge(config: Config) -> None:
@@ -314,7 +330,12 @@ def _outbox_command(
 
                     _, inbox = anyio.create_memory_object_stream[RecordsQueued](1)
                     sync = DashboardSync(
-                        outbox=outbox, inbox=inbox, settings=lambda: config.settings
+                        outbox=outbox,
+                        inbox=inbox,
+                        settings=lambda: config.settings,
+                        dashboards=lambda business: config.businesses.dashboard_of(
+                            business, config.settings
+                        ),
                     )
                     left = anyio.run(sync.deliver_due, backend="asyncio")
                     print(f"delivery pass done; {left} still pending")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -29,6 +30,7 @@ from frontdesk.delivery.records import AlertKind, Record, alert
 from frontdesk.delivery.sms_optouts import OptOutLedger, opt_outs_path
 from frontdesk.delivery.sms_texts import SmsText
 from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
+from frontdesk.runtime.businesses import Dashboard
 from frontdesk.runtime.config import Config
 from frontdesk.runtime.loop_lag import LoopLagWatcher
 from frontdesk.runtime.mailbox import ask
@@ -36,6 +38,7 @@ from frontdesk.runtime.memory_trim import MemoryTrimmer
 from frontdesk.runtime.metrics import CallbackCollector, Metrics, counter, gauge
 from frontdesk.telephony.edge import TelephonyEdge
 from frontdesk.telephony.rest import TwilioAccount, TwilioRest
+from frontdesk.telephony.routing import CallRouting
 from frontdesk.telephony.sms_routes import SmsRoutes
 from supervisor import ChildSpec, Restart, Supervisor
 
@@ -43,21 +46,32 @@ CONFIG_INBOX_SIZE = 64
 GATEWAY_INBOX_SIZE = 256
 DASHBOARD_INBOX_SIZE = 64
 RELOAD_ASK_TIMEOUT_SECONDS = 15.0
+R = TypeVar("R", Record, SmsText, Record | SmsText)
 BREAKER_VALUES = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
 
 
 class OutboxSink:
-    """Commits records to the durable outbox, then tells the dashboard sync."""
+    """Commits records to the durable outbox, then tells the dashboard sync.
 
-    def __init__(self, outbox: Outbox, notify: MemoryObjectSendStream[DashboardMessage]) -> None:
+    A record of a business is addressed to that business's dashboard user on the way in.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        notify: MemoryObjectSendStream[DashboardMessage],
+        *,
+        dashboards: Callable[[str | None], Dashboard | None] = lambda business: None,
+    ) -> None:
         self._outbox = outbox
         self._notify = notify
+        self._dashboards = dashboards
         self.texts_queued: Callable[[], None] = lambda: None
         """Nudges the SMS sender."""
 
     async def submit(self, records: Sequence[Record | SmsText]) -> None:
         """Commit ``records`` to disk, in one transaction; returns once they are durable."""
-        await anyio.to_thread.run_sync(self._outbox.put, records)
+        await anyio.to_thread.run_sync(self._outbox.put, [self._addressed(r) for r in records])
         self.queued()
         if any(isinstance(record, SmsText) for record in records):
             self.texts_queued()
@@ -69,8 +83,17 @@ class OutboxSink:
         once: an alert raised on the event loop (a breaker, a restart) never waits for an
         fsync, and a full disk cannot turn it into an exception.
         """
-        self._outbox.hold(records)
+        self._outbox.hold([self._addressed(record) for record in records])
         self.queued()
+
+    def _addressed(self, record: R) -> R:
+        """``record`` with its business's dashboard user, if it belongs to a business."""
+        if isinstance(record, SmsText) or record.business is None:
+            return record
+        dashboard = self._dashboards(record.business)
+        if dashboard is None or dashboard.user_email == record.user_email:
+            return record
+        return record.model_copy(update={"user_email": dashboard.user_email})
 
     def queued(self) -> None:
         """Nudge the dashboard sync; if its inbox is full it will find them anyway."""
@@ -119,9 +142,12 @@ class Frontdesk:
         dashboard_inbox, dashboard_receive = anyio.create_memory_object_stream[DashboardMessage](
             DASHBOARD_INBOX_SIZE
         )
-        self.records = OutboxSink(self.outbox, dashboard_inbox)
+        self.records = OutboxSink(self.outbox, dashboard_inbox, dashboards=self._dashboard_of)
         self.dashboard_sync = DashboardSync(
-            outbox=self.outbox, inbox=dashboard_receive, settings=lambda: self.config.settings
+            outbox=self.outbox,
+            inbox=dashboard_receive,
+            settings=lambda: self.config.settings,
+            dashboards=self._dashboard_of,
         )
         self.opt_outs = OptOutLedger(opt_outs_path(settings.outbox_path))
         self.sms_sender = SmsSender(
@@ -153,12 +179,21 @@ class Frontdesk:
             failure_threshold=settings.v2_breaker_failures,
             reset_seconds=settings.v2_breaker_reset_seconds,
             user_email=lambda: self.config.settings.dashboard_user_email,
+            owners=lambda url: self.config.config.businesses.using_backend(url) or [None],
         )
         self.backend = GatewayClient(
             gateway_inbox,
             timeout=lambda: self.config.settings.v2_request_timeout_seconds,
             pending=self.pending_callbacks,
         )
+        self.routing = CallRouting(
+            businesses=lambda: self.config.config.businesses,
+            backend=self.backend,
+            raise_alert=lambda notice: self.records.submit_now([notice]),
+            user_email=lambda: self.config.settings.dashboard_user_email,
+        )
+        for business in config.businesses.all:
+            self.metrics.add_business(business.id)
         self.telephony = TelephonyEdge(
             settings=lambda: self.config.settings,
             supervisor=self.supervisor,
@@ -177,6 +212,7 @@ class Frontdesk:
             ),
             metrics=self.metrics,
             refusal=self._refusal,
+            routing=self.routing,
         )
         self.web = WebActor(
             supervisor=self.supervisor,
@@ -265,7 +301,7 @@ class Frontdesk:
         for group in self.supervisor.group_exits():
             exits.add_metric([group.group, "normal"], float(group.normal))
             exits.add_metric([group.group, "crashed"], float(group.crashed))
-        for breaker in (self.tts_breaker, self.gateway.breaker):
+        for breaker in (self.tts_breaker, *self.gateway.breakers()):
             breakers.add_metric([breaker.name], BREAKER_VALUES[breaker.state])
         return [up, restarts, exits, breakers]
 
@@ -292,9 +328,16 @@ class Frontdesk:
 
     def _reconfigured(self, config: Config) -> None:
         self.providers.reconfigure(config.settings)
+        for business in config.businesses.all:
+            self.metrics.add_business(business.id)
         # Dashboard URLs or the secret may just have been set: records waiting for
         # them go now rather than at the next periodic look.
         self.dashboard_sync.wake()
+
+    def _dashboard_of(self, business: str | None) -> Dashboard | None:
+        """Where records of ``business`` go now (``None``: it is no longer configured)."""
+        config = self.config.config
+        return config.businesses.dashboard_of(business, config.settings)
 
     def _actor_restarted(self, name: str, reason: str) -> None:
         self.records.submit_now(
@@ -338,5 +381,5 @@ class Frontdesk:
                 if breaker.state is BreakerState.CLOSED
                 else f"degraded: {breaker.state.value}",
             )
-            for breaker in (self.gateway.breaker, self.tts_breaker)
+            for breaker in (*self.gateway.breakers(), self.tts_breaker)
         ]
