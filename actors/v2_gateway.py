@@ -196,7 +196,9 @@ class V2Gateway:
         if breaker is None:
             # Bounded by the profiles: each names at most one backend.
             parts = httpx.URL(url)
-            breaker = self._make_breaker(f"v2_backend:{parts.host}{parts.path.rstrip('/')}")
+            breaker = self._make_breaker(
+                f"v2_backend:{parts.netloc.decode()}{parts.path.rstrip('/')}"
+            )
             self._breakers[url] = breaker
             self._breaker_urls[breaker.name] = url
         return breaker, ("" if url == self._base_url else url)

@@ -36,6 +36,7 @@ from frontdesk.runtime.loop_lag import LoopLagWatcher
 from frontdesk.runtime.mailbox import ask
 from frontdesk.runtime.memory_trim import MemoryTrimmer
 from frontdesk.runtime.metrics import CallbackCollector, Metrics, counter, gauge
+from frontdesk.runtime.profile import AgentProfile
 from frontdesk.telephony.edge import TelephonyEdge
 from frontdesk.telephony.rest import TwilioAccount, TwilioRest
 from frontdesk.telephony.routing import CallRouting
@@ -165,6 +166,7 @@ class Frontdesk:
             outbox=self.outbox,
             submit=self.records.submit,
             metrics=self.metrics,
+            profile_for=self._profile_answering,
         )
         self.pending_callbacks = Outbox(callbacks_path(settings.outbox_path))
         gateway_inbox, gateway_receive = anyio.create_memory_object_stream[GatewayMessage](
@@ -333,6 +335,10 @@ class Frontdesk:
         # Dashboard URLs or the secret may just have been set: records waiting for
         # them go now rather than at the next periodic look.
         self.dashboard_sync.wake()
+
+    def _profile_answering(self, number: str) -> AgentProfile | None:
+        business = self.config.config.businesses.for_number(number)
+        return business.profile if business is not None else None
 
     def _dashboard_of(self, business: str | None) -> Dashboard | None:
         """Where records of ``business`` go now (``None``: it is no longer configured)."""

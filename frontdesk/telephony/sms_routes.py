@@ -52,6 +52,7 @@ class SmsRoutes:
         outbox: Outbox,
         submit: Callable[[list[Record]], Awaitable[None]],
         metrics: Metrics,
+        profile_for: Callable[[str], AgentProfile | None] = lambda number: None,
     ) -> None:
         """Create the routes.
 
@@ -62,7 +63,10 @@ class SmsRoutes:
             outbox: Where sent texts' records are (a failed delivery updates its record).
             submit: Commits alerts for the dashboard.
             metrics: For refused requests.
+            profile_for: The profile of the business answering a number, if one does
+                (a HELP reply speaks for the business texted; else ``profile``).
         """
+        self._profile_for = profile_for
         self._settings = settings
         self._profile = profile
         self._opt_outs = opt_outs
@@ -91,7 +95,7 @@ class SmsRoutes:
         logger.info("text keyword %s from a caller (state changed: %s)", text.keyword, changed)
         if text.keyword is not SmsKeyword.HELP:
             return _twiml(EMPTY_TWIML)
-        profile = self._profile()
+        profile = self._profile_for(text.to) or self._profile()
         values = placeholder_values(profile, business_phone=profile.sms.from_number or text.to)
         reply = render_sms(profile.sms.templates.help_reply, values)
         return _twiml(
