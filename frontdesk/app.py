@@ -194,8 +194,9 @@ class Frontdesk:
             raise_alert=lambda notice: self.records.submit_now([notice]),
             user_email=lambda: self.config.settings.dashboard_user_email,
         )
-        for business in config.businesses.all:
-            self.metrics.add_business(business.id)
+        self._last_dashboards: dict[str, Dashboard] = {}
+        """Each business's dashboard as last configured: a removed one's records still go."""
+        self._known(config)
         self.telephony = TelephonyEdge(
             settings=lambda: self.config.settings,
             supervisor=self.supervisor,
@@ -330,8 +331,7 @@ class Frontdesk:
 
     def _reconfigured(self, config: Config) -> None:
         self.providers.reconfigure(config.settings)
-        for business in config.businesses.all:
-            self.metrics.add_business(business.id)
+        self._known(config)
         # Dashboard URLs or the secret may just have been set: records waiting for
         # them go now rather than at the next periodic look.
         self.dashboard_sync.wake()
@@ -340,10 +340,23 @@ class Frontdesk:
         business = self.config.config.businesses.for_number(number)
         return business.profile if business is not None else None
 
+    def _known(self, config: Config) -> None:
+        """Remember the businesses of ``config``: their metrics and their dashboards."""
+        for business in config.businesses.all:
+            self.metrics.add_business(business.id)
+            self._last_dashboards[business.id] = business.dashboard
+
     def _dashboard_of(self, business: str | None) -> Dashboard | None:
-        """Where records of ``business`` go now (``None``: it is no longer configured)."""
+        """Where records of ``business`` go now.
+
+        A business removed by a reload keeps its last dashboard for the records of its
+        calls still finishing (``None`` only for one this process never knew).
+        """
         config = self.config.config
-        return config.businesses.dashboard_of(business, config.settings)
+        found = config.businesses.dashboard_of(business, config.settings)
+        if found is None and business is not None:
+            return self._last_dashboards.get(business)
+        return found
 
     def _actor_restarted(self, name: str, reason: str) -> None:
         self.records.submit_now(
