@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import yaml
 
@@ -282,3 +283,74 @@ def test_check_lists_every_business_with_its_numbers(tmp_path):
     assert "bayside      Bayside Plumbing and Heating (bayside.yaml): +14155550100" in stdout
     assert "sparks       Sparks Electric (sparks.yaml): +14155550111, +14155550112" in stdout
     assert "sparks-secret-0123456789" not in stdout
+
+
+def test_an_unknown_number_is_alerted_once_per_number_every_ten_minutes(environment):
+    from actors.v2_gateway import GatewayClient, GatewayMessage
+    from frontdesk.delivery.records import Alert
+    from frontdesk.telephony.routing import ALERT_EVERY_SECONDS, CallRouting
+    from tests.test_v2_gateway import Clock
+
+    config = load_config(None)
+    send, receive = anyio.create_memory_object_stream[GatewayMessage](1)
+    raised: list[Alert] = []
+    clock = Clock()
+    routing = CallRouting(
+        businesses=lambda: config.businesses,
+        backend=GatewayClient(send, timeout=lambda: 1.0, pending=None),  # type: ignore[arg-type]
+        raise_alert=raised.append,
+        user_email=lambda: "ops@example.com",
+        clock=clock,
+    )
+
+    for number in ("+19995550000", "+19995550000", "+19995550001"):
+        routing.unknown_number(call_sid="CA" + "1" * 32, to=number, caller="+14155550123")
+    clock.now += ALERT_EVERY_SECONDS
+    routing.unknown_number(call_sid="CA" + "2" * 32, to="+19995550000", caller="+14155550123")
+    send.close()
+    receive.close()
+
+    assert [(a.alert.value, a.details["number"]) for a in raised] == [
+        ("unknown_number", "+19995550000"),
+        ("unknown_number", "+19995550001"),
+        ("unknown_number", "+19995550000"),
+    ]
+    assert {a.business for a in raised} == {None}
+    assert {a.user_email for a in raised} == {"ops@example.com"}
+
+
+def test_a_call_gets_its_business_s_profile_backend_and_id(environment, tmp_path, monkeypatch):
+    from actors.call import CallDeps
+    from actors.v2_gateway import GatewayClient, GatewayMessage
+    from frontdesk.telephony.routing import CallRouting
+
+    monkeypatch.setenv("PROFILES_DIR", str(two_businesses(tmp_path / "profiles")))
+    monkeypatch.setenv("SPARKS_DASHBOARD_SECRET", "sparks-secret-0123456789")
+    config = load_config(None)
+    send, receive = anyio.create_memory_object_stream[GatewayMessage](1)
+    client = GatewayClient(send, timeout=lambda: 1.0, pending=None)  # type: ignore[arg-type]
+    routing = CallRouting(
+        businesses=lambda: config.businesses, backend=client, raise_alert=lambda a: None
+    )
+    shared = CallDeps(
+        settings=lambda: config.settings,
+        profile=lambda: config.profile,
+        providers=None,  # type: ignore[arg-type]
+        backend=client,
+        metrics=None,  # type: ignore[arg-type]
+        twilio=None,  # type: ignore[arg-type]
+        apology=None,  # type: ignore[arg-type]
+        records=None,  # type: ignore[arg-type]
+    )
+
+    sparks = routing.for_number(SPARKS)
+    assert sparks is not None
+    deps = routing.deps_for(sparks, shared)
+    send.close()
+    receive.close()
+
+    assert deps.business == "sparks"
+    assert deps.profile().business_name == "Sparks Electric"
+    assert deps.backend is not client
+    assert deps.backend._target.backend == "http://127.0.0.1:9/sparks"  # type: ignore[attr-defined]
+    assert routing.business("sparks") is sparks and routing.business(None) is None

@@ -361,20 +361,23 @@ async def test_one_business_s_dead_backend_opens_only_its_own_breaker(tmp_path):
 
 
 async def test_a_kept_callback_goes_to_its_own_business_s_backend(tmp_path):
-    async with BackendEmulator() as bayside, BackendEmulator() as sparks:
-        async with gateway(tmp_path, bayside) as (actor, client, _, wall, alerts, pending):
-            sparks_calls = client.for_business("sparks", sparks.url)
-            sparks.faults.add(Fault(kind=FaultKind.REFUSE))
-            await sparks.faults_applied()
-            result = await sparks_calls.callback(callback_request(), CALL, f"{CALL}:callback:1")
-            await alerts.wait_for(AlertKind.CALLBACK_PENDING)
-            kept = pending.pending()
+    async with (
+        BackendEmulator() as bayside,
+        BackendEmulator() as sparks,
+        gateway(tmp_path, bayside) as (actor, client, _, wall, alerts, pending),
+    ):
+        sparks_calls = client.for_business("sparks", sparks.url)
+        sparks.faults.add(Fault(kind=FaultKind.REFUSE))
+        await sparks.faults_applied()
+        result = await sparks_calls.callback(callback_request(), CALL, f"{CALL}:callback:1")
+        await alerts.wait_for(AlertKind.CALLBACK_PENDING)
+        kept = pending.pending()
 
-            sparks.faults.clear()
-            await sparks.faults_applied()
-            wall.now += 3600
-            actor.resend_now()
-            await alerts.wait_for(AlertKind.CALLBACK_DELIVERED)
+        sparks.faults.clear()
+        await sparks.faults_applied()
+        wall.now += 3600
+        actor.resend_now()
+        await alerts.wait_for(AlertKind.CALLBACK_DELIVERED)
 
     assert result.queued
     assert [k.record_id for k in kept] == [f"{CALL}:callback:1"]
