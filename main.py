@@ -162,7 +162,7 @@ def _check_command(env_file: str | None) -> int:
     for name, shown in rows:
         print(f"  {name.ljust(width)}  {shown}")
     profile = config.profile
-    print(f"Agent profile ({config.settings.agent_profile})")
+    print(f"Agent profile ({config.businesses.all[0].source})")
     print(f"  business     {profile.business_name} (agent: {profile.agent_name})")
     print(f"  services     {', '.join(s.name for s in profile.services)}")
     area = profile.service_area
@@ -211,7 +211,7 @@ def _print_knowledge(config: Config) -> None:
     if index is None:
         print("  knowledge    none")
         return
-    folder = Path(config.settings.agent_profile).absolute().parent.resolve()
+    folder = config.businesses.all[0].source.absolute().parent.resolve()
     print(f"  knowledge    {len(index.sources)} sources, {index.passage_count} passages")
     for source in index.sources:
         shown = (

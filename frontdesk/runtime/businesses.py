@@ -90,8 +90,11 @@ class Businesses:
         return next((b for b in self.all if number in b.numbers), None)
 
     def get(self, business_id: str | None) -> Business | None:
-        """The business with ``business_id``; with one business answering all, that one."""
-        if not business_id and self.every_number:
+        """The business with ``business_id``; with one business answering all, that one.
+
+        (A stream announced before a reload renamed the one business is still its call.)
+        """
+        if self.every_number:
             return self.all[0]
         return next((b for b in self.all if b.id == business_id), None)
 
