@@ -1,4 +1,4 @@
-"""Frontdesk's command line: ``serve``, ``check``, ``demo``, ``emulators``, ``call``, ``outbox``...
+"""Frontdesk's command line: the server, its checks, the offline world, the outbox and the builder.
 
 The builder's commands: ``new`` (the interview that writes a business profile),
 ``estimate`` (calls at once, cores and memory from traffic) and ``deploy`` (deployment

@@ -84,7 +84,9 @@ def day_range(text: str) -> DayHours:
         raise ValueError(f"{text.strip()!r} is not a time range like 08:00-18:00")
     opens = _clock(match[1], match[2], match[3])
     closes = _clock(match[4], match[5], match[6])
-    if closes <= opens and match[6] is None and int(match[4]) < 12:
+    # "8 to 6" means until six in the evening; "18:00-08:00" is a mistake, not a guess.
+    casual = match[5] is None and match[6] is None and not match[4].startswith("0")
+    if closes <= opens and casual and int(match[4]) < 12:
         closes = _clock(match[4], match[5], "pm")
     if closes <= opens:
         raise ValueError(f"{text.strip()!r}: closing must be after opening")

@@ -42,7 +42,7 @@ INTEGRATIONS = ("backend", "dashboard", "sms", "recording", "handoff")
 """The outside systems the builder knows how to connect."""
 
 _TAG = re.compile(r"<[^<>]{0,200}>")
-_FENCE = re.compile(r"```[a-zA-Z0-9_-]*")
+_FENCE = re.compile(r"```")
 _ROLE = re.compile(r"\b(?:system|assistant|user|developer|tool)\s*:", re.IGNORECASE)
 _TOOL_WORDS = re.compile(r"\b(?:tool_calls?|function_call)\b", re.IGNORECASE)
 _LEFTOVER = re.compile(r"[<>{}`]")
@@ -74,7 +74,9 @@ def number_problems(value: str) -> list[str]:
 
 def url_problems(value: str) -> list[str]:
     """Why ``value`` may not be an outside system's URL: the production policy (https, public)."""
-    return netguard.check_outbound_url(value, production=True, schemes=frozenset({"https"}))
+    return netguard.check_outbound_url(
+        value, production=True, schemes=frozenset({"http", "https"})
+    )
 
 
 def integration_problems(chosen: Iterable[str]) -> list[str]:

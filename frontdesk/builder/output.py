@@ -89,10 +89,13 @@ def knowledge_plan(ctx: Context, name: str) -> list[tuple[Path, Path]]:
 def profile_data(ctx: Context, name: str) -> dict[str, Any]:
     """The profile as its YAML will hold it, over the edited profile's data."""
     data: dict[str, Any] = copy.deepcopy(ctx.existing) if ctx.existing else {}
+    # An edited service keeps its id (the backend and past records know it by that).
+    old_ids = {s.get("name"): s.get("id") for s in ctx.old("services") or []}
     taken: set[str] = set()
     services = []
     for service_name, description in ctx.value("services"):
-        service_id = answers.service_id(service_name, taken)
+        kept = old_ids.get(service_name)
+        service_id = kept if kept and kept not in taken else answers.service_id(service_name, taken)
         taken.add(service_id)
         services.append({"id": service_id, "name": service_name, "description": description})
     weekly = {
