@@ -86,7 +86,7 @@ def test_the_busiest_frontdesk_level_without_drops_gives_the_per_call_cost(tmp_p
 def test_the_estimate_for_200_calls_a_day_of_4_minutes():
     result = capacity.estimate(calls_per_day=200, minutes=4, cost=capacity.REFERENCE)
 
-    # 200 × 15% × 4 / 60 = 2 erlangs; Erlang B at 1%: 7 lines (6 give 1.2%).
+    # 200 * 15% * 4 / 60 = 2 erlangs; Erlang B at 1%: 7 lines (6 give 1.2%).
     assert result.erlangs == pytest.approx(2.0)
     assert result.lines == 7
     assert result.processes == 1

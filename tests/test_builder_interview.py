@@ -59,10 +59,7 @@ class ScriptedConsole:
         answer = ""
         for key, value in self.script.items():
             if key in prompt:
-                if isinstance(value, list):
-                    answer = value.pop(0) if value else ""
-                else:
-                    answer = value
+                answer = (value.pop(0) if value else "") if isinstance(value, list) else value
                 break
         self.transcript.append(f"{prompt}{answer}")
         return answer
@@ -83,7 +80,8 @@ def profiles(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[OpenAIEmulator]:
-    async with OpenAIEmulator(calls=CallRegistry()) as emulator:
+    emulator = OpenAIEmulator(calls=CallRegistry())
+    async with emulator:
         yield emulator
 
 
@@ -91,10 +89,12 @@ def assistant_for(emulator: OpenAIEmulator, *, timeout: float = 10.0) -> Assista
     return Assistant(api_key="sk-test", base_url=f"{emulator.url}/v1", timeout=timeout)
 
 
-def options(profiles: Path, name: str | None = "volt", **kw: object) -> interview.Options:
+def options(
+    profiles: Path, name: str | None = "volt", *, resume: bool = False
+) -> interview.Options:
     return interview.Options(
-        name=name, profiles_dir=profiles, env_dir=profiles.parent, offer_try=False, **kw
-    )  # type: ignore[arg-type]
+        name=name, profiles_dir=profiles, env_dir=profiles.parent, offer_try=False, resume=resume
+    )
 
 
 async def run_in_thread(fn: Callable[[], int]) -> int:
@@ -204,7 +204,7 @@ async def test_when_the_assistant_fails_the_same_interview_goes_on_with_plain_qu
     )
 
     assert code == 0, console.text()
-    assert f"The assistant is not available: " in console.text()
+    assert "The assistant is not available: " in console.text()
     assert reason in console.text()
     assert "I understood:" not in console.text()
     profile = load_profile(profiles / "volt.yaml")

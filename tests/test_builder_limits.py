@@ -1,4 +1,4 @@
-"""The builder's limits and safe text: every problem named at once, nothing that reshapes a prompt."""
+"""The builder's limits and safe text: every problem named at once, no markup in a prompt."""
 
 from __future__ import annotations
 
