@@ -41,11 +41,15 @@ def response_format(schema: dict | None = None, name: str | None = "business_fac
 
 
 async def ask(client: openai.AsyncOpenAI, text: str, fmt: dict | None = None) -> Any:
-    return await client.chat.completions.create(
-        model="gpt-4.1-mini",
-        messages=[{"role": "system", "content": "Extract."}, {"role": "user", "content": text}],
-        response_format=fmt or response_format(),  # type: ignore[arg-type]
-    )
+    request: dict[str, Any] = {
+        "model": "gpt-4.1-mini",
+        "messages": [
+            {"role": "system", "content": "Extract."},
+            {"role": "user", "content": text},
+        ],
+        "response_format": fmt or response_format(),
+    }
+    return await client.chat.completions.create(**request)
 
 
 async def test_a_json_schema_request_gets_an_object_of_that_schema(api) -> None:
