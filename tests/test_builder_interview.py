@@ -447,3 +447,27 @@ def test_end_of_input_saves_progress_like_ctrl_c(profiles: Path) -> None:
     assert done.returncode == 130
     assert "python main.py new --resume" in done.stdout
     assert (profiles / ".drafts" / "acme.json").is_file()
+
+
+@pytest.mark.anyio
+async def test_a_confirmed_description_wins_over_the_edited_profiles_values(
+    emulator: OpenAIEmulator, profiles: Path
+) -> None:
+    shutil.copytree(DEFAULT_PROFILE.parent / "knowledge", profiles / "knowledge")
+    shutil.copy(DEFAULT_PROFILE, profiles / "bayside.yaml")
+    console = ScriptedConsole(
+        {"> ": "We moved: now serving Oakland and Berkeley.", "Use these": "y",
+         "Systems to connect": "-"}
+    )  # fmt: skip
+
+    code = await run_in_thread(
+        lambda: interview.run(console, options(profiles, "bayside"), assistant_for(emulator))
+    )
+
+    assert code == 0, console.text()
+    profile = load_profile(profiles / "bayside.yaml")
+    assert profile.service_area.cities == ["Oakland", "Berkeley"]
+    # What the description did not mention keeps the profile's value.
+    assert profile.business_name == "Bayside Plumbing & Heating"
+    assert profile.hours.timezone == "America/Los_Angeles"
+    assert [s.id for s in profile.services] == ["plumbing", "hvac", "electrical"]

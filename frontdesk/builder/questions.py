@@ -1,7 +1,8 @@
 """The interview's questions: what each asks, its default, and how its answer is read.
 
-A question's default comes, in order, from the profile being edited, the facts the
-assistant read from the owner's description, and the trade's template. Answers are kept
+A question's default comes, in order, from the facts the owner just confirmed (what the
+assistant read from their description), the profile being edited, and the trade's
+template. Answers are kept
 as typed (that is what a saved draft holds) and read again whenever they are needed, so
 a resumed or edited interview gives the same values.
 """
@@ -198,10 +199,10 @@ def _minutes(raw: str, ctx: Context) -> float:
 
 
 def _default_services(ctx: Context) -> str:
-    if ctx.old("services"):
-        return answers.services_text([(s["name"], s["description"]) for s in ctx.old("services")])
     if ctx.facts is not None and ctx.facts.services:
         return answers.services_text([(s.name, s.description) for s in ctx.facts.services])
+    if ctx.old("services"):
+        return answers.services_text([(s["name"], s["description"]) for s in ctx.old("services")])
     return answers.services_text([pair for trade in ctx.trades() for pair in trade.services])
 
 
@@ -216,7 +217,7 @@ def _default_trades(ctx: Context) -> str:
 
 def _default_hours(ctx: Context) -> str:
     weekly = ctx.old("hours", "weekly")
-    if weekly:
+    if weekly and not (ctx.facts is not None and ctx.facts.hours):
         return answers.hours_text(
             {day: (h["open"], h["close"]) if h else None for day, h in weekly.items()}
         )
@@ -256,11 +257,9 @@ def _target(ctx: Context, use: str) -> str:
 
 
 def _facts_list(ctx: Context, old: list[str] | None, name: str, sep: str) -> str:
-    if old:
-        return sep.join(old)
-    if ctx.facts is not None:
+    if ctx.facts is not None and getattr(ctx.facts, name):
         return sep.join(getattr(ctx.facts, name))
-    return ""
+    return sep.join(old or [])
 
 
 def _language_text(code: str, text: str) -> Callable[[Context], str]:
@@ -333,7 +332,7 @@ QUESTIONS: list[Question] = [
         label="business name",
         prompt="The business's name",
         default=lambda ctx: (
-            ctx.old("business_name") or (ctx.facts.business_name if ctx.facts else None) or ""
+            (ctx.facts.business_name if ctx.facts else None) or ctx.old("business_name") or ""
         ),
         read=_text(80),
     ),
@@ -379,8 +378,8 @@ QUESTIONS: list[Question] = [
         label="time zone",
         prompt="Time zone (like America/Denver)",
         default=lambda ctx: (
-            ctx.old("hours", "timezone")
-            or (ctx.facts.timezone if ctx.facts and ctx.facts.timezone else None)
+            (ctx.facts.timezone if ctx.facts and ctx.facts.timezone else None)
+            or ctx.old("hours", "timezone")
             or "America/Los_Angeles"
         ),
         read=_timezone,
@@ -418,8 +417,8 @@ QUESTIONS: list[Question] = [
         label="callback promise",
         prompt="When you call back (completes 'Someone will call you back ...')",
         default=lambda ctx: (
-            ctx.old("callback_promise")
-            or (ctx.facts.callback_promise if ctx.facts and ctx.facts.callback_promise else None)
+            (ctx.facts.callback_promise if ctx.facts and ctx.facts.callback_promise else None)
+            or ctx.old("callback_promise")
             or ENGLISH_DEFAULTS["callback_promise"]
         ),
         read=_text(200),

@@ -4,7 +4,7 @@ Operators change the business — name, services, service area, hours, emergency
 voices, extra prompt text, hand-off, recording and texts
 (:mod:`frontdesk.runtime.profile_features`) — without touching code. Validation names
 the field and the problem; unknown keys are refused; names are sanitised; text that
-reaches the LLM may not carry template or tool syntax.
+reaches the LLM loses control characters and may not carry template, tool or role syntax.
 """
 
 from __future__ import annotations
