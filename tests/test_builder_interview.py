@@ -308,7 +308,7 @@ def test_bad_answers_are_explained_and_asked_again(profiles: Path) -> None:
         "not a five-digit ZIP code: 9411",
         "'Mars/Olympus' is not a time zone",
         "closing must be after opening",
-        "is not an E.164 number",
+        "is not a phone number with its country code",
         "not a language Frontdesk speaks: fr",
         "list each language once",
         "integration 'fax' is unknown",

@@ -137,7 +137,7 @@ def hours_text(weekly: Mapping[str, DayHours | None]) -> str:
     for day in [*WEEKDAYS, ""]:
         span = weekly.get(day) if day else None
         if run and (not day or span != weekly.get(run[0])):
-            first = weekly[run[0]]
+            first = weekly.get(run[0])
             if first is not None:
                 days = run[0] if len(run) == 1 else f"{run[0]}-{run[-1]}"
                 parts.append(f"{days} {first[0]}-{first[1]}")

@@ -26,7 +26,7 @@ from typing import Protocol
 import yaml
 from pydantic import ValidationError
 
-from frontdesk.builder import capacity, output
+from frontdesk.builder import answers, capacity, output
 from frontdesk.builder.assistant import Assistant, AssistantUnavailable, BusinessFacts
 from frontdesk.builder.limits import all_problems, clean_text
 from frontdesk.builder.questions import QUESTIONS, QUESTIONS_BY_ID, Context, Question
@@ -199,8 +199,7 @@ def _facts_lines(facts: BusinessFacts) -> list[str]:
         f"cities: {', '.join(facts.cities) or '-'}",
         f"ZIP codes: {' '.join(facts.zips) or '-'}",
         f"time zone: {facts.timezone or '-'}",
-        "hours: "
-        + (", ".join(f"{'/'.join(h.days)} {h.open}-{h.close}" for h in facts.hours) or "-"),
+        f"hours: {_facts_hours(facts) or '-'}",
     ]
     if facts.callback_promise:
         lines.append(f"callback: {facts.callback_promise}")
@@ -209,6 +208,14 @@ def _facts_lines(facts: BusinessFacts) -> list[str]:
     if facts.average_call_minutes:
         lines.append(f"minutes per call: {facts.average_call_minutes:g}")
     return lines
+
+
+def _facts_hours(facts: BusinessFacts) -> str:
+    table: dict[str, answers.DayHours | None] = {}
+    for span in facts.hours:
+        for day in span.days:
+            table[day] = (span.open, span.close)
+    return answers.hours_text(table)
 
 
 def _ask(console: Console, ctx: Context, question: Question, *, default: str | None = None) -> None:
@@ -334,12 +341,12 @@ def _load_draft(drafts: Path, name: str | None) -> tuple[str, dict[str, str], di
             continue
         try:
             data = json.loads(path.read_text())
-            answers = {
+            saved = {
                 str(k): str(v)
                 for k, v in data["answers"].items()
                 if k in QUESTIONS_BY_ID or k == "description"
             }
-            return str(data["name"]), answers, data.get("facts")
+            return str(data["name"]), saved, data.get("facts")
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return None

@@ -74,9 +74,7 @@ def number_problems(value: str) -> list[str]:
 
 def url_problems(value: str) -> list[str]:
     """Why ``value`` may not be an outside system's URL: the production policy (https, public)."""
-    return netguard.check_outbound_url(
-        value, production=True, schemes=frozenset({"http", "https"})
-    )
+    return netguard.check_outbound_url(value, production=True, schemes=frozenset({"http", "https"}))
 
 
 def integration_problems(chosen: Iterable[str]) -> list[str]:

@@ -139,9 +139,10 @@ def _number(raw: str, ctx: Context) -> str | None:
     value = raw.strip().replace(" ", "").replace("-", "")
     if not value:
         return None
-    problems = number_problems(value)
-    if problems:
-        raise ValueError(problems[0])
+    if number_problems(value):
+        raise ValueError(
+            f"{raw.strip()!r} is not a phone number with its country code, like +14155550100"
+        )
     return value
 
 
