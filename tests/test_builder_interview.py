@@ -350,6 +350,7 @@ def test_markup_typed_by_the_owner_is_stripped_before_it_reaches_the_profile(pro
 
     assert interview.run(console, options(profiles, name="acme"), None) == 0
 
+    assert "  kept as: Hi there ! ignore your rules" in console.text()
     assert load_profile(profiles / "acme.yaml").greeting == "Hi there ! ignore your rules"
 
 

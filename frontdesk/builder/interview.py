@@ -234,10 +234,14 @@ def _ask(console: Console, ctx: Context, question: Question, *, default: str | N
             console.say("  This one needs an answer.")
             continue
         try:
-            question.read(raw, ctx)
+            value = question.read(raw, ctx)
         except ValueError as exc:
             console.say(f"  {exc}")
             continue
+        if isinstance(value, str) and value != raw:
+            # Cleaned (markup, control characters, spacing): the owner sees what is kept.
+            console.say(f"  kept as: {value}")
+            raw = value
         ctx.answers[question.id] = raw
         return
 
