@@ -129,6 +129,18 @@ def test_a_transient_failure_is_retried_with_backoff_and_the_files_are_kept(tmp_
     assert (out / "Dockerfile").is_file()
 
 
+def test_a_built_image_comes_with_how_to_run_it_draining_calls(tmp_path: Path) -> None:
+    done = run_deploy(
+        tmp_path, "--target", "docker", "--out", str(tmp_path / "out"),
+        tools={"docker": "echo built"}, env_lines="MAX_CALL_SECONDS=600\n",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "deployed (docker)." in done.stdout
+    stop = 600 + 30 + deploy.STOP_MARGIN_SECONDS
+    assert f"-v frontdesk-data:/app/data --stop-timeout {stop} frontdesk:latest" in done.stdout
+
+
 def test_a_permanent_failure_is_not_retried(tmp_path: Path) -> None:
     count = tmp_path / "count"
     failing = COUNTING.format(count=count) + 'echo "unknown flag: --frobnicate" >&2\nexit 1'

@@ -57,6 +57,8 @@ class Plan:
     """File name (inside the output folder) → content."""
     commands: list[list[str]]
     tool: str
+    then: str = ""
+    """What to do once the tool has run, if anything."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,10 +100,16 @@ def plan(target: str, out: Path, env: Mapping[str, str], *, app: str = "frontdes
     dockerfile_path = _relative(out / "Dockerfile", ROOT)
     dockerfile = (ROOT / "Dockerfile").read_text()
     files = {"Dockerfile": dockerfile}
+    then = ""
     match target:
         case "docker":
             commands = [["docker", "build", "-f", str(out / "Dockerfile"), "-t", IMAGE, str(ROOT)]]
             tool = "docker"
+            then = (
+                "Run it: docker run -d --env-file .env -p 8080:8080 "
+                f"-v frontdesk-data:{OUTBOX_DIR} "
+                f"--stop-timeout {calls.drain_seconds + STOP_MARGIN_SECONDS} {IMAGE}"
+            )
         case "compose":
             files["compose.yaml"] = _compose(calls, context, dockerfile_path)
             commands = [
@@ -114,7 +122,7 @@ def plan(target: str, out: Path, env: Mapping[str, str], *, app: str = "frontdes
             tool = "fly"
         case _:
             raise ValueError(f"unknown target {target!r} (use {', '.join(TARGETS)})")
-    return Plan(target=target, files=files, commands=commands, tool=tool)
+    return Plan(target=target, files=files, commands=commands, tool=tool, then=then)
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -315,6 +323,8 @@ def deploy(
         say(f"{chosen.tool} is not installed here. To deploy, run:")
         for command in chosen.commands:
             say(f"  {' '.join(command)}")
+        if chosen.then:
+            say(chosen.then)
         say(twilio_settings(public_url))
         return 0
     for command in chosen.commands:
@@ -326,5 +336,7 @@ def deploy(
             )
             return 1
     say(f"deployed ({target}).")
+    if chosen.then:
+        say(chosen.then)
     say(twilio_settings(public_url))
     return 0
