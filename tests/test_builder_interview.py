@@ -378,6 +378,36 @@ def test_knowledge_files_are_copied_into_the_profile_folder(profiles: Path, tmp_
     assert (profiles / "knowledge" / "acme" / "prices.md").read_text().startswith("# Prices")
 
 
+def test_files_of_the_same_name_from_two_folders_are_both_kept(profiles: Path, tmp_path: Path):
+    paths = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "faq.md").write_text(f"# FAQ {folder}\n\nAnswer {folder}.\n")
+        paths.append(str(tmp_path / folder / "faq.md"))
+    console = ScriptedConsole(
+        {
+            "business's name": "Acme",
+            "ZIP codes": "94110",
+            "Files callers' questions": ", ".join(paths),
+            "Systems to connect": "-",
+        }
+    )
+
+    assert interview.run(console, options(profiles, name="acme"), None) == 0
+
+    profile = load_profile(profiles / "acme.yaml")
+    assert [s.title for s in profile.knowledge] == ["Faq", "Faq 2"]
+    assert [s.path.read_text().splitlines()[0] for s in profile.knowledge] == ["# FAQ a", "# FAQ b"]
+
+
+def test_the_missing_settings_file_is_readable_by_its_owner_alone(profiles: Path) -> None:
+    console = ScriptedConsole({"business's name": "Acme", "ZIP codes": "94110"})
+
+    assert interview.run(console, options(profiles, name="acme"), None) == 0
+
+    assert (profiles.parent / ".env.acme.missing").stat().st_mode & 0o777 == 0o600
+
+
 def test_running_new_on_an_existing_profile_edits_it_with_its_values_as_defaults(
     profiles: Path,
 ) -> None:

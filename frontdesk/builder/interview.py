@@ -263,6 +263,7 @@ def _review_until_valid(console: Console, ctx: Context, name: str) -> dict:
         console.say(f"The profile has {len(problems)} problem(s):")
         for problem in problems:
             console.say(f"  - {problem}")
+        console.say("Change the fields named above (Ctrl-C keeps your answers for later).")
 
 
 def _review(console: Console, ctx: Context) -> None:

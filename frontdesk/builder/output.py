@@ -82,7 +82,14 @@ def knowledge_plan(ctx: Context, name: str) -> list[tuple[Path, Path]]:
         if resolved.is_relative_to(folder):
             plan.append((resolved, resolved.relative_to(folder)))
         else:
-            plan.append((resolved, Path("knowledge") / name / path.name))
+            # Two files of the same name from different folders must not overwrite each other.
+            inside = Path("knowledge") / name / path.name
+            taken = {str(p) for _, p in plan}
+            number = 2
+            while str(inside) in taken:
+                inside = Path("knowledge") / name / f"{path.stem}-{number}{path.suffix}"
+                number += 1
+            plan.append((resolved, inside))
     return plan
 
 
@@ -120,10 +127,15 @@ def profile_data(ctx: Context, name: str) -> dict[str, Any]:
     data["languages"] = _languages(ctx)
     plan = knowledge_plan(ctx, name)
     old_titles = {s["path"]: s["title"] for s in (ctx.old("knowledge") or [])}
-    data["knowledge"] = [
-        {"title": old_titles.get(str(inside), _title(source)), "path": str(inside)}
-        for source, inside in plan
-    ]
+    data["knowledge"] = []
+    titles: set[str] = set()
+    for source, inside in plan:
+        title = base = old_titles.get(str(inside), _title(source))
+        number = 2
+        while title in titles:
+            title, number = f"{base} {number}", number + 1
+        titles.add(title)
+        data["knowledge"].append({"title": title, "path": str(inside)})
     data["handoff"] = _handoff(ctx, data.get("handoff") or {})
     chosen = ctx.value("integrations") or []
     sms = dict(data.get("sms") or {})
@@ -188,8 +200,12 @@ def _handoff(ctx: Context, old: dict[str, Any]) -> dict[str, Any]:
 def write(ctx: Context, name: str, data: dict[str, Any], env_dir: Path) -> Written:
     """Copy the knowledge files, write the profile and the missing settings; load it back.
 
+    The profile is written beside its final name and loaded from there first: a profile
+    that does not load never replaces the one in place.
+
     Raises:
-        SettingsError: The written profile does not load (it is left in place to look at).
+        SettingsError: The written profile does not load.
+        OSError: A file could not be copied or written.
     """
     folder = ctx.profile_folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -209,8 +225,12 @@ def write(ctx: Context, name: str, data: dict[str, Any], env_dir: Path) -> Writt
     temporary.write_text(
         header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     )
+    try:
+        profile = load_profile(temporary)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     os.replace(temporary, path)
-    profile = load_profile(path)
     env_path, missing = write_missing_settings(ctx, path, env_dir / f".env.{name}.missing")
     return Written(
         profile_path=path, profile=profile, env_path=env_path, missing=missing, copied=copied
@@ -246,5 +266,8 @@ def write_missing_settings(
             missing.append(name)
         lines.append(f"# {note}")
         lines.append(f"{name}={value}")
-    target.write_text("\n".join(lines) + "\n")
+    # Owners fill the secrets in here: readable by them alone.
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write("\n".join(lines) + "\n")
     return target, missing
