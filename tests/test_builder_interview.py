@@ -132,8 +132,9 @@ def check(profile: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.anyio
 async def test_the_assistant_reads_the_description_and_the_profile_passes_check(
-    emulator: OpenAIEmulator, profiles: Path
+    emulator: OpenAIEmulator, profiles: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     console = ScriptedConsole(electrician_script())
 
     code = await run_in_thread(
@@ -163,6 +164,7 @@ async def test_the_assistant_reads_the_description_and_the_profile_passes_check(
     missing = (profiles.parent / ".env.volt.missing").read_text()
     assert f"V2_BACKEND_URL={PUBLIC_BACKEND}" in missing
     assert "OPENAI_API_KEY=\n" in missing
+    assert "MAX_CONCURRENT_CALLS=5\n" in missing  # 120 calls/day of 3 min: 0.9 E -> 5 lines
 
     done = check(profiles / "volt.yaml", profiles.parent)
     assert done.returncode == 0, done.stderr

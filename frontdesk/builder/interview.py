@@ -72,13 +72,17 @@ class Options:
     resume: bool = False
     profiles_dir: Path = ROOT / "profiles"
     env_dir: Path = Path(".")
+    """Where ``.env`` is read and ``.env.<name>.missing`` written (the current folder)."""
     offer_try: bool = True
 
 
 def run(console: Console, options: Options, assistant: Assistant | None) -> int:
     """Run the interview; the process exit code."""
     drafts = options.profiles_dir / ".drafts"
-    ctx = Context(profile_folder=options.profiles_dir, env=output.settings_in_use())
+    ctx = Context(
+        profile_folder=options.profiles_dir,
+        env=output.settings_in_use(options.env_dir / ".env"),
+    )
     name = options.name
     if options.resume:
         loaded = _load_draft(drafts, name)

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from dotenv import dotenv_values
 
-from frontdesk.builder import answers
+from frontdesk.builder import answers, capacity
 from frontdesk.builder.questions import Context
 from frontdesk.builder.trades import LANGUAGE_NAMES
 from frontdesk.runtime.profile import AgentProfile, load_profile
@@ -257,6 +257,17 @@ def write_missing_settings(
         "# Copy these lines into .env (this file never replaces it), fill in the blanks, then",
         "# run: python main.py check",
     ]
+    estimate = capacity.estimate(
+        calls_per_day=ctx.value("calls_per_day"), minutes=ctx.value("call_minutes")
+    )
+    per_process = -(-estimate.lines // estimate.processes)
+    wanted.append(
+        (
+            "MAX_CONCURRENT_CALLS",
+            str(per_process),
+            f"calls at once per process, from the estimate ({estimate.processes} process(es))",
+        )
+    )
     missing = []
     for name, value, note in wanted:
         if ctx.env.get(name) and not value and name != "AGENT_PROFILE":
