@@ -6,8 +6,9 @@
   success. Comments of an edited file are not kept.
 - ``<profiles>/knowledge/<name>/``: copies of the knowledge files given from outside the
   profile folder (files already inside it are referred to where they are).
-- ``.env.<name>.missing`` in the current directory: every setting this business still
-  needs, known values filled in, secrets left blank. An existing ``.env`` is never
+- ``.env.<name>.missing`` in the current directory (mode 600): every setting this
+  business still needs, known values filled in, secrets left blank, and
+  ``MAX_CONCURRENT_CALLS`` from the capacity estimate. An existing ``.env`` is never
   touched; copy the lines you need into it.
 """
 
