@@ -103,6 +103,16 @@ def test_fly_toml_parses_with_a_health_check_and_a_kill_timeout_that_drains_call
     assert config["mounts"]["destination"] == "/app/data"
     assert config["env"]["OUTBOX_PATH"].startswith(config["mounts"]["destination"] + "/")
     assert (ROOT / config["build"]["dockerfile"]).resolve() == (out / "Dockerfile").resolve()
+    # Fly drains a shared-CPU machine 5 minutes at most: 645 s needs a dedicated one.
+    assert config["vm"][0]["cpu_kind"] == "performance"
+
+
+def test_a_short_drain_fits_a_shared_cpu_fly_machine(tmp_path: Path) -> None:
+    calls = {"MAX_CALL_SECONDS": "240", "SHUTDOWN_GRACE_SECONDS": "30"}
+    config = tomllib.loads(deploy.plan("fly", tmp_path, calls).files["fly.toml"])
+
+    assert config["kill_timeout"] == 270 <= deploy.FLY_SHARED_KILL_TIMEOUT_MAX
+    assert config["vm"][0]["cpu_kind"] == "shared"
 
 
 COUNTING = 'echo run >> "{count}"\n'

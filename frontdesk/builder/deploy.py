@@ -39,6 +39,8 @@ STEP_TIMEOUT_SECONDS = 1800.0
 """The longest one run of a deployment tool may take (an image build included)."""
 IMAGE = "frontdesk:latest"
 OUTBOX_DIR = "/app/data"
+FLY_SHARED_KILL_TIMEOUT_MAX = 300
+"""Fly lets a shared-CPU machine drain 5 minutes at most; a dedicated-CPU one 24 hours."""
 STOP_MARGIN_SECONDS = 60
 """After the drain: calls ended politely and actors stopped, each time-boxed."""
 TRANSIENT = re.compile(
@@ -177,6 +179,14 @@ volumes:
 
 
 def _fly(calls: Timing, dockerfile: str, app: str) -> str:
+    if calls.drain_seconds > FLY_SHARED_KILL_TIMEOUT_MAX:
+        vm = (
+            f"# A kill_timeout over {FLY_SHARED_KILL_TIMEOUT_MAX} s needs a dedicated-CPU machine "
+            "(shared CPUs: 5 minutes at most).\n"
+            '  cpu_kind = "performance"\n  cpus = 1\n  memory = "2gb"'
+        )
+    else:
+        vm = 'cpu_kind = "shared"\n  cpus = 1\n  memory = "512mb"'
     return f"""\
 # Frontdesk on Fly.io; written by `python main.py deploy --target fly`.
 # Secrets: fly secrets set OPENAI_API_KEY=... (every line of your .env), then fly deploy.
@@ -185,6 +195,9 @@ primary_region = "sjc"
 kill_signal = "SIGTERM"
 # Long enough to drain: the longest call (MAX_CALL_SECONDS) plus SHUTDOWN_GRACE_SECONDS.
 kill_timeout = {calls.drain_seconds}
+
+[[vm]]
+  {vm}
 
 [build]
   # Relative to the repository root, the folder `fly deploy` is given.
