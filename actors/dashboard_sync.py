@@ -5,7 +5,8 @@ its inbox only carries notifications, so a call never waits for the dashboard an
 restart (of the actor or the process) simply resumes from disk.
 
 Delivery, per endpoint (jobs, calls, alerts) in its own lane so one slow endpoint never
-holds up the others; within a lane, a call's records go in the order they were made:
+holds up the others — and within a lane per business, so one business's slow dashboard
+never holds up another's; a call's records go in the order they were made:
 
 - signed: ``X-Frontdesk-Signature: v1=HMAC-SHA256(secret, timestamp + "." + body)`` with
   ``X-Frontdesk-Timestamp``, re-signed on every attempt, plus ``Idempotency-Key`` (the
@@ -205,12 +206,33 @@ class DashboardSync:
         # The outbox hands out only each call's earliest pending record of this kind,
         # so a call's records arrive in order even while one of them is failing.
         due = await anyio.to_thread.run_sync(functools.partial(self._outbox.due, kind=kind))
+        # Each business's dashboard in its own sub-lane: a slow one holds up only its own.
+        by_business: dict[str | None, list[OutboxRecord]] = {}
         for record in due:
-            await self._deliver(http, record)
+            by_business.setdefault(_business_of(record), []).append(record)
+        refused: list[OutboxUnwritable] = []
+        async with anyio.create_task_group() as tg:
+            for records in by_business.values():
+                tg.start_soon(self._deliver_each, http, records, refused)
+        if refused:
+            raise refused[0]
         next_at = await anyio.to_thread.run_sync(
             functools.partial(self._outbox.next_due_at, kind=kind)
         )
         return IDLE_RECHECK_SECONDS if next_at is None else next_at - self._clock()
+
+    async def _deliver_each(
+        self,
+        http: httpx.AsyncClient,
+        records: list[OutboxRecord],
+        refused: list[OutboxUnwritable],
+    ) -> None:
+        """Deliver ``records`` in order; a disk that refuses stops them, noted in ``refused``."""
+        try:
+            for record in records:
+                await self._deliver(http, record)
+        except OutboxUnwritable as exc:
+            refused.append(exc)
 
     # ------------------------------------------------------------------------ disk
 

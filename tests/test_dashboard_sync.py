@@ -1029,3 +1029,31 @@ async def test_each_business_s_records_go_to_its_own_dashboard_signed_with_its_o
     [waiting] = outbox.records("pending")
     assert waiting.record_id == gone_call.record_id
     assert waiting.last_error == "business gone not configured"
+
+
+@pytest.mark.anyio
+async def test_one_business_s_slow_dashboard_does_not_hold_up_another_s(dashboard, outbox):
+    from pydantic import SecretStr
+
+    from frontdesk.runtime.businesses import Dashboard
+
+    slow_secret = "slow-secret-0123456789"
+    async with DashboardEmulator(secret=slow_secret, schema_dir=SCHEMA_DIR) as slow:
+        slow.faults.add(Fault(kind=FaultKind.LATENCY, route="calls", seconds=5, times=1))
+        current = dashboard_settings(dashboard)
+        dashboards = {
+            "bayside": Dashboard.of(current),
+            "slow": Dashboard(
+                calls_url=f"{slow.url}/webhooks/calls", secret=SecretStr(slow_secret)
+            ),
+        }
+        slow_call = abandoned_call().model_copy(update={"business": "slow"})
+        bayside_call = abandoned_call().model_copy(update={"business": "bayside"})
+
+        async with running_sync(outbox, lambda: current, dashboards=dashboards.get) as (_, sink):
+            await sink.submit([slow_call, bayside_call])
+            await outbox.wait_until(
+                lambda: outbox.status(bayside_call.record_id) == "delivered", timeout=4
+            )
+            assert outbox.status(slow_call.record_id) == "pending"
+            assert received_keys(slow) == []
