@@ -897,7 +897,7 @@ class CallActor:
         await self._deps.records.submit(
             [
                 record
-                if isinstance(record, SmsText) or record.business is not None
+                if record.business is not None
                 else record.model_copy(update={"business": self._deps.business})
                 for record in records
             ]

@@ -90,7 +90,7 @@ class OutboxSink:
     def _addressed(self, record: R) -> R:
         """``record`` with its business's dashboard user, if it belongs to a business."""
         if isinstance(record, SmsText) or record.business is None:
-            return record
+            return record  # a text is not a dashboard record: it has no dashboard user
         dashboard = self._dashboards(record.business)
         if dashboard is None or dashboard.user_email == record.user_email:
             return record

@@ -6,8 +6,9 @@
   ``<Response><Message>``. STOP gets an empty ``<Response/>``: Twilio's own filtering
   already confirms it to the sender.
 - ``POST /twilio/sms-status`` (the ``StatusCallback`` of each text Frontdesk sends, naming
-  the text and its call in the query): ``undelivered`` / ``failed`` dead-letter the text's
-  outbox record with Twilio's error code and raise an alert; other statuses are logged.
+  the text, its call and its business in the query): ``undelivered`` / ``failed``
+  dead-letter the text's outbox record with Twilio's error code and raise an alert for
+  that business; other statuses are logged.
 
 Both are signed like every Twilio webhook; a forged or unsigned request is 403 and
 changes nothing. A form Twilio would never send is 400.
@@ -127,6 +128,7 @@ class SmsRoutes:
                     f"a text to the caller did not arrive: {why}",
                     call_sid=call_sid,
                     user_email=self._settings().dashboard_user_email,
+                    business=request.query.get("business") or None,
                     record_id=text_id,
                     message_sid=report.message_sid,
                     to=report.to,
