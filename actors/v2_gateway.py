@@ -135,6 +135,7 @@ class V2Gateway:
         reset_seconds: float,
         user_email: Callable[[], str | None] = lambda: None,
         owners: Callable[[str], Sequence[str | None]] = lambda url: [None],
+        backends: Callable[[str], str | None] = lambda business: None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -152,6 +153,8 @@ class V2Gateway:
             user_email: The dashboard user alerts belong to.
             owners: The ids of the businesses using a backend URL, whose dashboards hear
                 of its breaker (``[None]``: the deployment's dashboard).
+            backends: A business's backend URL now (``None``: unknown), so a kept
+                callback follows its business's backend when a reload moves it.
             clock: Monotonic time for the breaker (tests pass their own).
             wall_clock: Wall time for retries of kept callbacks, which outlive the process;
                 must be the clock ``pending`` uses.
@@ -164,6 +167,7 @@ class V2Gateway:
         self._timeout = timeout
         self._user_email = user_email
         self._owners = owners
+        self._backends = backends
         self._wall_clock = wall_clock
         self._transport = transport
         self._make_breaker = functools.partial(
@@ -399,7 +403,11 @@ class V2Gateway:
                 "/v2/callbacks",
                 pending.request,
                 pending.call_sid,
-                _Target(backend=pending.backend_url, business=pending.business),
+                _Target(
+                    backend=(pending.business and self._backends(pending.business))
+                    or pending.backend_url,
+                    business=pending.business,
+                ),
                 key=pending.record_id,
             )
         except ProviderUnavailable as exc:

@@ -182,6 +182,7 @@ class Frontdesk:
             reset_seconds=settings.v2_breaker_reset_seconds,
             user_email=lambda: self.config.settings.dashboard_user_email,
             owners=lambda url: self.config.config.businesses.using_backend(url) or [None],
+            backends=self._backend_of,
         )
         self.backend = GatewayClient(
             gateway_inbox,
@@ -335,6 +336,10 @@ class Frontdesk:
         # Dashboard URLs or the secret may just have been set: records waiting for
         # them go now rather than at the next periodic look.
         self.dashboard_sync.wake()
+
+    def _backend_of(self, business: str) -> str | None:
+        found = self.config.config.businesses.get(business)
+        return found.backend_url if found is not None else None
 
     def _profile_answering(self, number: str) -> AgentProfile | None:
         business = self.config.config.businesses.for_number(number)

@@ -383,3 +383,30 @@ async def test_a_kept_callback_goes_to_its_own_business_s_backend(tmp_path):
     assert [k.record_id for k in kept] == [f"{CALL}:callback:1"]
     assert len(sparks.callbacks()) == 1 and bayside.callbacks() == []
     assert {r.business for r in alerts.records} == {"sparks"}
+
+
+async def test_a_kept_callback_follows_its_business_to_the_backend_it_has_now(tmp_path):
+    async with (
+        BackendEmulator() as old,
+        BackendEmulator() as new,
+        gateway(tmp_path, old, backends={"sparks": new.url}.get) as (
+            actor,
+            client,
+            _,
+            wall,
+            alerts,
+            _,
+        ),
+    ):
+        old.faults.add(Fault(kind=FaultKind.REFUSE))
+        await old.faults_applied()
+        sparks_calls = client.for_business("sparks", old.url)
+        result = await sparks_calls.callback(callback_request(), CALL, f"{CALL}:callback:1")
+        await alerts.wait_for(AlertKind.CALLBACK_PENDING)
+
+        wall.now += 3600
+        actor.resend_now()
+        await alerts.wait_for(AlertKind.CALLBACK_DELIVERED)
+
+    assert result.queued
+    assert len(new.callbacks()) == 1 and old.callbacks() == []
