@@ -80,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env=cli.env_from_file(args.env_file),
                 stagger=args.stagger,
             )
+        case "try":
+            from frontdesk.pretest.cli import try_command
+
+            return try_command(args.profile, live=args.live, only=args.only, env_file=args.env_file)
         case "outbox":
             return _outbox_command(
                 args.env_file, args.action, args.status, deliver=args.deliver, dead=args.dead
@@ -124,6 +128,19 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the file `main.py emulators` wrote (Twilio credentials, control URL)",
     )
+    pretest = commands.add_parser(
+        "try", help="the scenario suite adapted to a profile, on the emulators: a report card"
+    )
+    pretest.add_argument(
+        "profile", type=Path, help="the profile to test, e.g. profiles/default.yaml"
+    )
+    pretest.add_argument(
+        "--live", action="store_true", help="against the real model (OPENAI_API_KEY), with personas"
+    )
+    pretest.add_argument(
+        "--only", action="append", default=[], metavar="SCENARIO", help="run just this scenario"
+    )
+    pretest.add_argument("--env-file", default=None, help="a .env file beneath the environment")
     outbox = commands.add_parser(
         "outbox", help="inspect, re-send, purge or salvage dashboard records"
     )
