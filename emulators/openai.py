@@ -9,7 +9,9 @@ empty ``messages`` array (code ``empty_array``) and to ``stream_options`` withou
 Which answer: the call is the request's ``prompt_cache_key`` (Frontdesk sends the call
 SID there) and the number of ``user`` messages is how many caller lines were heard. A
 scripted :class:`~emulators.scenario.LLMTurn` due at that line wins; otherwise the
-built-in receptionist policy (:mod:`emulators.receptionist`) decides.
+built-in receptionist policy (:mod:`emulators.receptionist`) decides. A request whose
+system prompt asks for a caller played from a persona is answered by the caller policy
+(:mod:`emulators.persona`) instead.
 
 Streaming answers are Server-Sent Events shaped like the real service's: a first chunk
 with the role, content deltas, tool-call deltas (one call per chunk, ``index`` from 0,
@@ -32,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from emulators import receptionist, sockets
+from emulators import persona, receptionist, sockets
 from emulators.base import Emulator, StreamCut
 from emulators.calls import CallRegistry
 
@@ -69,6 +71,8 @@ class OpenAIEmulator(Emulator):
     def answer(self, body: dict[str, Any]) -> Answer:
         """The answer to a chat request: the scenario's scripted turn, else the policy's."""
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        if persona.is_persona(messages):
+            return Answer(text=persona.respond(messages))
         lines_heard = sum(1 for m in messages if m.get("role") == "user")
         script = self.calls.get(body.get("prompt_cache_key"))
         turn = script.scripted_turn(lines_heard) if script is not None else None

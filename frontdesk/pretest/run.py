@@ -465,7 +465,8 @@ async def _persona_call(
         need=suite.service_line(profile, 0),
     )
     caller = PersonaCaller(model=rig.model, prompt=prompt)
-    rig.sid()
+    # Each call has the backend to itself, as each scenario does.
+    rig.backend.seed(BackendSeed(), call_sid=rig.sid())
     call = TextCall(
         receptionist=receptionist,
         model=rig.model,
@@ -492,6 +493,8 @@ def _persona_problems(result: CallResult) -> list[str]:
         reasons.append(f"the receptionist did not finish the call (ended by {result.ended_by})")
     if c.outcome is None:
         reasons.append("the call ended with no outcome: no booking, callback or emergency")
+    elif c.outcome.value == "turn_limit":
+        reasons.append("the conversation went round in circles until the turn limit")
     refused = [t for t in c.tool_calls if not t.ok and "not available" in str(t.result)]
     if refused:
         reasons.append(f"the model called {refused[0].name}, which was not offered then")
