@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "serve":
             return _serve_command(args.env_file)
         case "check":
-            return _check_command(args.env_file)
+            return _check_command(args.env_file, live=args.live)
         case "demo":
             from emulators import cli
 
@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--env-file", default=None, help="a .env file beneath the environment")
+        if name == "check":
+            command.add_argument(
+                "--live",
+                action="store_true",
+                help="also make one authenticated request to each dependency; exit 1 on a failure",
+            )
     commands.add_parser("demo", help="one simulated call on loopback emulators, printed live")
     emulators = commands.add_parser("emulators", help="run every emulator until SIGTERM")
     emulators.add_argument("--env-file", required=True, help="where to write the settings")
@@ -169,7 +175,7 @@ def _load(env_file: str | None) -> Config | None:
     return config
 
 
-def _check_command(env_file: str | None) -> int:
+def _check_command(env_file: str | None, *, live: bool = False) -> int:
     config = _load(env_file)
     if config is None:
         return EXIT_BAD_SETTINGS
@@ -193,6 +199,10 @@ def _check_command(env_file: str | None) -> int:
     _print_knowledge(config)
     for warning in startup_warnings(config.settings):
         print(f"warning: {warning}")
+    if live:
+        from frontdesk.runtime.live_checks import print_live_checks
+
+        return EXIT_OK if print_live_checks(config.settings) else EXIT_FAILED
     return EXIT_OK
 
 
