@@ -19,7 +19,7 @@ dashboard:*   a signed ``{"kind": "ping"}`` ``POST`` to each configured  webhook
               2xx, never stored)
 ============  =========================================================  ==================
 
-Every check is bounded by its own timeout; they run concurrently.
+Every check is bounded by ``LIVE_CHECK_TIMEOUT_SECONDS``; they run concurrently.
 """
 
 from __future__ import annotations
@@ -116,7 +116,10 @@ async def _timed(
 
 def print_live_checks(settings: Settings) -> bool:
     """Run the checks once and print a pass/fail line each; whether all passed."""
-    results = anyio.run(run_checks, settings, backend="asyncio")
+    results = anyio.run(
+        lambda: run_checks(settings, timeout=settings.live_check_timeout_seconds),
+        backend="asyncio",
+    )
     width = max(len(r.dependency) for r in results)
     print("Live checks")
     for result in results:
@@ -139,7 +142,7 @@ async def check_openai(settings: Settings, http: httpx.AsyncClient) -> str:
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
         max_retries=0,
-        timeout=CHECK_TIMEOUT_SECONDS,
+        timeout=settings.live_check_timeout_seconds,
     )
     try:
         page = await client.models.list()
@@ -198,7 +201,7 @@ async def check_inworld(settings: Settings, http: httpx.AsyncClient) -> str:
 
 async def check_twilio(settings: Settings, http: httpx.AsyncClient) -> str:
     """Fetch the account through Twilio's own client; it must be active."""
-    transport = AsyncTwilioHttpClient(timeout=CHECK_TIMEOUT_SECONDS)
+    transport = AsyncTwilioHttpClient(timeout=settings.live_check_timeout_seconds)
     client = TwilioClient(
         settings.twilio_account_sid,
         settings.twilio_auth_token.get_secret_value(),
