@@ -10,14 +10,6 @@ from pathlib import Path
 
 import anyio
 
-from frontdesk.pretest.run import (
-    PretestError,
-    env_with_file,
-    live_model_from_env,
-    pretest,
-    render,
-    report_path,
-)
 from frontdesk.runtime.errors import SettingsError
 
 EXIT_PASSED = 0
@@ -32,6 +24,16 @@ def try_command(
     if "LOG_LEVEL" not in os.environ:
         # The report card is the output; the emulators' and clients' request logs are noise.
         logging.getLogger().setLevel(logging.WARNING)
+    # Imported here, after the log level: it brings in Pipecat, which logs on import.
+    from frontdesk.pretest.run import (
+        PretestError,
+        env_with_file,
+        live_model_from_env,
+        pretest,
+        render,
+        report_path,
+    )
+
     try:
         model = live_model_from_env(env_with_file(env_file)) if live else None
         card = anyio.run(lambda: pretest(profile, only=tuple(only), live=model), backend="asyncio")

@@ -348,6 +348,8 @@ class TextCall:
             await self._take(answer)
 
     async def _take(self, answer: ModelAnswer) -> None:
+        if not answer.text and not answer.tool_calls:
+            return  # nothing said, nothing called: the caller speaks next
         message: dict[str, Any] = {"role": "assistant", "content": answer.text}
         if answer.text:
             self.transcript.append(("bot", answer.text))

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from emulators.scenario import Customer
+from frontdesk.conversation import languages
 from frontdesk.pretest.harness import CallResult
 from frontdesk.runtime.profile import AgentProfile
 
@@ -68,6 +69,7 @@ class Expect:
     """The booked window must fall inside the opening hours."""
     callback: bool | None = None
     language: str | None = None
+    """The language the call must end in; the bot's last answer must be in it too."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,6 +258,11 @@ def judge(scenario: TextScenario, result: CallResult, profile: AgentProfile) -> 
         reasons.append("no callback was promised" if e.callback else "a callback was promised")
     if e.language is not None and c.language != e.language:
         reasons.append(f"the call stayed in {c.language!r}, expected {e.language!r}")
+    elif e.language is not None:
+        spoken = tuple(language.code for language in profile.spoken())
+        heard = languages.detect(said[-1], spoken) if said else None
+        if heard is not None and heard != e.language:
+            reasons.append(f"the bot answered in {heard!r}: {said[-1]!r}")
     return reasons
 
 
