@@ -5,12 +5,15 @@ per configured dependency (:mod:`frontdesk.runtime.live_checks`), each bounded b
 ``LIVE_CHECK_TIMEOUT_SECONDS``, and keeps the latest results in memory: ``/metrics``
 shows ``frontdesk_dependency_up{dependency}`` (1 or 0), and ``/readyz`` lists each
 dependency as a check that is a degradation when it failed — a provider down is a reason
-to look, not to stop taking calls (each call has its own fallbacks and callbacks).
+to look, not to stop taking calls (each call has its own fallbacks and callbacks). The
+checks run in a worker thread on an event loop of their own, never on the one that
+paces the calls' audio.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -63,8 +66,17 @@ class DependencyWatch:
     async def check_now(self, settings: Settings) -> None:
         """One round: every check, bounded by the settings' per-check timeout (and a margin)."""
         timeout = settings.live_check_timeout_seconds
+
+        def in_own_loop() -> list[CheckResult]:
+            return anyio.run(
+                functools.partial(self._run_checks, settings, timeout=timeout), backend="asyncio"
+            )
+
         with anyio.move_on_after(timeout * 2 + 1.0):
-            results = await self._run_checks(settings, timeout=timeout)
+            # In a worker thread on its own event loop: building clients, TLS contexts and
+            # parsing answers stays off the loop that paces every call's audio. Each check
+            # is bounded, so an abandoned round ends by itself soon after.
+            results = await anyio.to_thread.run_sync(in_own_loop, abandon_on_cancel=True)
             now = time.time()
             current = {r.dependency for r in results}
             for gone in set(self.results) - current:

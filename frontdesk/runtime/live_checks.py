@@ -39,6 +39,7 @@ import openai
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client as TwilioClient
+from twilio.rest.api.v2010 import account as _twilio_account  # noqa: F401  (loaded at import)
 
 from frontdesk.runtime.settings import Settings
 
