@@ -55,6 +55,8 @@ def test_try_passes_every_scenario_of_a_good_profile_and_saves_the_card(tmp_path
     assert [f"books_{s}" for s in services] == [n for n in names if n.startswith("books_")]
     assert {"returning_customer_books", "out_of_area"} <= set(names)
     assert any(n.startswith("emergency_") for n in names)
+    if source == DEFAULT:  # Spanish, and knowledge files
+        assert {"speaks_es", "asks_from_knowledge", "asks_what_nobody_wrote"} <= set(names)
     for scenario in card["scenarios"]:
         assert f"PASS  {scenario['name']}" in out
         assert scenario["reasons"] == [] and scenario["transcript"] == []
@@ -74,7 +76,9 @@ def test_the_electrician_is_booked_in_denver_hours_and_its_own_area(tmp_path):
     assert [s["name"] for s in card["scenarios"] if s["name"].startswith("emergency_")] == [
         "emergency_electrical"
     ]
-    assert not any(s["name"].startswith("speaks_") for s in card["scenarios"])
+    names = {s["name"] for s in card["scenarios"]}
+    assert not any(n.startswith("speaks_") for n in names)  # English only
+    assert not names & {"asks_from_knowledge", "asks_what_nobody_wrote"}  # no knowledge files
 
 
 def test_emergency_keywords_that_miss_the_trades_emergency_fail_with_the_reason(tmp_path):

@@ -3,7 +3,8 @@
 :func:`adapt` writes the shipped scenarios' calls again for the business a profile
 describes: its greeting, each of its services, a ZIP inside and one outside its service
 area, its opening hours (the booked window must fall inside them), the emergencies of
-its trades, and each of its languages. Each :class:`TextScenario` carries expectations
+its trades, its knowledge files (a question they answer, one they do not), and each of
+its languages. Each :class:`TextScenario` carries expectations
 of the same kinds as ``scenarios/*.yaml`` — states reached in order, the outcome, a tool
 called with given arguments, phrases the bot said or never said, who ended the call —
 and :func:`judge` checks a finished call against them, giving a reason for each miss.
@@ -19,10 +20,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from emulators.scenario import Customer
 from frontdesk.conversation import languages
+from frontdesk.delivery.records import QuestionEntry
 from frontdesk.pretest.harness import CallResult
 from frontdesk.runtime.profile import AgentProfile
 
@@ -47,6 +50,8 @@ TRADE_EMERGENCIES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
 }
 """Per trade: words in a service that say the business does it, and a caller's emergency."""
+UNANSWERABLE = "Do you sell solar panels?"
+"""A question no home-services business's knowledge answers."""
 _NAME_FILLER = frozenset({"and", "the", "inc", "llc", "co", "company", "of"})
 
 
@@ -70,6 +75,9 @@ class Expect:
     callback: bool | None = None
     language: str | None = None
     """The language the call must end in; the bot's last answer must be in it too."""
+    looked_up: str | None = None
+    """The caller's question must have been looked up in the business's knowledge, and
+    found there under this source title (``""``: found nowhere, and no price named)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,6 +203,27 @@ def adapt(profile: AgentProfile) -> list[TextScenario]:
                 ),
             )
         )
+    for source in profile.knowledge[:1]:
+        heading = _first_heading(source.path)
+        if heading is not None:
+            suite.append(
+                TextScenario(
+                    name="asks_from_knowledge",
+                    about=f"A caller's question about {heading.lower()} is answered from "
+                    f"{source.title!r}.",
+                    lines=(service_line(profile, 0), f"What about your {heading.lower()}?"),
+                    expect=Expect(looked_up=source.title),
+                )
+            )
+    if profile.knowledge:
+        suite.append(
+            TextScenario(
+                name="asks_what_nobody_wrote",
+                about="A question nothing the business wrote answers gets no invented answer.",
+                lines=(service_line(profile, 0), UNANSWERABLE),
+                expect=Expect(looked_up="", never_said=("$",)),
+            )
+        )
     for language in profile.spoken()[1:]:
         asked = (language.called or [language.name])[0]
         suite.append(
@@ -256,6 +285,8 @@ def judge(scenario: TextScenario, result: CallResult, profile: AgentProfile) -> 
             reasons.append(f"booked {local:%a %H:%M} {profile.hours.timezone}, outside the hours")
     if e.callback is not None and (c.callback is not None) != e.callback:
         reasons.append("no callback was promised" if e.callback else "a callback was promised")
+    if e.looked_up is not None:
+        reasons += _lookup_problems(c.questions, e.looked_up)
     if e.language is not None and c.language != e.language:
         reasons.append(f"the call stayed in {c.language!r}, expected {e.language!r}")
     elif e.language is not None:
@@ -266,10 +297,31 @@ def judge(scenario: TextScenario, result: CallResult, profile: AgentProfile) -> 
     return reasons
 
 
+def _first_heading(path: Path) -> str | None:
+    """The first Markdown heading below the title of a knowledge file, if any."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    found = re.search(r"^#{2,3}\s+(.+?)\s*$", text, re.MULTILINE)
+    return found.group(1).rstrip("?") if found else None
+
+
 def _lower_first(name: str) -> str:
     """``Panel upgrades`` -> ``panel upgrades``; ``EV chargers`` stays as it is."""
     first = name.split()[0]
     return name if first.isupper() else name[0].lower() + name[1:]
+
+
+def _lookup_problems(questions: Sequence[QuestionEntry], source: str) -> list[str]:
+    if not questions:
+        return ["the question was never looked up in the business's knowledge"]
+    sources = [s for q in questions for s in q.sources]
+    if source and not any(s.startswith(f"{source}:") for s in sources):
+        return [f"the answer did not come from {source!r} (sources: {sources or 'none'})"]
+    if not source and sources:
+        return [f"a question nothing answers was answered from {sources}"]
+    return []
 
 
 def _first_sentence(text: str) -> str:
