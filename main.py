@@ -1,4 +1,10 @@
-"""Frontdesk's command line: ``serve``, ``check``, ``demo``, ``emulators``, ``call``, ``outbox``.
+"""Frontdesk's command line: the server, its checks, the offline world, the outbox and the builder.
+
+The builder's commands: ``new`` (the interview that writes a business profile),
+``estimate`` (calls at once, cores and memory from traffic) and ``deploy`` (deployment
+files for docker, compose or fly, and their tool run with retries). ``try`` plays the
+scenario suite adapted to a profile and prints its report card; ``check --live`` asks
+each configured dependency once.
 
 Logging is configured before anything else, from ``LOG_LEVEL`` / ``LOG_FORMAT``, and
 again once the settings are validated. Signals: SIGTERM or SIGINT drains and stops
@@ -88,6 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _outbox_command(
                 args.env_file, args.action, args.status, deliver=args.deliver, dead=args.dead
             )
+        case "new":
+            return _new_command(args)
+        case "estimate":
+            return _estimate_command(args.calls_per_day, args.minutes, args.blocking)
+        case "deploy":
+            return _deploy_command(args)
         case _:
             raise AssertionError(f"unhandled command {args.command!r}")
 
@@ -161,7 +173,86 @@ def _parser() -> argparse.ArgumentParser:
         help="with purge: delete every dead letter too (they are gone for good)",
     )
     outbox.add_argument("--env-file", default=None)
+    _builder_commands(commands)
     return parser
+
+
+def _builder_commands(commands: argparse._SubParsersAction) -> None:
+    from frontdesk.builder import capacity, deploy
+
+    new = commands.add_parser("new", help="interview: describe the business, get its profile")
+    new.add_argument("--profile", default=None, help="the profile's name (profiles/NAME.yaml)")
+    new.add_argument("--resume", action="store_true", help="continue an interrupted interview")
+    new.add_argument(
+        "--profiles-dir", type=Path, default=None, help="where profiles live (default profiles/)"
+    )
+    new.add_argument("--no-try", action="store_true", help="do not offer the pre-launch test")
+    estimate = commands.add_parser("estimate", help="calls at once, cores and memory from traffic")
+    estimate.add_argument("--calls-per-day", type=int, default=50)
+    estimate.add_argument("--minutes", type=float, default=4.0, help="average call length")
+    estimate.add_argument(
+        "--blocking",
+        type=float,
+        default=capacity.DEFAULT_BLOCKING,
+        help="share of peak-hour callers allowed to hear the busy message (Erlang B)",
+    )
+    target = commands.add_parser("deploy", help="write deployment files and run the target's tool")
+    target.add_argument("--target", required=True, choices=deploy.TARGETS)
+    target.add_argument("--dry-run", action="store_true", help="print the files; write nothing")
+    target.add_argument("--out", type=Path, default=None, help="default deploy/generated/TARGET")
+    target.add_argument("--app", default="frontdesk", help="the Fly app name")
+    target.add_argument("--attempts", type=int, default=deploy.ATTEMPTS)
+    target.add_argument(
+        "--retry-seconds",
+        type=float,
+        default=deploy.RETRY.initial,
+        help="wait before the first retry (doubling, capped)",
+    )
+    target.add_argument("--env-file", default=".env", help="read PUBLIC_URL and call limits here")
+
+
+def _new_command(args: argparse.Namespace) -> int:
+    from frontdesk.builder import interview
+    from frontdesk.builder.assistant import Assistant
+
+    options = interview.Options(
+        name=args.profile,
+        resume=args.resume,
+        profiles_dir=args.profiles_dir or interview.Options().profiles_dir,
+        offer_try=not args.no_try,
+    )
+    return interview.run(interview.Terminal(), options, Assistant.from_environment())
+
+
+def _estimate_command(calls_per_day: int, minutes: float, blocking: float) -> int:
+    from frontdesk.builder import capacity
+
+    try:
+        result = capacity.estimate(calls_per_day=calls_per_day, minutes=minutes, blocking=blocking)
+    except ValueError as exc:
+        print(f"frontdesk: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    print(capacity.render(result))
+    return EXIT_OK
+
+
+def _deploy_command(args: argparse.Namespace) -> int:
+    from frontdesk.builder import deploy
+    from frontdesk.builder.output import settings_in_use
+    from frontdesk.runtime.backoff import Backoff
+
+    out = args.out or deploy.ROOT / "deploy" / "generated" / args.target
+    backoff = Backoff(initial=args.retry_seconds, ceiling=max(args.retry_seconds, 30.0))
+    return deploy.deploy(
+        args.target,
+        out,
+        settings_in_use(Path(args.env_file)),
+        dry_run=args.dry_run,
+        say=print,
+        attempts=max(1, args.attempts),
+        backoff=backoff,
+        app=args.app,
+    )
 
 
 def _load(env_file: str | None) -> Config | None:

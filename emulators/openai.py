@@ -19,6 +19,13 @@ with the role, content deltas, tool-call deltas (one call per chunk, ``index`` f
 later chunks), a chunk with ``finish_reason``, a usage chunk with ``"choices": []`` when
 ``stream_options.include_usage`` is set, then ``data: [DONE]``. ``stall`` / ``close``
 faults on ``chat`` act before the (``after`` + 1)-th event; ``close`` cuts the connection.
+
+Structured output (:mod:`emulators.structured`): a request with a ``json_schema``
+``response_format`` is answered with a JSON object of that schema as the message's
+content (a malformed ``response_format`` gets the real service's 400). A ``truncate``
+fault on ``chat`` cuts any answer's content after ``after`` characters with
+``finish_reason: "length"``, as when ``max_tokens`` runs out — structured output then
+is not valid JSON.
 """
 
 from __future__ import annotations
@@ -34,9 +41,10 @@ from typing import Any
 
 from aiohttp import web
 
-from emulators import persona, receptionist, sockets
+from emulators import persona, receptionist, sockets, structured
 from emulators.base import Emulator, StreamCut
 from emulators.calls import CallRegistry
+from emulators.faults import FaultKind
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +112,9 @@ class OpenAIEmulator(Emulator):
 
     def answer(self, body: dict[str, Any]) -> Answer:
         """The answer to a chat request: the scenario's scripted turn, else the policy's."""
+        facts = structured.answer(body)
+        if facts is not None:
+            return Answer(text=json.dumps(facts))
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
         if persona.is_persona(messages):
             return Answer(text=persona.respond(messages))
@@ -142,8 +153,17 @@ class OpenAIEmulator(Emulator):
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                 param="stream_options",
             )
+        problem = structured.format_problem(body)
+        if problem is not None:
+            return _error(400, problem, param="response_format")
         self.requests.append(body)
-        completion = _Completion(model=str(body["model"]), answer=self.answer(body), body=body)
+        answer = self.answer(body)
+        cut = self.faults.take("chat", FaultKind.TRUNCATE)
+        if cut is not None:
+            answer = Answer(text=(answer.text or "")[: cut.after])
+        completion = _Completion(
+            model=str(body["model"]), answer=answer, body=body, cut=cut is not None
+        )
         if body.get("stream"):
             return await self._stream(request, completion)
         return web.json_response(completion.whole(), headers=completion.headers())
@@ -177,6 +197,8 @@ class _Completion:
     model: str
     answer: Answer
     body: dict[str, Any]
+    cut: bool = False
+    """Whether the answer was cut short (``finish_reason: "length"``)."""
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -185,6 +207,8 @@ class _Completion:
 
     @property
     def finish_reason(self) -> str:
+        if self.cut:
+            return "length"
         return "tool_calls" if self.answer.tool_calls else "stop"
 
     def call_ids(self) -> list[str]:
