@@ -226,19 +226,21 @@ def enum_value(
 ) -> str | None:
     """The enum value the newest line that names one names (by value or synonym).
 
-    ``extra`` adds phrases per value (lower case), beside :data:`SYNONYMS`.
+    ``extra`` adds phrases per value (lower case), beside :data:`SYNONYMS`. With it, a
+    line is read for the values' own names and ``extra`` phrases first, and only then for
+    the generic synonyms: a business with a "Water heaters" service gets that one for
+    "my water heater", not the plumbing that the synonyms would also match.
     """
     for line in reversed(lines):
-        for value in values:
-            key = str(value).lower()
-            phrases = {
-                key,
-                key.replace("_", " "),
-                *SYNONYMS.get(key, ()),
-                *(extra or {}).get(key, ()),
-            }
-            if any(_mentions(p, line) is not None for p in phrases):
-                return value
+        passes = (True, False) if extra else (None,)
+        for own in passes:
+            for value in values:
+                key = str(value).lower()
+                phrases = {key, key.replace("_", " "), *(extra or {}).get(key, ())}
+                if own is not True:
+                    phrases.update(SYNONYMS.get(key, ()))
+                if any(_mentions(p, line) is not None for p in phrases):
+                    return value
     return None
 
 

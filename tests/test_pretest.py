@@ -189,3 +189,18 @@ def test_the_emulated_model_reads_any_business_services_from_the_persona():
         "dedicated circuits",
     )
     assert len(phrases) == len(profile.services)
+
+
+def test_a_service_named_apart_from_its_trade_is_told_apart_by_the_emulated_model(tmp_path):
+    services = [
+        {"id": "plumbing", "name": "Plumbing", "description": "leaks, clogged drains and toilets"},
+        {
+            "id": "water_heaters",
+            "name": "Water heaters",
+            "description": "water heater repair and replacement",
+        },
+    ]
+    profile = copy_profile(DEFAULT, tmp_path, services=services)
+    code, out, _ = run_main("try", str(profile), "--only", "books_water_heaters", env=env(tmp_path))
+    assert code == 0, out
+    assert "PASS  books_water_heaters" in out
