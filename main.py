@@ -2,7 +2,9 @@
 
 The builder's commands: ``new`` (the interview that writes a business profile),
 ``estimate`` (calls at once, cores and memory from traffic) and ``deploy`` (deployment
-files for docker, compose or fly, and their tool run with retries).
+files for docker, compose or fly, and their tool run with retries). ``try`` plays the
+scenario suite adapted to a profile and prints its report card; ``check --live`` asks
+each configured dependency once.
 
 Logging is configured before anything else, from ``LOG_LEVEL`` / ``LOG_FORMAT``, and
 again once the settings are validated. Signals: SIGTERM or SIGINT drains and stops
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "serve":
             return _serve_command(args.env_file)
         case "check":
-            return _check_command(args.env_file)
+            return _check_command(args.env_file, live=args.live)
         case "demo":
             from emulators import cli
 
@@ -84,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env=cli.env_from_file(args.env_file),
                 stagger=args.stagger,
             )
+        case "try":
+            from frontdesk.pretest.cli import try_command
+
+            return try_command(args.profile, live=args.live, only=args.only, env_file=args.env_file)
         case "outbox":
             return _outbox_command(
                 args.env_file, args.action, args.status, deliver=args.deliver, dead=args.dead
@@ -107,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--env-file", default=None, help="a .env file beneath the environment")
+        if name == "check":
+            command.add_argument(
+                "--live",
+                action="store_true",
+                help="also make one authenticated request to each dependency; exit 1 on a failure",
+            )
     commands.add_parser("demo", help="one simulated call on loopback emulators, printed live")
     emulators = commands.add_parser("emulators", help="run every emulator until SIGTERM")
     emulators.add_argument("--env-file", required=True, help="where to write the settings")
@@ -134,6 +146,19 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the file `main.py emulators` wrote (Twilio credentials, control URL)",
     )
+    pretest = commands.add_parser(
+        "try", help="the scenario suite adapted to a profile, on the emulators: a report card"
+    )
+    pretest.add_argument(
+        "profile", type=Path, help="the profile to test, e.g. profiles/default.yaml"
+    )
+    pretest.add_argument(
+        "--live", action="store_true", help="against the real model (OPENAI_API_KEY), with personas"
+    )
+    pretest.add_argument(
+        "--only", action="append", default=[], metavar="SCENARIO", help="run just this scenario"
+    )
+    pretest.add_argument("--env-file", default=None, help="a .env file beneath the environment")
     outbox = commands.add_parser(
         "outbox", help="inspect, re-send, purge or salvage dashboard records"
     )
@@ -241,7 +266,7 @@ def _load(env_file: str | None) -> Config | None:
     return config
 
 
-def _check_command(env_file: str | None) -> int:
+def _check_command(env_file: str | None, *, live: bool = False) -> int:
     config = _load(env_file)
     if config is None:
         return EXIT_BAD_SETTINGS
@@ -266,6 +291,10 @@ def _check_command(env_file: str | None) -> int:
     _print_businesses(config)
     for warning in startup_warnings(config.settings):
         print(f"warning: {warning}")
+    if live:
+        from frontdesk.runtime.live_checks import print_live_checks
+
+        return EXIT_OK if print_live_checks(config.settings) else EXIT_FAILED
     return EXIT_OK
 
 

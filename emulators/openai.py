@@ -9,7 +9,9 @@ empty ``messages`` array (code ``empty_array``) and to ``stream_options`` withou
 Which answer: the call is the request's ``prompt_cache_key`` (Frontdesk sends the call
 SID there) and the number of ``user`` messages is how many caller lines were heard. A
 scripted :class:`~emulators.scenario.LLMTurn` due at that line wins; otherwise the
-built-in receptionist policy (:mod:`emulators.receptionist`) decides.
+built-in receptionist policy (:mod:`emulators.receptionist`) decides. A request whose
+system prompt asks for a caller played from a persona is answered by the caller policy
+(:mod:`emulators.persona`) instead.
 
 Streaming answers are Server-Sent Events shaped like the real service's: a first chunk
 with the role, content deltas, tool-call deltas (one call per chunk, ``index`` from 0,
@@ -39,13 +41,19 @@ from typing import Any
 
 from aiohttp import web
 
-from emulators import receptionist, sockets, structured
+from emulators import persona, receptionist, sockets, structured
 from emulators.base import Emulator, StreamCut
 from emulators.calls import CallRegistry
 from emulators.faults import FaultKind
 
 logger = logging.getLogger(__name__)
 
+MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini")
+"""The models ``GET /v1/models`` lists."""
+_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an "
+    "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
 ARGUMENT_FRAGMENT_CHARS = 8
 """Longest piece of a tool call's JSON arguments per chunk."""
 
@@ -73,6 +81,34 @@ class OpenAIEmulator(Emulator):
     def install(self, app: web.Application) -> None:
         """Add the chat completions route."""
         app.router.add_post("/v1/chat/completions", self._on_chat, name="chat")
+        app.router.add_get("/v1/models", self._on_models, name="models")
+
+    def error_body(self, status: int) -> dict[str, Any]:
+        """Injected errors in OpenAI's shape (a 401 as for a revoked key)."""
+        if status == 401:
+            return _error_json(
+                "Incorrect API key provided. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                "invalid_request_error",
+                None,
+                "invalid_api_key",
+            )
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return _error_json(f"The server had an error processing your request ({status}).", kind)
+
+    async def _on_models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``: the models this key may use (``check --live``)."""
+        if sockets.credential(request, "Bearer") is None:
+            return _error(401, _NO_KEY)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": model, "object": "model", "created": 1744316542, "owned_by": "system"}
+                    for model in MODELS
+                ],
+            }
+        )
 
     def answer(self, body: dict[str, Any]) -> Answer:
         """The answer to a chat request: the scenario's scripted turn, else the policy's."""
@@ -80,6 +116,8 @@ class OpenAIEmulator(Emulator):
         if facts is not None:
             return Answer(text=json.dumps(facts))
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        if persona.is_persona(messages):
+            return Answer(text=persona.respond(messages))
         lines_heard = sum(1 for m in messages if m.get("role") == "user")
         script = self.calls.get(body.get("prompt_cache_key"))
         turn = script.scripted_turn(lines_heard) if script is not None else None
@@ -92,11 +130,7 @@ class OpenAIEmulator(Emulator):
 
     async def _on_chat(self, request: web.Request) -> web.StreamResponse:
         if sockets.credential(request, "Bearer") is None:
-            return _error(
-                401,
-                "You didn't provide an API key. You need to provide your API key in an "
-                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-            )
+            return _error(401, _NO_KEY)
         try:
             body = await request.json()
         except ValueError:
@@ -297,8 +331,10 @@ def _error(
 ) -> web.Response:
     kinds = {401: ("invalid_request_error", "invalid_api_key")}
     kind, default_code = kinds.get(status, ("invalid_request_error", None))
-    code = code or default_code
-    return web.json_response(
-        {"error": {"message": message, "type": kind, "param": param, "code": code}},
-        status=status,
-    )
+    return web.json_response(_error_json(message, kind, param, code or default_code), status=status)
+
+
+def _error_json(
+    message: str, kind: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}

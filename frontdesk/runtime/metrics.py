@@ -162,6 +162,18 @@ class Metrics:
         self.draining = Gauge(
             "frontdesk_draining", "1 while the process drains before shutdown.", registry=r
         )
+        self.dependency_up = Gauge(
+            "frontdesk_dependency_up",
+            "1 if the dependency answered its last live check, 0 if not (absent before one).",
+            ["dependency"],
+            registry=r,
+        )
+        self.dependency_checked = Gauge(
+            "frontdesk_dependency_checked_timestamp_seconds",
+            "When the dependency was last checked (unix time).",
+            ["dependency"],
+            registry=r,
+        )
 
     def add_business(self, business: str) -> None:
         """Show the per-call metrics of ``business`` at zero before its first call."""
