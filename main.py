@@ -294,7 +294,7 @@ def _check_command(env_file: str | None, *, live: bool = False) -> int:
     if live:
         from frontdesk.runtime.live_checks import print_live_checks
 
-        return EXIT_OK if print_live_checks(config.settings) else EXIT_FAILED
+        return EXIT_OK if print_live_checks(config.settings, config.businesses) else EXIT_FAILED
     return EXIT_OK
 
 

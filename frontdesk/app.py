@@ -33,6 +33,7 @@ from frontdesk.delivery.sms_texts import SmsText
 from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
 from frontdesk.runtime.businesses import Dashboard
 from frontdesk.runtime.config import Config
+from frontdesk.runtime.live_checks import run_checks
 from frontdesk.runtime.loop_lag import LoopLagWatcher
 from frontdesk.runtime.mailbox import ask
 from frontdesk.runtime.memory_trim import MemoryTrimmer
@@ -220,7 +221,11 @@ class Frontdesk:
             routing=self.routing,
         )
         self.dependency_watch = DependencyWatch(
-            settings=lambda: self.config.settings, metrics=self.metrics
+            settings=lambda: self.config.settings,
+            metrics=self.metrics,
+            checks=lambda settings, **options: run_checks(
+                settings, businesses=self.config.config.businesses, **options
+            ),
         )
         self.web = WebActor(
             supervisor=self.supervisor,
