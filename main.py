@@ -262,7 +262,7 @@ def _load(env_file: str | None) -> Config | None:
         print(f"frontdesk: cannot start: {exc}", file=sys.stderr)
         return None
     logs.configure(config.settings.log_level, config.settings.log_format)
-    logs.redactor.set_secrets(config.settings.secret_values())
+    logs.redactor.set_secrets(config.secret_values())
     return config
 
 
@@ -276,7 +276,7 @@ def _check_command(env_file: str | None, *, live: bool = False) -> int:
     for name, shown in rows:
         print(f"  {name.ljust(width)}  {shown}")
     profile = config.profile
-    print(f"Agent profile ({config.settings.agent_profile})")
+    print(f"Agent profile ({config.businesses.all[0].source})")
     print(f"  business     {profile.business_name} (agent: {profile.agent_name})")
     print(f"  services     {', '.join(s.name for s in profile.services)}")
     area = profile.service_area
@@ -288,12 +288,13 @@ def _check_command(env_file: str | None, *, live: bool = False) -> int:
     print(f"  emergencies  {', '.join(profile.emergency.keywords)}")
     print(f"  languages    {_languages(profile)}")
     _print_knowledge(config)
+    _print_businesses(config)
     for warning in startup_warnings(config.settings):
         print(f"warning: {warning}")
     if live:
         from frontdesk.runtime.live_checks import print_live_checks
 
-        return EXIT_OK if print_live_checks(config.settings) else EXIT_FAILED
+        return EXIT_OK if print_live_checks(config.settings, config.businesses) else EXIT_FAILED
     return EXIT_OK
 
 
@@ -307,13 +308,28 @@ def _languages(profile: AgentProfile) -> str:
     return ", ".join(shown)
 
 
+def _print_businesses(config: Config) -> None:
+    """With ``PROFILES_DIR``: each business, its numbers, its dashboard and backend."""
+    if config.businesses.every_number:
+        return
+    print(f"Businesses ({config.settings.profiles_dir})")
+    for business in config.businesses.all:
+        dashboard = "its own" if business.profile.dashboard is not None else "DASHBOARD_*"
+        print(
+            f"  {business.id:<12} {business.profile.business_name} ({business.source.name}): "
+            f"{', '.join(sorted(business.numbers))}; "
+            f"dashboard {dashboard}; "
+            f"backend {business.backend_url}"
+        )
+
+
 def _print_knowledge(config: Config) -> None:
     """List the knowledge sources the profile's index was built from."""
     index = config.knowledge
     if index is None:
         print("  knowledge    none")
         return
-    folder = Path(config.settings.agent_profile).absolute().parent.resolve()
+    folder = config.businesses.all[0].source.absolute().parent.resolve()
     print(f"  knowledge    {len(index.sources)} sources, {index.passage_count} passages")
     for source in index.sources:
         shown = (
@@ -432,7 +448,12 @@ def _outbox_command(
 
                     _, inbox = anyio.create_memory_object_stream[RecordsQueued](1)
                     sync = DashboardSync(
-                        outbox=outbox, inbox=inbox, settings=lambda: config.settings
+                        outbox=outbox,
+                        inbox=inbox,
+                        settings=lambda: config.settings,
+                        dashboards=lambda business: config.businesses.dashboard_of(
+                            business, config.settings
+                        ),
                     )
                     left = anyio.run(sync.deliver_due, backend="asyncio")
                     print(f"delivery pass done; {left} still pending")

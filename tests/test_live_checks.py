@@ -181,3 +181,48 @@ async def test_the_server_shows_a_failing_dependency_as_a_degradation_and_a_gaug
         checks = {c["name"]: c for c in ready.json()["checks"]}
         assert checks["dependency:inworld"]["detail"] == "24 voices, Ashley among them"
         assert 'frontdesk_dependency_up{dependency="inworld"} 1.0' in await s.metrics()
+
+
+async def test_each_business_s_own_backend_and_dashboard_are_checked_with_its_own_secret(
+    tmp_path,
+):
+    from emulators.backend import BackendEmulator
+    from emulators.dashboard import DashboardEmulator
+    from frontdesk.delivery.records import SCHEMA_DIR
+    from tests.test_businesses import BAYSIDE, SPARKS, profile, write_profiles
+
+    async with (
+        EmulatorWorld() as world,
+        DashboardEmulator(secret="sparks-secret-0123456789", schema_dir=SCHEMA_DIR) as dash,
+        BackendEmulator() as backend,
+    ):
+        sparks = profile(
+            name="Sparks Electric",
+            numbers=[SPARKS],
+            backend={"url": backend.url},
+            dashboard={
+                "calls_url": f"{dash.url}/webhooks/calls",
+                "secret_env": "SPARKS_DASHBOARD_SECRET",
+            },
+        )
+        folder = write_profiles(
+            tmp_path / "profiles",
+            {"bayside.yaml": profile(name="Bayside", numbers=[BAYSIDE]), "sparks.yaml": sparks},
+        )
+        code, out = await check_live(
+            world,
+            tmp_path,
+            PROFILES_DIR=str(folder),
+            SPARKS_DASHBOARD_SECRET="not-sparks-secret-0123",
+        )
+        pings = dash.pings
+
+    assert code == 1, out
+    assert line_of(out, "sparks:backend").startswith("pass"), out
+    assert "HTTP 401: X-Frontdesk-Signature does not match" in line_of(
+        out, "sparks:dashboard:calls"
+    )
+    assert line_of(out, "dashboard:calls").startswith("pass"), "the deployment's own secret"
+    assert "bayside:backend" not in out, "a business without its own backend adds no check"
+    assert pings == 0
+    assert "1 of 10 failed: sparks:dashboard:calls" in out

@@ -19,6 +19,10 @@ dashboard:*   a signed ``{"kind": "ping"}`` ``POST`` to each configured  webhook
               2xx, never stored)
 ============  =========================================================  ==================
 
+With several businesses (``PROFILES_DIR``), each business with its own backend or
+dashboard adds the same checks under its id: ``<id>:backend``, ``<id>:dashboard:calls``...,
+signed with its own secret.
+
 Every check is bounded by ``LIVE_CHECK_TIMEOUT_SECONDS``; they run concurrently.
 """
 
@@ -41,6 +45,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client as TwilioClient
 from twilio.rest.api.v2010 import account as _twilio_account  # noqa: F401  (loaded at import)
 
+from frontdesk.runtime.businesses import Businesses, Dashboard
 from frontdesk.runtime.settings import Settings
 
 CHECK_TIMEOUT_SECONDS = 5.0
@@ -67,10 +72,13 @@ Check = Callable[[Settings, httpx.AsyncClient], Awaitable[str]]
 
 
 async def run_checks(
-    settings: Settings, *, timeout: float = CHECK_TIMEOUT_SECONDS
+    settings: Settings,
+    *,
+    timeout: float = CHECK_TIMEOUT_SECONDS,
+    businesses: Businesses | None = None,
 ) -> list[CheckResult]:
     """Run every configured dependency's check at once; one result each, in a fixed order."""
-    checks = configured(settings)
+    checks = configured(settings, businesses)
     results: dict[str, CheckResult] = {}
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
 
@@ -83,8 +91,8 @@ async def run_checks(
     return [results[name] for name in checks]
 
 
-def configured(settings: Settings) -> dict[str, Check]:
-    """The checks that apply to ``settings``, by dependency name."""
+def configured(settings: Settings, businesses: Businesses | None = None) -> dict[str, Check]:
+    """The checks that apply to ``settings`` (and ``businesses``), by dependency name."""
     checks: dict[str, Check] = {
         "openai": check_openai,
         "deepgram": check_deepgram,
@@ -95,6 +103,15 @@ def configured(settings: Settings) -> dict[str, Check]:
     for endpoint in DASHBOARD_ENDPOINTS:
         if getattr(settings, f"dashboard_{endpoint}_url") is not None:
             checks[f"dashboard:{endpoint}"] = _dashboard_check(endpoint)
+    for business in businesses.all if businesses is not None else ():
+        if business.profile.backend is not None:
+            checks[f"{business.id}:backend"] = _backend_check(business.backend_url)
+        if business.profile.dashboard is not None:
+            for endpoint in DASHBOARD_ENDPOINTS:
+                if getattr(business.dashboard, f"{endpoint}_url") is not None:
+                    checks[f"{business.id}:dashboard:{endpoint}"] = _dashboard_check(
+                        endpoint, business.dashboard
+                    )
     return checks
 
 
@@ -115,10 +132,12 @@ async def _timed(
     )
 
 
-def print_live_checks(settings: Settings) -> bool:
+def print_live_checks(settings: Settings, businesses: Businesses | None = None) -> bool:
     """Run the checks once and print a pass/fail line each; whether all passed."""
     results = anyio.run(
-        lambda: run_checks(settings, timeout=settings.live_check_timeout_seconds),
+        lambda: run_checks(
+            settings, timeout=settings.live_check_timeout_seconds, businesses=businesses
+        ),
         backend="asyncio",
     )
     width = max(len(r.dependency) for r in results)
@@ -224,13 +243,20 @@ async def check_twilio(settings: Settings, http: httpx.AsyncClient) -> str:
 
 async def check_backend(settings: Settings, http: httpx.AsyncClient) -> str:
     """``GET /v2/health`` (``docs/backend-contract.md``)."""
-    body = await _get(
-        http,
-        f"{settings.v2_backend_url.rstrip('/')}/v2/health",
-        {},
-        message=lambda b: b.get("detail") or b.get("error"),
-    )
-    return f"status {body.get('status', 'unknown')}"
+    return await _backend_check(settings.v2_backend_url)(settings, http)
+
+
+def _backend_check(url: str) -> Check:
+    async def check(settings: Settings, http: httpx.AsyncClient) -> str:
+        body = await _get(
+            http,
+            f"{url.rstrip('/')}/v2/health",
+            {},
+            message=lambda b: b.get("detail") or b.get("error"),
+        )
+        return f"status {body.get('status', 'unknown')}"
+
+    return check
 
 
 def ping_body() -> bytes:
@@ -243,22 +269,22 @@ def ping_body() -> bytes:
     return json.dumps(body).encode()
 
 
-def _dashboard_check(endpoint: str) -> Check:
+def _dashboard_check(endpoint: str, dashboard: Dashboard | None = None) -> Check:
     async def check(settings: Settings, http: httpx.AsyncClient) -> str:
         """A signed test ping, as the dashboard sync signs records."""
         from actors.dashboard_sync import sign
 
-        url = getattr(settings, f"dashboard_{endpoint}_url")
-        if settings.dashboard_webhook_secret is None:
+        target = dashboard if dashboard is not None else Dashboard.of(settings)
+        url = getattr(target, f"{endpoint}_url")
+        secret = target.secret
+        if secret is None:
             raise CheckFailed("DASHBOARD_WEBHOOK_SECRET is not set: nothing can be signed")
         body = ping_body()
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
             "X-Frontdesk-Timestamp": timestamp,
-            "X-Frontdesk-Signature": sign(
-                settings.dashboard_webhook_secret.get_secret_value(), timestamp, body
-            ),
+            "X-Frontdesk-Signature": sign(secret.get_secret_value(), timestamp, body),
             "Idempotency-Key": json.loads(body)["record_id"],
         }
         try:

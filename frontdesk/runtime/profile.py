@@ -29,7 +29,7 @@ from pydantic import (
 
 from frontdesk.knowledge.sources import PROFILE_FOLDER, KnowledgeSources
 from frontdesk.runtime.errors import SettingsError
-from frontdesk.runtime.profile_features import Handoff, Recording, Sms, SmsTemplates
+from frontdesk.runtime.profile_features import E164Number, Handoff, Recording, Sms, SmsTemplates
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -271,9 +271,38 @@ class Prompts(_Strict):
     out_of_area: PlainText | None = None
 
 
+BusinessId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")]
+
+
+class DashboardSection(_Strict):
+    """The business's own dashboard webhooks; its secret is named, never written here."""
+
+    jobs_url: str | None = None
+    calls_url: str | None = None
+    alerts_url: str | None = None
+    secret_env: EnvName
+    """The environment variable (or ``.env`` entry) holding the webhook secret."""
+    user_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+
+
+class BackendSection(_Strict):
+    """The business's own V2 backend."""
+
+    url: str
+
+
 class AgentProfile(_Strict):
     """Everything Frontdesk knows about the business it answers for."""
 
+    id: BusinessId | None = None
+    """The business's id in records, logs and metrics; else the file's name, less ``.yaml``."""
+    numbers: list[E164Number] = Field(default_factory=list, max_length=100)
+    """The Twilio numbers this business answers (with ``PROFILES_DIR``; one profile answers all)."""
+    dashboard: DashboardSection | None = None
+    """Its own dashboard; the deployment's ``DASHBOARD_*`` settings if unset."""
+    backend: BackendSection | None = None
+    """Its own backend; ``V2_BACKEND_URL`` if unset."""
     business_name: Name
     agent_name: Name
     greeting: PlainText
