@@ -81,7 +81,7 @@ from frontdesk.delivery.call_log import CallLog
 from frontdesk.delivery.records import AlertKind, EndedBy, Record, alert, utcnow
 from frontdesk.delivery.sms_texts import SmsText, texts_for_call
 from frontdesk.runtime.errors import ActorError, FrontdeskError
-from frontdesk.runtime.logs import bind_call_sid
+from frontdesk.runtime.logs import bind_business, bind_call_sid
 from frontdesk.runtime.mailbox import Reply as AnswerTo
 from frontdesk.runtime.mailbox import ask
 from frontdesk.runtime.metrics import Metrics
@@ -105,6 +105,7 @@ LOOKUP_WAIT_SECONDS = 0.5
 KNOWLEDGE_WAIT_SECONDS = 2.0
 TURN_DECISION_SECONDS = 2.0
 BACKEND_SLACK_SECONDS = 3.0
+DEFAULT_BUSINESS = "default"
 APOLOGY = "I'm sorry, something went wrong on our end. Someone from our team will call you back."
 
 T = TypeVar("T")
@@ -268,6 +269,8 @@ class CallDeps:
     vad: VADBatcher | None = None
     clock: Callable[[], float] = time.monotonic
     """Clock for judging a provider quiet: the process's loop clock in the server."""
+    business: str = DEFAULT_BUSINESS
+    """The id of the business the call is for: on its records, log lines and metrics."""
 
 
 class CallActor:
@@ -308,8 +311,10 @@ class CallActor:
         self._caller_connected = caller_connected
         self._to_self, self._inbox = anyio.create_memory_object_stream[Inbox](INBOX_SIZE)
         self._knowledge = deps.knowledge()
+        # The call keeps the profile it started with, whatever a reload brings meanwhile.
+        self._profile = deps.profile()
         self.receptionist = Receptionist(
-            deps.profile(),
+            self._profile,
             Limits(
                 turns_per_state=self._settings.max_turns_per_state,
                 turns_per_call=self._settings.max_turns_per_call,
@@ -351,13 +356,13 @@ class CallActor:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the call until it ends, then hang up and store its records."""
-        with bind_call_sid(self.call.call_sid):
-            metrics = self._deps.metrics
-            metrics.calls_active.inc()
+        with bind_business(self._deps.business), bind_call_sid(self.call.call_sid):
+            active = self._deps.metrics.calls_active.labels(self._deps.business)
+            active.inc()
             try:
                 await self._run(task_status)
             finally:
-                metrics.calls_active.dec()
+                active.dec()
 
     async def _run(self, task_status: TaskStatus[None]) -> None:
         self.pipeline = CallPipeline(
@@ -602,9 +607,9 @@ class CallActor:
             logger.warning("emergency: %s", intent.message)
         elif intent.kind is AlertKind.TURN_LIMIT:
             limit = str(intent.details.get("limit"))
-            self._deps.metrics.turn_limit_total.labels(limit).inc()
+            self._deps.metrics.turn_limit_total.labels(self._deps.business, limit).inc()
             logger.warning("turn limit per %s reached", limit)
-        await self._deps.records.submit(
+        await self._submit(
             [
                 alert(
                     intent.kind,
@@ -711,7 +716,7 @@ class CallActor:
     async def _start_recording(self) -> None:
         """Record both sides through Twilio, when the profile says so (not again on a resume)."""
         public_url = self._public_url
-        if not self._deps.profile().recording.enabled or self._resume is not None:
+        if not self._profile.recording.enabled or self._resume is not None:
             return
         if public_url is None or self._followups is None:
             logger.warning("recording is enabled but there is no PUBLIC_URL for its callback")
@@ -827,12 +832,12 @@ class CallActor:
             await self.pipeline.cancel("no voice left")
 
     async def _voice_switched(self, from_voice: str, to_voice: str) -> None:
-        await self._deps.records.submit([self._failed_over(from_voice, to_voice)])
+        await self._submit([self._failed_over(from_voice, to_voice)])
 
     def _failed_over(self, from_voice: str, to_voice: str) -> Record:
         """Count and log a failover; returns the operator's alert about it."""
         self.log.failover(from_voice, to_voice)
-        self._deps.metrics.tts_failovers_total.inc()
+        self._deps.metrics.tts_failovers_total.labels(self._deps.business).inc()
         logger.warning("voice failed over from %s to %s", from_voice, to_voice)
         return alert(
             AlertKind.TTS_FAILOVER,
@@ -880,7 +885,7 @@ class CallActor:
             ended_by=ended_by,
             hangup=hangup,
             error=f"{type(error).__name__}: {error}" if error is not None else None,
-        )
+        ).model_copy(update={"business": self._deps.business})
         if self.recorded and ended_by != "handoff" and self._followups is not None:
             # The recording is complete once Twilio has hung up; its callback follows.
             recording = await self._followups.recording_for(
@@ -897,7 +902,7 @@ class CallActor:
                 job,
                 caller=call_record.from_number,
                 business_number=call_record.to_number,
-                profile=self._deps.profile(),
+                profile=self._profile,
                 language=self.conversation.language,
             )
         )
@@ -911,7 +916,7 @@ class CallActor:
                     user_email=user_email,
                 )
             )
-            metrics.call_crashes_total.inc()
+            metrics.call_crashes_total.labels(self._deps.business).inc()
         if outcome.failed:
             records.append(
                 alert(
@@ -924,13 +929,24 @@ class CallActor:
                     detail=outcome.detail,
                 )
             )
-        await self._deps.records.submit(records)
+        await self._submit(records)
         if self._followups is not None:
             # Twilio may still report the hand-off's result or the recording: a revision.
             self._followups.keep(call_record, recorded=self.recorded)
-        metrics.calls_total.labels(call_record.outcome.value).inc()
+        metrics.calls_total.labels(self._deps.business, call_record.outcome.value).inc()
         logger.info(
             "call finished: %s (%s, hang-up %s)", call_record.outcome.value, ended_by, hangup
+        )
+
+    async def _submit(self, records: Sequence[Record | SmsText]) -> None:
+        """Store ``records`` durably, each marked with the call's business."""
+        await self._deps.records.submit(
+            [
+                record
+                if record.business is not None
+                else record.model_copy(update={"business": self._deps.business})
+                for record in records
+            ]
         )
 
     async def _apologise(self) -> None:

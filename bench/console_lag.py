@@ -185,7 +185,7 @@ async def refresh_cost(calls: int, *, refreshes: int = 200) -> dict[str, Any]:
             readiness=lambda: [
                 Check(name=f"actor:{n}", ok=True, detail="running") for n in range(12)
             ],
-            breakers=(),
+            breakers=lambda: (),
             lag_samples=lambda: lag,
             call_starts=lambda: [time.monotonic()] * calls,
         )

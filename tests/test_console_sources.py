@@ -64,7 +64,7 @@ async def test_in_production_the_console_answers_only_over_https_with_a_secure_c
             dashboard_inbox=nothing,  # type: ignore[arg-type]
             describe_calls=lambda: nothing.describe_calls(),
             readiness=lambda: [],
-            breakers=(),
+            breakers=lambda: (),
             lag_samples=lambda: [],
             call_starts=lambda: [],
         )

@@ -260,5 +260,5 @@ def test_the_report_card_is_read_when_present_and_its_absence_is_fine(tmp_path):
     broken = read_report_card(profile)
 
     assert report is not None and report["facts"] == [("passed", "True")]
-    assert report["results"] == [("scenarios", "books", "True")]
+    assert report["results"] == [("scenarios", "books", "True", "")]
     assert broken is not None and broken["error"]

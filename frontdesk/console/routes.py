@@ -44,6 +44,7 @@ from frontdesk.console.auth import LoginThrottle, Session, SessionKeys
 from frontdesk.console.timeline import layout
 from frontdesk.delivery.records import Outcome
 from frontdesk.runtime.breaker import CircuitBreaker
+from frontdesk.runtime.businesses import Business
 from frontdesk.runtime.config import Config
 from frontdesk.runtime.errors import ActorError
 from frontdesk.runtime.mailbox import ask
@@ -81,7 +82,7 @@ class ConsoleSources:
     dashboard_inbox: MemoryObjectSendStream[DashboardMessage]
     describe_calls: Callable[[], Awaitable[Sequence[CallSnapshot | str]]]
     readiness: Callable[[], list[Check]]
-    breakers: Sequence[CircuitBreaker]
+    breakers: Callable[[], Sequence[CircuitBreaker]]
     lag_samples: Callable[[], Iterable[tuple[float, float]]]
     call_starts: Callable[[], Iterable[float]]
     requeued: Callable[[], None] = lambda: None
@@ -298,7 +299,7 @@ class Console:
                     views.BreakerReading(
                         name=b.name, state=b.state.value, since=wall - (mono - b.since)
                     )
-                    for b in sources.breakers
+                    for b in sources.breakers()
                 ],
                 lag_samples=list(sources.lag_samples()),
                 starts=list(sources.call_starts()),
@@ -344,10 +345,13 @@ class Console:
             raise web.HTTPServiceUnavailable(text=str(exc), headers=SECURITY_HEADERS) from exc
 
     async def _businesses(self) -> dict[str, str]:
-        profile = (await self._config()).profile
-        names = {"": profile.business_name}
-        for number in _numbers(profile):
-            names[number] = profile.business_name
+        """Business names by business id and by number; ``""``: the first business."""
+        config = await self._config()
+        names = {"": config.profile.business_name}
+        for business in config.businesses.all:
+            names[business.id] = business.profile.business_name
+            for number in business.numbers:
+                names[number] = business.profile.business_name
         return names
 
     async def _call_rows(self, request: web.Request) -> tuple[list[views.CallRow], dict[str, Any]]:
@@ -440,17 +444,11 @@ class Console:
     async def _businesses_page(self, request: web.Request) -> web.Response:
         keys, session = self._require(request)
         config = await self._config()
-        report = await anyio.to_thread.run_sync(
-            read_report_card, Path(config.settings.agent_profile)
-        )
-        return self._page(
-            "businesses.html",
-            session,
-            keys,
-            page="businesses",
-            businesses=[business_view(config)],
-            report=report,
-        )
+        shown = []
+        for business in config.businesses.all:
+            report = await anyio.to_thread.run_sync(read_report_card, business.source)
+            shown.append(business_view(business, report=report))
+        return self._page("businesses.html", session, keys, page="businesses", businesses=shown)
 
     async def _static_file(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -484,23 +482,17 @@ def _json(body: Any) -> web.Response:
     return response
 
 
-def _numbers(profile: Any) -> list[str]:
-    """The numbers a profile answers (when it names them) and texts from."""
-    numbers = [str(n) for n in getattr(profile, "numbers", None) or []]
-    if profile.sms.from_number:
-        numbers.append(profile.sms.from_number)
-    return list(dict.fromkeys(numbers))
-
-
-def business_view(config: Config) -> dict[str, Any]:
-    """One business as the Businesses page shows it."""
-    profile = config.profile
-    knowledge = config.knowledge
+def business_view(business: Business, *, report: dict[str, Any] | None) -> dict[str, Any]:
+    """One business as the Businesses page shows it, with its latest report card."""
+    profile = business.profile
+    knowledge = business.knowledge
     return {
+        "id": business.id,
         "name": profile.business_name,
         "agent": profile.agent_name,
-        "profile": str(config.settings.agent_profile),
-        "numbers": _numbers(profile),
+        "profile": str(business.source),
+        "numbers": sorted(business.numbers),
+        "sms_from": profile.sms.from_number if profile.sms.enabled else None,
         "handoff": [f"{t.name} {t.number}" for t in profile.handoff.targets],
         "languages": [f"{language.name} ({language.code})" for language in profile.spoken()],
         "services": [service.name for service in profile.services],
@@ -510,11 +502,12 @@ def business_view(config: Config) -> dict[str, Any]:
         ]
         if knowledge is not None
         else [],
+        "report": report,
     }
 
 
 def report_card_path(profile_path: Path) -> Path:
-    """Where the builder writes the latest pre-launch report card of a profile."""
+    """Where ``main.py try`` writes a profile's latest report card (its ``report_path``)."""
     return profile_path.parent / ".reports" / f"{profile_path.stem}.json"
 
 
@@ -545,5 +538,7 @@ def read_report_card(profile_path: Path) -> dict[str, Any] | None:
                     verdict = next(
                         (item[k] for k in ("passed", "ok", "status", "result") if k in item), ""
                     )
-                    results.append((key, str(name), str(verdict)))
+                    reasons = item.get("reasons") or []
+                    why = "; ".join(str(r) for r in reasons) if isinstance(reasons, list) else ""
+                    results.append((key, str(name), str(verdict), why))
     return {"path": str(path), "error": None, "facts": facts, "results": results}

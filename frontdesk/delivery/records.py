@@ -54,6 +54,13 @@ class _Record(BaseModel):
 
     record_id: Annotated[str, Field(description="Unique id; also the Idempotency-Key.")]
     user_email: Annotated[str | None, Field(description="The dashboard user it belongs to.")]
+    business: Annotated[
+        str | None,
+        Field(
+            description="The id of the business it belongs to (its profile's); null for the "
+            "deployment's own alerts."
+        ),
+    ] = None
 
 
 class TranscriptEntry(BaseModel):
@@ -276,6 +283,7 @@ class AlertKind(enum.StrEnum):
     SMS_FAILED = "sms_failed"
     SMS_UNDELIVERED = "sms_undelivered"
     HANDOFF_UNANSWERED = "handoff_unanswered"
+    UNKNOWN_NUMBER = "unknown_number"
 
 
 class Alert(_Record):
@@ -307,12 +315,14 @@ def alert(
     severity: Severity = "warning",
     call_sid: str | None = None,
     user_email: str | None = None,
+    business: str | None = None,
     **details: Any,
 ) -> Alert:
     """Build an alert stamped now."""
     return Alert(
         record_id=new_record_id(),
         user_email=user_email,
+        business=business,
         alert=kind,
         severity=severity,
         message=message,

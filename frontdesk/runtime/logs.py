@@ -3,7 +3,8 @@
 Pipecat logs through loguru; its records are handed to the standard library so every
 line goes through the same handler. Inside a call, every line carries the call's
 ``call_sid`` (set with :func:`bind_call_sid`, read from a context variable, so tasks
-spawned by the call inherit it). Known secret values are scrubbed from every line.
+spawned by the call inherit it) and the id of the business it is for
+(:func:`bind_business`). Known secret values are scrubbed from every line.
 """
 
 from __future__ import annotations
@@ -22,6 +23,20 @@ call_sid_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "frontdesk_call_sid", default=None
 )
 
+business_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "frontdesk_business", default=None
+)
+
+
+@contextlib.contextmanager
+def bind_business(business: str) -> Iterator[None]:
+    """Tag every log line written in this context (and its tasks) with the business's id."""
+    token = business_var.set(business)
+    try:
+        yield
+    finally:
+        business_var.reset(token)
+
 
 @contextlib.contextmanager
 def bind_call_sid(call_sid: str) -> Iterator[None]:
@@ -34,12 +49,14 @@ def bind_call_sid(call_sid: str) -> Iterator[None]:
 
 
 class CallContextFilter(logging.Filter):
-    """Adds ``record.call_sid`` from the context variable (``None`` outside a call)."""
+    """Adds ``record.call_sid`` and ``record.business`` from their context variables."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Tag the record; never drops it."""
         if not hasattr(record, "call_sid"):
             record.call_sid = call_sid_var.get()
+        if not hasattr(record, "business"):
+            record.business = business_var.get()
         return True
 
 
@@ -92,6 +109,9 @@ class TextFormatter(logging.Formatter):
         call_sid = getattr(record, "call_sid", None)
         if call_sid:
             record.message = f"call_sid={call_sid} {record.message}"
+        business = getattr(record, "business", None)
+        if business:
+            record.message = f"business={business} {record.message}"
         return super().formatMessage(record)
 
 
@@ -109,6 +129,9 @@ class JsonFormatter(logging.Formatter):
         call_sid = getattr(record, "call_sid", None)
         if call_sid:
             entry["call_sid"] = call_sid
+        business = getattr(record, "business", None)
+        if business:
+            entry["business"] = business
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -4,7 +4,9 @@
   :mod:`frontdesk.telephony.admission`) and answers with TwiML that connects it to our
   media stream with a stream token, or (at capacity, or draining) a polite busy message.
   Forged or unsigned requests get 403 and start nothing; a replay for a call already
-  admitted gets 409 and changes nothing.
+  admitted gets 409 and changes nothing. The number dialled picks the business
+  (:mod:`frontdesk.telephony.routing`), named in the stream's parameters; a number no
+  business answers hears a polite message and the deployment's dashboard an alert.
 - ``GET /twilio/stream`` — the media stream websocket. Its upgrade signature is checked
   when present (or required, by setting); its ``start`` must present the token of a
   reserved call, once, or the stream is closed with a log line and a metric — and
@@ -74,6 +76,7 @@ from frontdesk.telephony.protocol import (
     connect_twiml,
     parse_stream_message,
 )
+from frontdesk.telephony.routing import BUSINESS_PARAMETER, UNKNOWN_NUMBER_MESSAGE, CallRouting
 from frontdesk.telephony.signatures import (
     SIGNATURE_HEADER,
     public_base,
@@ -132,12 +135,15 @@ class TelephonyEdge:
         deps: CallDeps,
         metrics: Metrics,
         refusal: Callable[[], str | None] = lambda: None,
+        routing: CallRouting | None = None,
     ) -> None:
         """Create the edge; :meth:`install` adds its routes to the web app.
 
         ``refusal`` gives a reason to turn new calls away (say, an outbox that cannot
-        store their records), or ``None``.
+        store their records), or ``None``. ``routing`` picks each call's business; without
+        it every call gets ``deps`` as they are.
         """
+        self._routing = routing
         self._settings = settings
         self._refusal_reason = refusal
         self._supervisor = supervisor
@@ -216,6 +222,18 @@ class TelephonyEdge:
             self._metrics.twilio_rejected_total.labels("voice", "replayed").inc()
             logger.warning("refused a replayed voice webhook for call %s", call_sid)
             raise web.HTTPConflict(text="this call was already answered")
+        business = None
+        if self._routing is not None:
+            business = self._routing.for_number(form.get("To", ""))
+            if business is None:
+                self._metrics.calls_rejected_total.labels("unknown_number").inc()
+                logger.warning(
+                    "call %s to %s: no business answers this number", call_sid, form.get("To")
+                )
+                self._routing.unknown_number(
+                    call_sid=call_sid, to=form.get("To", ""), caller=form.get("From", "")
+                )
+                return _twiml(busy_twiml(UNKNOWN_NUMBER_MESSAGE))
         reason = self._refusal(settings)
         if reason is not None:
             self._metrics.calls_rejected_total.labels(reason).inc()
@@ -229,6 +247,8 @@ class TelephonyEdge:
             "to": form.get("To", ""),
             TOKEN_PARAMETER: token,
         }
+        if business is not None:
+            parameters[BUSINESS_PARAMETER] = business.id
         url = stream_url(request, settings.public_url)
         return _twiml(connect_twiml(url, parameters))
 
@@ -278,6 +298,8 @@ class TelephonyEdge:
             RESUME_PARAMETER: f"handoff_{outcome.status}",
             TOKEN_PARAMETER: token,
         }
+        if revised.business is not None:
+            parameters[BUSINESS_PARAMETER] = revised.business
         return _twiml(resume_twiml(stream_url(request, settings.public_url), parameters))
 
     async def _handed_off_call_written(self, call_sid: str) -> None:
@@ -293,6 +315,7 @@ class TelephonyEdge:
             severity="critical" if record.handoff.trigger == "emergency" else "warning",
             call_sid=record.call_sid,
             user_email=settings.dashboard_user_email,
+            business=record.business,
             phone=record.lead.phone or record.from_number,
             number=record.handoff.number,
             dial_status=outcome.status,
@@ -461,10 +484,17 @@ class TelephonyEdge:
                 return False
             return True
 
+        deps = self._deps
+        if self._routing is not None:
+            business = self._routing.business(start.custom_parameters.get(BUSINESS_PARAMETER))
+            if business is None:
+                logger.warning("call %s: its stream names no business answering now", call.call_sid)
+                return None
+            deps = self._routing.deps_for(business, deps)
         inbox_send, inbox_receive = anyio.create_memory_object_stream[CallMessage](CALL_INBOX_SIZE)
         actor = CallActor(
             call=call,
-            deps=self._deps,
+            deps=deps,
             inbox=inbox_receive,
             send=send,
             caller_connected=lambda: not ws.closed,
