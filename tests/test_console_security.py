@@ -6,8 +6,10 @@ A real Frontdesk runs in-process on a free port; requests are plain HTTP, as a b
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import shutil
 from contextlib import asynccontextmanager
 
 import anyio
@@ -18,7 +20,7 @@ from frontdesk.app import Frontdesk
 from frontdesk.console.auth import SessionKeys
 from frontdesk.delivery.records import CallRecord, Lead, TranscriptEntry, TurnCounts, utcnow
 from frontdesk.runtime.config import load_config
-from tests.support import base_env
+from tests.support import ROOT, base_env
 
 pytestmark = pytest.mark.anyio
 
@@ -265,3 +267,36 @@ async def test_transcripts_and_numbers_are_masked_unless_shown(tmp_path, monkeyp
     assert "12 Oak" not in page.text and "+14155550123" not in page.text
     assert "0123" in page.text  # the last four digits
     assert listing.json()["calls"][0]["caller"] == "•••••••0123"
+
+
+async def test_the_businesses_page_shows_each_business_and_its_latest_report_card(
+    tmp_path, monkeypatch
+):
+    folder = tmp_path / "profiles"
+    shutil.copytree(ROOT / "profiles", folder, ignore=shutil.ignore_patterns(".*"))
+    profile = folder / "default.yaml"
+    async with console(tmp_path, monkeypatch, CONSOLE_TOKEN=TOKEN, AGENT_PROFILE=str(profile)) as (
+        _,
+        http,
+    ):
+        await log_in(http)
+        before = await http.get("/console/businesses")
+        (folder / ".reports").mkdir()
+        (folder / ".reports" / "default.json").write_text(
+            json.dumps(
+                {
+                    "business": "Bayside Plumbing & Heating",
+                    "passed": False,
+                    "scenarios": [
+                        {"name": "books_a_visit", "passed": True, "reasons": []},
+                        {"name": "<b>asks_price</b>", "passed": False, "reasons": ["no $89"]},
+                    ],
+                }
+            )
+        )
+        after = await http.get("/console/businesses")
+
+    assert before.status_code == 200 and "Bayside Plumbing &amp; Heating" in before.text
+    assert "No report card yet" in before.text and "Prices" in before.text
+    assert "books_a_visit" in after.text and "no $89" in after.text
+    assert "&lt;b&gt;asks_price&lt;/b&gt;" in after.text
