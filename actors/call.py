@@ -90,6 +90,7 @@ from frontdesk.runtime.settings import Settings
 from frontdesk.telephony.followups import FollowUps
 from frontdesk.telephony.protocol import mark_message
 from frontdesk.telephony.rest import HangupOutcome, RedirectResult, TwilioRest
+from frontdesk.telephony.resume import Resume
 from frontdesk.telephony.twiml import handoff_twiml, whisper_url
 
 logger = logging.getLogger(__name__)
@@ -256,7 +257,7 @@ class CallActor:
         inbox: MemoryObjectReceiveStream[CallMessage],
         send: Send,
         caller_connected: Callable[[], bool],
-        resume: str | None = None,
+        resume: Resume | None = None,
         followups: FollowUps | None = None,
         public_url: str | None = None,
     ) -> None:
@@ -269,7 +270,7 @@ class CallActor:
             send: Writes a text message to the media stream.
             caller_connected: Whether the media stream is still open.
             resume: Why the caller is back on a new stream of the same call (a hand-off
-                nobody took, e.g. ``handoff_busy``), or ``None`` for a new call.
+                nobody took) and what the call knew of them, or ``None`` for a new call.
             followups: Where the call's recording is awaited (and started, when the
                 profile records calls).
             public_url: Where Twilio reaches us for this call's callbacks (default
@@ -472,7 +473,7 @@ class CallActor:
                 self._caller = result
                 self._looked_up.set()
             case _GreetNow() if self._resume is not None:
-                await self._step(conversation.Resumed(reason=self._resume, lookup=self._caller))
+                await self._step(self._resumed(self._resume))
             case _GreetNow():
                 await self._step(conversation.Greet(lookup=self._caller))
             case ProviderDown():
@@ -503,6 +504,17 @@ class CallActor:
                 assert_never(message)
 
     # ------------------------------------------------------------- the conversation
+
+    def _resumed(self, resume: Resume) -> conversation.Resumed:
+        """The caller back after a hand-off nobody took, with what the call knew of them."""
+        return conversation.Resumed(
+            reason=resume.reason,
+            lookup=self._caller,
+            lead=resume.lead,
+            language=resume.language,
+            callback_promised=resume.callback_promised,
+            callback_id=resume.callback_id,
+        )
 
     async def _step(self, event: conversation.Event) -> tuple[Intent, ...]:
         """Ask the receptionist about ``event`` and carry out what it decides."""

@@ -250,26 +250,48 @@ class Receptionist:
         self._enter(d, GREETING, respond=False)
 
     def _resumed(self, d: _Draft, event: Resumed) -> None:
-        """The caller is back after nobody took the hand-off: promise the callback, make it."""
+        """The caller is back after nobody took the hand-off: promise the callback, make it.
+
+        The lead the first stream collected comes back with the caller, so the callback
+        says what is wrong and where; a callback the first stream already promised (an
+        emergency's, the turn limit's) stands, and no second one is asked for.
+        """
         if d.conversation.state != "starting":
             return
         customer = event.lookup.customer
         d.update(customer=customer, taken_over=True)
         if customer is not None:
             d.lead(customer_id=customer.id, name=customer.name, address=customer.address)
-        d.emit(
-            Say(
-                text=prompts.nobody_picked_up(self.profile, d.conversation.language),
-                interruptible=False,
+        known = {k: v for k, v in event.lead.model_dump().items() if v is not None}
+        if known:
+            d.lead(**known)
+        spoken = {language.code for language in self.profile.spoken()}
+        if event.language in spoken and event.language != d.conversation.language:
+            self._switch_language(d, event.language)
+        language = d.conversation.language
+        d.emit(Say(text=prompts.nobody_picked_up(self.profile, language), interruptible=False))
+        goodbye = prompts.resumed_goodbye(self.profile, language)
+        if event.callback_promised:
+            lead = d.conversation.lead
+            d.tool(
+                "create_callback",
+                {"reason": "nobody took the hand-off"},
+                {"status": "already_promised", "callback_id": event.callback_id},
+                ok=True,
             )
-        )
+            urgent = lead.urgency == "emergency"
+            d.update(outcome=Outcome.EMERGENCY if urgent else Outcome.CALLBACK)
+            self._wrap_up(d, goodbye)
+            return
         self._ask_callback(
             d,
             "give_up",
             arguments={"reason": "nobody took the hand-off"},
-            reason="asked for a person; nobody could pick up",
+            reason=None
+            if d.conversation.lead.description
+            else "asked for a person; nobody could pick up",
             notes=f"hand-off not answered ({event.reason})",
-            goodbye=prompts.resumed_goodbye(self.profile, d.conversation.language),
+            goodbye=goodbye,
         )
 
     # ---------------------------------------------------------------- caller turns
