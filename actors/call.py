@@ -345,6 +345,7 @@ class CallActor:
             tell=self._tell,
             may_answer=self._may_answer,
             role=self.receptionist.role,
+            stt_language=self.receptionist.stt_language,
             vad=self._deps.vad,
             clock=self._deps.clock,
         )
@@ -404,12 +405,15 @@ class CallActor:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             logger.debug("call is over; %s dropped", type(message).__name__)
 
-    async def _may_answer(self, text: str) -> bool:
-        """Whether the LLM may answer the caller's turn ``text`` (asked by the pipeline)."""
+    async def _may_answer(self, text: str, language: str | None = None) -> bool:
+        """Whether the LLM may answer the caller's turn ``text`` (asked by the pipeline).
+
+        ``language``: the language speech recognition heard the turn in, if it said.
+        """
         try:
             return await ask(
                 self._to_self,
-                lambda reply: CallerFinished(text=text, reply=reply),
+                lambda reply: CallerFinished(text=text, reply=reply, language=language),
                 timeout=TURN_DECISION_SECONDS,
                 what="caller turn",
             )
@@ -445,8 +449,8 @@ class CallActor:
 
     async def _handle(self, message: Inbox) -> None:
         match message:
-            case CallerFinished(text=text, reply=reply):
-                await self._caller_finished(text, reply)
+            case CallerFinished(text=text, reply=reply, language=language):
+                await self._caller_finished(text, reply, language)
             case ToolCall(call_id=call_id, name=name, arguments=arguments):
                 await self._step(
                     conversation.ToolCalled(call_id=call_id, name=name, arguments=arguments)
@@ -525,9 +529,12 @@ class CallActor:
         await self._carry_out(step.intents)
         return step.intents
 
-    async def _caller_finished(self, text: str, reply: AnswerTo[bool]) -> None:
+    async def _caller_finished(
+        self, text: str, reply: AnswerTo[bool], language: str | None = None
+    ) -> None:
         before = self.conversation
-        step = self.receptionist.step(before, conversation.CallerTurn(text=text), now=utcnow())
+        turn = conversation.CallerTurn(text=text, language=language)
+        step = self.receptionist.step(before, turn, now=utcnow())
         self.conversation = step.conversation
         self.log.changed(before, step.conversation)
         reply.send(any(isinstance(intent, Respond) for intent in step.intents))

@@ -121,6 +121,13 @@ def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> li
         failures.append(f"outcome {record.get('outcome')}, expected {expect.outcome}")
     if expect.language is not None and record.get("language") != expect.language:
         failures.append(f"language {record.get('language')}, expected {expect.language}")
+    if expect.language_switches is not None:
+        switches = [
+            {"language": s.get("language"), "cue": s.get("cue")}
+            for s in record.get("language_switches", [])
+        ]
+        if switches != expect.language_switches:
+            failures.append(f"language switches {switches}, expected {expect.language_switches}")
     if expect.states_visited and record.get("states_visited") != expect.states_visited:
         failures.append(
             f"states visited {record.get('states_visited')}, expected {expect.states_visited}"

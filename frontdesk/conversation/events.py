@@ -47,9 +47,14 @@ class Resumed:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallerTurn:
-    """The caller finished a turn; the LLM answers it only if the receptionist says so."""
+    """The caller finished a turn; the LLM answers it only if the receptionist says so.
+
+    ``language`` is the language speech recognition heard the turn in (a BCP-47 tag, as
+    it reported it), when it listens for several; ``None`` when it did not say.
+    """
 
     text: str
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
