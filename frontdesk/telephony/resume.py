@@ -9,18 +9,22 @@ taken from the handed-off call's record.
 
 Twilio bounds custom parameters: the names and values of all of a stream's
 ``<Parameter>`` s together may be at most :data:`PARAMETERS_BUDGET` characters. The
-parameters that bind the stream (caller, token, why it resumed) always fit first; the
-lead gets what is left, field by field in order of what a callback cannot do without
-(phone, problem, address, ZIP, ...), each cut to its own bound (words at a word
-boundary). A field that does not fit is left out, never cut mid-word or mid-number.
+parameters that bind the stream (caller, token, why it resumed) always come first, then
+the callback already promised and the language; the lead gets what is left, field by
+field in order of what a callback cannot do without (phone, problem, address, ZIP, ...),
+each within its own bound. Words (the problem, the address, the name) are cut at a word
+boundary to fit; a number that does not fit is left out, never cut.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from frontdesk.delivery.records import CallRecord, Lead
+
+logger = logging.getLogger(__name__)
 
 PARAMETERS_BUDGET = 500
 """Twilio's bound on the combined length of all ``<Parameter>`` names and values of a stream."""
@@ -71,19 +75,22 @@ def resume_parameters(
     """The ``<Parameter>`` s of the stream that brings ``record``'s caller back.
 
     ``binding`` are the parameters the stream cannot do without (caller, token); they
-    come first and are never cut. The lead follows within :data:`PARAMETERS_BUDGET`.
-
-    Raises:
-        ValueError: ``binding`` and ``reason`` alone are over Twilio's bound.
+    come first and are never cut. The lead follows within :data:`PARAMETERS_BUDGET`
+    (none of it, logged, if ``binding`` alone leaves no room).
     """
     parameters = {**binding, RESUME_PARAMETER: reason}
     used = _size(parameters)
     if used > PARAMETERS_BUDGET:
-        raise ValueError(f"stream parameters need {used} characters, over {PARAMETERS_BUDGET}")
+        logger.warning(
+            "stream parameters need %d characters, over %d: the lead stays behind",
+            used,
+            PARAMETERS_BUDGET,
+        )
     callback = promised_callback(record)
     extras: list[tuple[str, str]] = []
     if callback is not None:
         extras.append((CALLBACK_PARAMETER, callback[:64]))
+    extras.append((LANGUAGE_PARAMETER, record.language[:8]))
     lead = record.lead.model_dump()
     if record.handoff is not None and record.handoff.trigger == "emergency":
         # The lead says what the caller said; the hand-off says it was an emergency.
@@ -92,7 +99,6 @@ def resume_parameters(
         value = lead.get(attribute)
         if value:
             extras.append((name, _bounded(str(value), bound, words=name in _TEXT)))
-    extras.append((LANGUAGE_PARAMETER, record.language[:8]))
     for name, value in extras:
         cost = len(name) + len(value)
         if value and used + cost <= PARAMETERS_BUDGET:
