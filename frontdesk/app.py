@@ -17,6 +17,7 @@ from prometheus_client.core import Metric
 from actors.call import CallDeps
 from actors.config import ConfigActor, ConfigMessage, Reload, ReloadResult
 from actors.dashboard_sync import DashboardMessage, DashboardSync, RecordsQueued
+from actors.dependency_watch import DependencyWatch
 from actors.sms_sender import SmsSender
 from actors.v2_gateway import GatewayClient, GatewayMessage, V2Gateway
 from actors.vad_batcher import VADBatcher
@@ -178,6 +179,9 @@ class Frontdesk:
             metrics=self.metrics,
             refusal=self._refusal,
         )
+        self.dependency_watch = DependencyWatch(
+            settings=lambda: self.config.settings, metrics=self.metrics
+        )
         self.web = WebActor(
             supervisor=self.supervisor,
             metrics=self.metrics,
@@ -188,7 +192,7 @@ class Frontdesk:
             request_read_timeout=settings.request_read_timeout_seconds,
             development=not settings.production,
             routes=[self.telephony.install, self.sms_routes.install],
-            checks=[self._breaker_checks, self._outbox_checks],
+            checks=[self._breaker_checks, self._outbox_checks, self.dependency_watch.readiness],
         )
         self.metrics.register(CallbackCollector(self._supervisor_metrics))
         self.metrics.register(CallbackCollector(self.dashboard_sync.metric_families))
@@ -209,6 +213,9 @@ class Frontdesk:
                 shutdown_timeout=10.0,
             ),
             ChildSpec(name="sms_sender", run=self.sms_sender.run, restart=Restart.PERMANENT),
+            ChildSpec(
+                name="dependency_watch", run=self.dependency_watch.run, restart=Restart.PERMANENT
+            ),
             ChildSpec(name="web", run=self.web.run, restart=Restart.PERMANENT),
         ]
 

@@ -150,6 +150,18 @@ class Metrics:
         self.draining = Gauge(
             "frontdesk_draining", "1 while the process drains before shutdown.", registry=r
         )
+        self.dependency_up = Gauge(
+            "frontdesk_dependency_up",
+            "1 if the dependency answered its last live check, 0 if not (absent before one).",
+            ["dependency"],
+            registry=r,
+        )
+        self.dependency_checked = Gauge(
+            "frontdesk_dependency_checked_timestamp_seconds",
+            "When the dependency was last checked (unix time).",
+            ["dependency"],
+            registry=r,
+        )
 
     def register(self, collector: Collector) -> None:
         """Add a collector whose values are read at scrape time."""

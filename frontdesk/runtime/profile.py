@@ -4,12 +4,13 @@ Operators change the business — name, services, service area, hours, emergency
 voices, extra prompt text, hand-off, recording and texts
 (:mod:`frontdesk.runtime.profile_features`) — without touching code. Validation names
 the field and the problem; unknown keys are refused; names are sanitised; text that
-reaches the LLM may not carry template or tool syntax.
+reaches the LLM loses control characters and may not carry template, tool or role syntax.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -41,7 +42,27 @@ FORBIDDEN_TEXT = re.compile(
 )
 
 
+MAX_TEXT_CHARS = 1000
+"""The longest caller-facing or prompt text a profile may hold in one field."""
+MAX_LANGUAGES = 3
+"""The most languages one profile may serve callers in."""
+
+
+def strip_control_characters(value: str) -> str:
+    """``value`` without control and format characters (NUL, escapes, bidi overrides, ...).
+
+    Line breaks and tabs become spaces; anything else invisible is dropped, so what the
+    owner reads in the YAML is what the LLM and the caller get.
+    """
+    return "".join(
+        " " if char in "\t\n\r" else char
+        for char in value
+        if char in "\t\n\r" or unicodedata.category(char) not in ("Cc", "Cf")
+    )
+
+
 def _plain_text(value: str) -> str:
+    value = strip_control_characters(value)
     if FORBIDDEN_TEXT.search(value):
         raise ValueError("may not contain braces, angle brackets, backticks or tool/role markers")
     return " ".join(value.split())
@@ -55,7 +76,9 @@ def _name(value: str) -> str:
 
 
 Name = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_name)]
-PlainText = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_plain_text)]
+PlainText = Annotated[
+    str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_plain_text)
+]
 Zip = Annotated[str, Field(pattern=r"^\d{5}$")]
 HourMinute = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 
@@ -276,7 +299,7 @@ class AgentProfile(_Strict):
     handoff: Handoff = Field(default_factory=Handoff)
     recording: Recording = Field(default_factory=Recording)
     sms: Sms = Field(default_factory=Sms)
-    languages: list[Language] = Field(default_factory=list, max_length=3)
+    languages: list[Language] = Field(default_factory=list, max_length=MAX_LANGUAGES)
     """The languages callers are served in, the default first (English alone if empty)."""
 
     @model_validator(mode="after")

@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     tts_breaker_failures: PositiveInt = 1
     tts_breaker_reset_seconds: PositiveFloat = 30.0
     dashboard_max_retry_seconds: PositiveFloat = 24 * 3600.0
+    live_check_interval_seconds: Annotated[float, Field(ge=0.0)] = 300.0
+    live_check_timeout_seconds: PositiveFloat = 5.0
     outbox_path: Path = Path("data/outbox.sqlite3")
     outbox_retention_days: PositiveFloat = 7.0
     agent_profile: Path = DEFAULT_PROFILE
