@@ -90,6 +90,7 @@ from frontdesk.runtime.settings import Settings
 from frontdesk.telephony.followups import FollowUps
 from frontdesk.telephony.protocol import mark_message
 from frontdesk.telephony.rest import HangupOutcome, RedirectResult, TwilioRest
+from frontdesk.telephony.resume import Resume
 from frontdesk.telephony.twiml import handoff_twiml, whisper_url
 
 logger = logging.getLogger(__name__)
@@ -284,7 +285,7 @@ class CallActor:
         inbox: MemoryObjectReceiveStream[CallMessage],
         send: Send,
         caller_connected: Callable[[], bool],
-        resume: str | None = None,
+        resume: Resume | None = None,
         followups: FollowUps | None = None,
         public_url: str | None = None,
     ) -> None:
@@ -297,7 +298,7 @@ class CallActor:
             send: Writes a text message to the media stream.
             caller_connected: Whether the media stream is still open.
             resume: Why the caller is back on a new stream of the same call (a hand-off
-                nobody took, e.g. ``handoff_busy``), or ``None`` for a new call.
+                nobody took) and what the call knew of them, or ``None`` for a new call.
             followups: Where the call's recording is awaited (and started, when the
                 profile records calls).
             public_url: Where Twilio reaches us for this call's callbacks (default
@@ -374,6 +375,7 @@ class CallActor:
             tell=self._tell,
             may_answer=self._may_answer,
             role=self.receptionist.role,
+            stt_language=self.receptionist.stt_language,
             vad=self._deps.vad,
             clock=self._deps.clock,
         )
@@ -433,12 +435,15 @@ class CallActor:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             logger.debug("call is over; %s dropped", type(message).__name__)
 
-    async def _may_answer(self, text: str) -> bool:
-        """Whether the LLM may answer the caller's turn ``text`` (asked by the pipeline)."""
+    async def _may_answer(self, text: str, language: str | None = None) -> bool:
+        """Whether the LLM may answer the caller's turn ``text`` (asked by the pipeline).
+
+        ``language``: the language speech recognition heard the turn in, if it said.
+        """
         try:
             return await ask(
                 self._to_self,
-                lambda reply: CallerFinished(text=text, reply=reply),
+                lambda reply: CallerFinished(text=text, reply=reply, language=language),
                 timeout=TURN_DECISION_SECONDS,
                 what="caller turn",
             )
@@ -474,8 +479,8 @@ class CallActor:
 
     async def _handle(self, message: Inbox) -> None:
         match message:
-            case CallerFinished(text=text, reply=reply):
-                await self._caller_finished(text, reply)
+            case CallerFinished(text=text, reply=reply, language=language):
+                await self._caller_finished(text, reply, language)
             case ToolCall(call_id=call_id, name=name, arguments=arguments):
                 await self._step(
                     conversation.ToolCalled(call_id=call_id, name=name, arguments=arguments)
@@ -502,7 +507,7 @@ class CallActor:
                 self._caller = result
                 self._looked_up.set()
             case _GreetNow() if self._resume is not None:
-                await self._step(conversation.Resumed(reason=self._resume, lookup=self._caller))
+                await self._step(self._resumed(self._resume))
             case _GreetNow():
                 await self._step(conversation.Greet(lookup=self._caller))
             case ProviderDown():
@@ -536,6 +541,17 @@ class CallActor:
 
     # ------------------------------------------------------------- the conversation
 
+    def _resumed(self, resume: Resume) -> conversation.Resumed:
+        """The caller back after a hand-off nobody took, with what the call knew of them."""
+        return conversation.Resumed(
+            reason=resume.reason,
+            lookup=self._caller,
+            lead=resume.lead,
+            language=resume.language,
+            callback_promised=resume.callback_promised,
+            callback_id=resume.callback_id,
+        )
+
     async def _step(self, event: conversation.Event) -> tuple[Intent, ...]:
         """Ask the receptionist about ``event`` and carry out what it decides."""
         before = self.conversation
@@ -545,9 +561,12 @@ class CallActor:
         await self._carry_out(step.intents)
         return step.intents
 
-    async def _caller_finished(self, text: str, reply: AnswerTo[bool]) -> None:
+    async def _caller_finished(
+        self, text: str, reply: AnswerTo[bool], language: str | None = None
+    ) -> None:
         before = self.conversation
-        step = self.receptionist.step(before, conversation.CallerTurn(text=text), now=utcnow())
+        turn = conversation.CallerTurn(text=text, language=language)
+        step = self.receptionist.step(before, turn, now=utcnow())
         self.conversation = step.conversation
         self.log.changed(before, step.conversation)
         reply.send(any(isinstance(intent, Respond) for intent in step.intents))

@@ -16,7 +16,8 @@ between one tool call and a short spoken text, roughly as a good receptionist LL
    arguments that could be read too. A tool that needs no arguments is called when the
    caller's newest line says one of its :data:`TRIGGERS` (``prefer_callback`` on "can
    someone call me back?"), or, when it is the only tool offered, at once (after any
-   text its node asks to say).
+   text its node asks to say). A caller asking for a person gets the transfer tool
+   when one is offered, before a callback tool the same words would also select.
 4. Failing that, ask for the first missing required argument of the first tool, with a
    fixed phrase per argument (:data:`ASK_PHRASES`).
 5. With no tools: say the quoted sentence the node's instructions ask for
@@ -234,7 +235,7 @@ def _respond(messages: list[dict[str, Any]], tools: Sequence[dict[str, Any]] | N
     if question is not None:
         return Reply(tool_call=ToolChoice(name=QUESTION_TOOL, arguments={"question": question}))
     lines = node.lines()
-    for tool in offered:
+    for tool in sorted(offered, key=lambda t: "transfer" not in t.name.split("_")):
         if not tool.required:
             if _triggered(tool, lines[-1] if lines else None):
                 return Reply(tool_call=ToolChoice(name=tool.name, arguments=_optional(tool, node)))

@@ -107,6 +107,22 @@ class QuestionEntry(BaseModel):
     at: datetime
 
 
+LanguageCue = Literal["caller_asked", "keypad", "llm", "speech_recognition", "words", "resumed"]
+"""What told Frontdesk to change language: the caller named it, pressed its key, the LLM
+switched, speech recognition heard it, the caller's words were in it, or the call was
+already in it before a hand-off nobody took."""
+
+
+class LanguageSwitch(BaseModel):
+    """The call changed language."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    language: str = Field(description="The profile language the call changed to.")
+    cue: LanguageCue
+    at: datetime
+
+
 class HandoffEntry(BaseModel):
     """The caller was put through to a person (or Frontdesk tried to)."""
 
@@ -204,6 +220,12 @@ class CallRecord(_Record):
     handoff: HandoffEntry | None = None
     language: str = Field(
         "en", description="The language the call ended in (a profile language's code)."
+    )
+    # Sent only when set, like the recording: most calls never change language.
+    language_switches: list[LanguageSwitch] = Field(
+        default_factory=list,
+        exclude_if=lambda v: not v,
+        description="Each change of language during the call, and what prompted it.",
     )
     # Sent only when set: a record's first delivery is what it was before either existed.
     recording: RecordingEntry | None = Field(default=None, exclude_if=lambda v: v is None)

@@ -76,6 +76,7 @@ from frontdesk.telephony.protocol import (
     connect_twiml,
     parse_stream_message,
 )
+from frontdesk.telephony.resume import read_resume, resume_parameters
 from frontdesk.telephony.routing import BUSINESS_PARAMETER, UNKNOWN_NUMBER_MESSAGE, CallRouting
 from frontdesk.telephony.signatures import (
     SIGNATURE_HEADER,
@@ -101,7 +102,6 @@ ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "cancele
 BUSY_MESSAGE = (
     "Thanks for calling. All of our lines are busy right now. Please call back in a few minutes."
 )
-RESUME_PARAMETER = "resume"
 HANDED_OFF_WAIT_SECONDS = 10.0
 """How long a dial's action waits for the handed-off call's record to be written (Twilio
 gives an action request 15 s)."""
@@ -292,14 +292,12 @@ class TelephonyEdge:
             return _twiml(goodbye_twiml(UNANSWERED_GOODBYE))
         account = form.get("AccountSid") or settings.twilio_account_sid
         token = self._admission.reserve(outcome.call_sid, account)
-        parameters = {
-            "from": revised.from_number,
-            "to": revised.to_number,
-            RESUME_PARAMETER: f"handoff_{outcome.status}",
-            TOKEN_PARAMETER: token,
-        }
+        # The new stream's call starts from the lead this one collected (within Twilio's
+        # bound on stream parameters), so the callback it promises says what and where.
+        binding = {"from": revised.from_number, "to": revised.to_number, TOKEN_PARAMETER: token}
         if revised.business is not None:
-            parameters[BUSINESS_PARAMETER] = revised.business
+            binding[BUSINESS_PARAMETER] = revised.business
+        parameters = resume_parameters(revised, reason=f"handoff_{outcome.status}", binding=binding)
         return _twiml(resume_twiml(stream_url(request, settings.public_url), parameters))
 
     async def _handed_off_call_written(self, call_sid: str) -> None:
@@ -498,7 +496,7 @@ class TelephonyEdge:
             inbox=inbox_receive,
             send=send,
             caller_connected=lambda: not ws.closed,
-            resume=start.custom_parameters.get(RESUME_PARAMETER) or None,
+            resume=read_resume(start.custom_parameters),
             followups=self.followups,
             public_url=public_url,
         )
