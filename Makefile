@@ -21,7 +21,7 @@ test: .venv/.synced
 	$(UV) run --frozen pytest -q -n 4 --dist loadfile
 
 demo: .venv/.synced
-	$(UV) run --frozen python main.py demo
+	$(UV) run --frozen python main.py demo $(ARGS)
 
 # The load benchmark (see bench/__main__.py): make bench [ARGS="--quick" | ARGS="--faults"].
 bench: .venv/.synced

@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "demo":
             from emulators import cli
 
-            return cli.run(cli.demo)
+            return cli.run(cli.demo, linger=args.linger)
         case "emulators":
             from emulators import cli
 
@@ -119,7 +119,15 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="also make one authenticated request to each dependency; exit 1 on a failure",
             )
-    commands.add_parser("demo", help="one simulated call on loopback emulators, printed live")
+    demo = commands.add_parser(
+        "demo", help="one simulated call on loopback emulators, printed live"
+    )
+    demo.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        help="keep the server (and its operator console) up this many seconds after the call",
+    )
     emulators = commands.add_parser("emulators", help="run every emulator until SIGTERM")
     emulators.add_argument("--env-file", required=True, help="where to write the settings")
     emulators.add_argument("--realistic", action="store_true", help="add provider latencies")

@@ -137,7 +137,32 @@ class InjectCrash:
     """Raise inside the call (development only)."""
 
 
-CallMessage = CallerHungUp | EndPolitely | InjectCrash
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSnapshot:
+    """How a live call stands right now (for the operator console)."""
+
+    call_sid: str
+    from_number: str
+    to_number: str
+    business: str
+    state: str
+    started_at: float
+    """Wall-clock time (epoch seconds) the call's stream started."""
+    turns: int
+    voice: str | None
+    """The voice speaking now; ``None`` before the pipeline is built."""
+    language: str
+    ending: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DescribeCall:
+    """Ask how the call stands; answered at once, ahead of the conversation's messages."""
+
+    reply: AnswerTo[CallSnapshot]
+
+
+CallMessage = CallerHungUp | EndPolitely | InjectCrash | DescribeCall
 
 
 # ------------------------------------------------------------- from the actor itself
@@ -500,6 +525,8 @@ class CallActor:
                 await self._caller_gone()
             case InjectCrash():
                 raise CrashInjected("crash injected on request")
+            case DescribeCall(reply=reply):
+                reply.send(self.snapshot())
             case _PipelineEnded():
                 self._pipeline_over = True
                 if self._in_flight:
@@ -748,7 +775,26 @@ class CallActor:
 
     async def _relay_outside_messages(self) -> None:
         async for message in self._outside:
-            await self._tell(message)
+            if isinstance(message, DescribeCall):
+                # A look at the call must not wait behind the conversation's own work.
+                message.reply.send(self.snapshot())
+            else:
+                await self._tell(message)
+
+    def snapshot(self) -> CallSnapshot:
+        """How the call stands now."""
+        return CallSnapshot(
+            call_sid=self.call.call_sid,
+            from_number=self.call.from_number,
+            to_number=self.call.to_number,
+            business=self.receptionist.profile.business_name,
+            state=self.conversation.state,
+            started_at=self._started_at,
+            turns=self.conversation.turns_total,
+            voice=self.pipeline.voice if self.pipeline is not None else None,
+            language=self.conversation.language,
+            ending=self._ending or self._pipeline_over,
+        )
 
     async def _run_pipeline(self) -> None:
         assert self.pipeline is not None

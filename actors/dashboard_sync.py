@@ -42,10 +42,11 @@ import hashlib
 import hmac
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import assert_never
+from typing import Any, assert_never
 
 import anyio
 import httpx
@@ -53,11 +54,12 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 from prometheus_client.core import Metric
 
-from frontdesk.delivery.outbox import Outbox, OutboxRecord
+from frontdesk.delivery.outbox import CallSummary, Outbox, OutboxRecord, UndeliveredView
 from frontdesk.delivery.records import Alert, AlertKind, alert
 from frontdesk.runtime.backoff import Backoff
 from frontdesk.runtime.businesses import Dashboard
 from frontdesk.runtime.errors import OutboxUnwritable
+from frontdesk.runtime.mailbox import Reply
 from frontdesk.runtime.metrics import counter, gauge
 from frontdesk.runtime.settings import Settings
 
@@ -81,7 +83,43 @@ class RecordsQueued:
     """New records are in the outbox."""
 
 
-DashboardMessage = RecordsQueued
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListUndelivered:
+    """Which records wait or were dead-lettered: counts per kind and the newest ``limit``."""
+
+    limit: int
+    reply: Reply[UndeliveredView]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryDead:
+    """Queue these dead letters again (``main.py outbox retry``); the reply says how many."""
+
+    record_ids: tuple[str, ...]
+    reply: Reply[int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecentCalls:
+    """The latest record of each recent call (of ``outcome``), newest first."""
+
+    limit: int
+    outcome: str | None
+    reply: Reply[list[CallSummary]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordsOfCall:
+    """Every record the outbox keeps of one call."""
+
+    call_sid: str
+    reply: Reply[list[OutboxRecord]]
+
+
+OutboxQuestion = ListUndelivered | RetryDead | RecentCalls | RecordsOfCall
+DashboardMessage = RecordsQueued | OutboxQuestion
+READERS = 2
+"""Worker threads answering questions about the outbox at once."""
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -125,6 +163,7 @@ class DashboardSync:
         self._redirects_alerted: set[tuple[str, str]] = set()
         self._disk_changed = anyio.Event()
         self._disk_alerted = False
+        self._readers = anyio.CapacityLimiter(READERS)
         self.delivered = 0
         self.retried = 0
         self.dead_lettered = 0
@@ -151,6 +190,8 @@ class DashboardSync:
                     match message:
                         case RecordsQueued():
                             self.wake()
+                        case ListUndelivered() | RetryDead() | RecentCalls() | RecordsOfCall():
+                            tg.start_soon(self._answer, message)
                         case _:
                             assert_never(message)
                 tg.cancel_scope.cancel()
@@ -179,6 +220,35 @@ class DashboardSync:
             except OutboxUnwritable as exc:
                 logger.error("delivery pass stopped: the outbox disk refuses (%s)", exc.detail)
         return self._outbox.stats().pending
+
+    async def _answer(self, question: OutboxQuestion) -> None:
+        """Answer a question about the outbox from a worker thread (never on the loop)."""
+        reply: Reply[Any] = question.reply
+        try:
+            match question:
+                case ListUndelivered(limit=limit):
+                    read: Callable[[], Any] = functools.partial(
+                        self._outbox.undelivered, limit=limit
+                    )
+                case RetryDead(record_ids=record_ids):
+                    read = functools.partial(self._outbox.requeue, list(record_ids))
+                case RecentCalls(limit=limit, outcome=outcome):
+                    read = functools.partial(
+                        self._outbox.call_summaries, limit=limit, outcome=outcome
+                    )
+                case RecordsOfCall(call_sid=call_sid):
+                    read = functools.partial(self._outbox.of_call, call_sid)
+                case _:
+                    assert_never(question)
+            answer = await anyio.to_thread.run_sync(read, limiter=self._readers)
+            if isinstance(question, RetryDead) and answer:
+                logger.info("%d dead-lettered records queued again on request", answer)
+                self.wake()
+            reply.send(answer)
+        except (sqlite3.Error, OutboxUnwritable) as exc:
+            logger.error("outbox question %s not answered: %s", type(question).__name__, exc)
+        finally:
+            reply.stream.close()  # unanswered: the asker hears the actor could not
 
     def wake(self) -> None:
         """Look at the outbox now rather than at the next scheduled time."""

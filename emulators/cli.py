@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -130,8 +131,8 @@ def env_from_file(path: Path | None) -> dict[str, str]:
 # ---------------------------------------------------------------------------- demo
 
 
-async def demo(*, out: TextIO = sys.stdout) -> int:
-    """Emulators + the real server + one call, narrated."""
+async def demo(*, out: TextIO = sys.stdout, linger: float = 0.0) -> int:
+    """Emulators + the real server + one call, narrated; the console stays ``linger`` s more."""
     # The narration is the point; the emulators' own chatter would bury it.
     logging.getLogger("emulators").setLevel(logging.WARNING)
     scenario = load_scenario(DEMO_SCENARIO)
@@ -147,6 +148,7 @@ async def demo(*, out: TextIO = sys.stdout) -> int:
                 "LOG_FORMAT": "json",
                 "LOG_CONVERSATION": "true",
                 "OUTBOX_PATH": str(Path(tmp) / "outbox.sqlite3"),
+                "CONSOLE_TOKEN": secrets.token_urlsafe(18),
             }
             print(f"Frontdesk demo: {scenario.description}\n", file=out, flush=True)
             server = await anyio.open_process(
@@ -157,7 +159,9 @@ async def demo(*, out: TextIO = sys.stdout) -> int:
                 stderr=-1,
             )
             try:
-                return await _narrate(server, world, scenario, out)
+                return await _narrate(
+                    server, world, scenario, out, console_token=env["CONSOLE_TOKEN"], linger=linger
+                )
             finally:
                 if server.returncode is None:
                     server.send_signal(signal.SIGTERM)
@@ -168,7 +172,15 @@ async def demo(*, out: TextIO = sys.stdout) -> int:
                 await server.aclose()
 
 
-async def _narrate(server: Process, world: EmulatorWorld, scenario: Any, out: TextIO) -> int:
+async def _narrate(
+    server: Process,
+    world: EmulatorWorld,
+    scenario: Any,
+    out: TextIO,
+    *,
+    console_token: str,
+    linger: float,
+) -> int:
     assert server.stderr is not None
     port: list[int] = []
     ready = anyio.Event()
@@ -196,6 +208,11 @@ async def _narrate(server: Process, world: EmulatorWorld, scenario: Any, out: Te
         tg.start_soon(read_logs)
         with anyio.fail_after(SERVER_START_SECONDS):
             await ready.wait()
+        print(
+            f"Operator console: http://127.0.0.1:{port[0]}/console  (token: {console_token})\n",
+            file=out,
+            flush=True,
+        )
         started = time.monotonic()
         env = world.env()
         result = await run_scenario(
@@ -205,8 +222,16 @@ async def _narrate(server: Process, world: EmulatorWorld, scenario: Any, out: Te
             account_sid=env["TWILIO_ACCOUNT_SID"],
             auth_token=env["TWILIO_AUTH_TOKEN"],
         )
+        _print_summary(out, result)
+        if linger > 0:
+            print(
+                f"\nThe console stays up for {linger:g} s: open the call under Calls "
+                "to see its timeline.",
+                file=out,
+                flush=True,
+            )
+            await anyio.sleep(linger)
         tg.cancel_scope.cancel()
-    _print_summary(out, result)
     return 0 if result.passed else 1
 
 

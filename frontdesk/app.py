@@ -22,10 +22,11 @@ from actors.dependency_watch import DependencyWatch
 from actors.sms_sender import SmsSender
 from actors.v2_gateway import GatewayClient, GatewayMessage, V2Gateway
 from actors.vad_batcher import VADBatcher
-from actors.web import Check, WebActor
+from actors.web import Check, WebActor, readiness_checks
 from frontdesk.call.apology import ApologyVoice
 from frontdesk.call.providers import Providers
 from frontdesk.call.vad import silero_session
+from frontdesk.console.routes import Console, ConsoleSources
 from frontdesk.delivery.outbox import Outbox, callbacks_path
 from frontdesk.delivery.records import AlertKind, Record, alert
 from frontdesk.delivery.sms_optouts import OptOutLedger, opt_outs_path
@@ -227,6 +228,19 @@ class Frontdesk:
                 settings, businesses=self.config.config.businesses, **options
             ),
         )
+        self.console = Console(
+            ConsoleSources(
+                settings=lambda: self.config.settings,
+                config_inbox=self._config_inbox,
+                dashboard_inbox=dashboard_inbox,
+                describe_calls=self.telephony.describe_calls,
+                readiness=self._readiness,
+                breakers=lambda: (*self.gateway.breakers(), self.tts_breaker),
+                lag_samples=lambda: self.loop_lag.recent,
+                call_starts=lambda: self.telephony.started,
+                requeued=self.sms_sender.wake,
+            )
+        )
         self.web = WebActor(
             supervisor=self.supervisor,
             metrics=self.metrics,
@@ -236,7 +250,7 @@ class Frontdesk:
             max_request_bytes=settings.max_request_bytes,
             request_read_timeout=settings.request_read_timeout_seconds,
             development=not settings.production,
-            routes=[self.telephony.install, self.sms_routes.install],
+            routes=[self.telephony.install, self.sms_routes.install, self.console.install],
             checks=[self._breaker_checks, self._outbox_checks, self.dependency_watch.readiness],
         )
         self.metrics.register(CallbackCollector(self._supervisor_metrics))
@@ -385,6 +399,14 @@ class Frontdesk:
                     actor=name,
                 )
             ]
+        )
+
+    def _readiness(self) -> list[Check]:
+        """Every readiness check, as ``/readyz`` reports them."""
+        return readiness_checks(
+            self.supervisor,
+            max_calls=self.config.settings.max_concurrent_calls,
+            extra=[self._breaker_checks, self._outbox_checks, self.dependency_watch.readiness],
         )
 
     def _outbox_checks(self) -> list[Check]:

@@ -355,6 +355,11 @@ class CallPipeline:
 
     # ------------------------------------------------------------------ running
 
+    @property
+    def voice(self) -> str:
+        """The voice speaking for the call now: ``inworld`` or ``deepgram_tts``."""
+        return provider_of(self.tts.strategy.active_service.name)
+
     async def run(self) -> None:
         """Run until the pipeline ends (an ``EndFrame`` played out, or a cancel)."""
         try:

@@ -23,6 +23,7 @@ from frontdesk.delivery.records import (
     Hangup,
     JobRecord,
     Outcome,
+    StateEntry,
     ToolCallEntry,
     TranscriptEntry,
     TurnCounts,
@@ -43,6 +44,7 @@ class CallLog:
     started_at: datetime = field(default_factory=utcnow)
     transcript: list[TranscriptEntry] = field(default_factory=list)
     failovers: list[FailoverEntry] = field(default_factory=list)
+    states_entered: list[StateEntry] = field(default_factory=list)
     greeting_latency: float | None = None
     turn_latencies: list[float] = field(default_factory=list)
     log_conversation: bool = False
@@ -67,6 +69,7 @@ class CallLog:
         for entry in after.tool_calls[len(before.tool_calls) :]:
             self._tool(entry)
         for state in after.visited[len(before.visited) :]:
+            self.states_entered.append(StateEntry(state=state, at=utcnow()))
             self._event("state", state)
 
     def _tool(self, entry: ToolCallEntry) -> None:
@@ -104,6 +107,7 @@ class CallLog:
             ended_by=ended_by,
             hangup=hangup,
             states_visited=list(conversation.visited),
+            states_entered=list(self.states_entered),
             turns=TurnCounts(
                 total=conversation.turns_total, per_state=dict(conversation.turns_per_state)
             ),

@@ -117,6 +117,42 @@ class OutboxStats:
     file_bytes: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSummary:
+    """One call as the list of recent calls shows it: fields of its latest call record."""
+
+    call_sid: str
+    record_id: str
+    status: Status
+    started_at: str | None
+    duration_seconds: float | None
+    outcome: str | None
+    ended_by: str | None
+    from_number: str | None
+    to_number: str | None
+    business: str | None
+    turns: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UndeliveredView:
+    """Records not delivered yet, per kind: counts, and the newest of each status."""
+
+    counts: dict[tuple[str, Status], int]
+    pending: list[OutboxRecord]
+    dead: list[OutboxRecord]
+
+
+_SUMMARY_FIELDS = (
+    "seq, call_sid, record_id, status, json_extract(body, '$.started_at'), "
+    "json_extract(body, '$.duration_seconds'), json_extract(body, '$.outcome'), "
+    "json_extract(body, '$.ended_by'), json_extract(body, '$.from_number'), "
+    "json_extract(body, '$.to_number'), "
+    "COALESCE(json_extract(body, '$.business_id'), json_extract(body, '$.business')), "
+    "json_extract(body, '$.turns.total')"
+)
+
+
 class Outbox:
     """Records waiting to reach the dashboard, on disk (or held, while the disk refuses)."""
 
@@ -299,6 +335,57 @@ class Outbox:
         with self._lock:
             row = self._db.execute(query, params).fetchone()
         return row[0] if row and row[0] is not None else None
+
+    def call_summaries(self, *, limit: int, outcome: str | None = None) -> list[CallSummary]:
+        """The latest record of each recent call (of ``outcome``), newest first.
+
+        Fields are read by SQLite from the stored JSON, so no record body is parsed here.
+        """
+        where = "WHERE kind = 'call'"
+        params: tuple = ()
+        if outcome is not None:
+            where += " AND json_extract(body, '$.outcome') = ?"
+            params = (outcome,)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_SUMMARY_FIELDS} FROM records {where} ORDER BY seq DESC LIMIT ?",
+                (*params, limit * 2),
+            ).fetchall()
+        summaries: dict[str, CallSummary] = {}
+        for row in rows:
+            if row[1] in summaries:
+                continue  # an older revision of a call already listed
+            summaries[row[1]] = CallSummary(
+                call_sid=row[1],
+                record_id=row[2],
+                status=row[3],
+                started_at=row[4],
+                duration_seconds=row[5],
+                outcome=row[6],
+                ended_by=row[7],
+                from_number=row[8],
+                to_number=row[9],
+                business=row[10],
+                turns=row[11],
+            )
+        return list(summaries.values())[:limit]
+
+    def of_call(self, call_sid: str) -> list[OutboxRecord]:
+        """Every record of one call (call revisions, job, texts, alerts), oldest first."""
+        return self._select("WHERE call_sid = ? ORDER BY seq", (call_sid,))
+
+    def undelivered(self, *, limit: int) -> UndeliveredView:
+        """Counts of pending and dead records per kind, and up to ``limit`` newest of each."""
+        with self._lock:
+            counts = self._db.execute(
+                "SELECT kind, status, COUNT(*) FROM records WHERE status IN ('pending', 'dead') "
+                "GROUP BY kind, status"
+            ).fetchall()
+        return UndeliveredView(
+            counts={(kind, status): count for kind, status, count in counts},
+            pending=self._select("WHERE status = 'pending' ORDER BY seq DESC LIMIT ?", (limit,)),
+            dead=self._select("WHERE status = 'dead' ORDER BY seq DESC LIMIT ?", (limit,)),
+        )
 
     def body(self, record: OutboxRecord) -> dict:
         """A stored record's JSON body."""

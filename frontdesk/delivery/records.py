@@ -73,6 +73,15 @@ class TranscriptEntry(BaseModel):
     at: datetime
 
 
+class StateEntry(BaseModel):
+    """A conversation state the call entered, and when."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state: str
+    at: datetime
+
+
 class ToolCallEntry(BaseModel):
     """One tool the conversation used, with what it sent and got back."""
 
@@ -196,6 +205,12 @@ class CallRecord(_Record):
     ended_by: EndedBy
     hangup: Hangup
     states_visited: list[str]
+    states_entered: list[StateEntry] = Field(
+        default_factory=list,
+        exclude_if=lambda v: not v,
+        description="states_visited with the time each was entered (for timelines); "
+        "absent when no state was entered.",
+    )
     turns: TurnCounts
     transcript: list[TranscriptEntry]
     tool_calls: list[ToolCallEntry]

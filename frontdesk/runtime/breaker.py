@@ -135,6 +135,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probe: Attempt | None = None
         self._probe_until = 0.0
+        self._changed_at = clock()
 
     @property
     def state(self) -> BreakerState:
@@ -142,6 +143,13 @@ class CircuitBreaker:
         if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self._reset:
             return BreakerState.HALF_OPEN
         return self._state
+
+    @property
+    def since(self) -> float:
+        """When (on the breaker's clock) it came to be in :attr:`state`."""
+        if self._state is BreakerState.OPEN and self.state is BreakerState.HALF_OPEN:
+            return self._opened_at + self._reset
+        return self._changed_at
 
     @property
     def consecutive_failures(self) -> int:
@@ -229,6 +237,7 @@ class CircuitBreaker:
         old = self._state
         self._state = state
         if old is not state or force:
+            self._changed_at = self._clock()
             logger.warning("breaker %s: %s -> %s", self.name, old, state)
             if self._on_change is not None:
                 self._on_change(self, old, state)

@@ -11,6 +11,7 @@ is late, so an overloaded process does not blame a provider for its own slowness
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 import anyio
@@ -18,6 +19,8 @@ from anyio.abc import TaskStatus
 from prometheus_client import Histogram
 
 INTERVAL_SECONDS = 0.05
+RECENT_SAMPLES = 1200
+"""Lag samples kept for the operator console: a minute at the default interval."""
 
 
 class LoopClock:
@@ -59,6 +62,8 @@ class LoopLagWatcher:
         self._histogram = histogram
         self.clock = LoopClock()
         self._interval = interval
+        self.recent: deque[tuple[float, float]] = deque(maxlen=RECENT_SAMPLES)
+        """The latest (monotonic time, lag) samples, oldest first."""
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Measure until cancelled."""
@@ -67,7 +72,10 @@ class LoopLagWatcher:
             while True:
                 self.clock.expect(time.monotonic() + self._interval)
                 await anyio.sleep(self._interval)
-                self._histogram.observe(self.clock.woke(time.monotonic()))
+                now = time.monotonic()
+                lag = self.clock.woke(now)
+                self._histogram.observe(lag)
+                self.recent.append((now, lag))
         finally:
             # A watcher that is gone must not leave the clock standing still.
             self.clock.woke(time.monotonic())

@@ -120,6 +120,17 @@ class Settings(BaseSettings):
     twilio_region: Annotated[str, Field(pattern=r"^[a-z]{2}[0-9]$")] | None = None
     twilio_edge: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")] | None = None
 
+    # The operator console (GET /console): off unless a token is set.
+    console_token: SecretStr | None = None
+    console_show_transcripts: bool = False
+
+    @field_validator("console_token")
+    @classmethod
+    def _console_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (it is the console's password)")
+        return value
+
     @field_validator("*", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: Any) -> Any:

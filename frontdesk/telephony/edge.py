@@ -35,18 +35,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import anyio
 from aiohttp import WSMsgType, web
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from actors.call import CallActor, CallDeps, CallerHungUp, CallMessage, EndPolitely, InjectCrash
+from actors.call import (
+    CallActor,
+    CallDeps,
+    CallerHungUp,
+    CallMessage,
+    CallSnapshot,
+    DescribeCall,
+    EndPolitely,
+    InjectCrash,
+)
 from frontdesk.call.pipeline import CallInfo
 from frontdesk.delivery.records import Alert, AlertKind, CallRecord, alert
 from frontdesk.runtime.errors import CallbackFormError, MediaStreamError
 from frontdesk.runtime.logs import bind_call_sid
+from frontdesk.runtime.mailbox import Reply
 from frontdesk.runtime.metrics import Metrics
 from frontdesk.runtime.settings import Settings
 from frontdesk.telephony.admission import TOKEN_PARAMETER, Admission, CallState, Refusal
@@ -83,6 +94,10 @@ START_TIMEOUT_SECONDS = 10.0
 RECEIVE_TIMEOUT_SECONDS = 10.0
 MAX_MESSAGE_BYTES = 64 * 1024
 CALL_INBOX_SIZE = 16
+DESCRIBE_TIMEOUT_SECONDS = 1.0
+"""How long a look at the live calls waits for each call's answer."""
+STARTS_KEPT = 10_000
+"""Call start times kept for the calls-per-minute figure."""
 ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 BUSY_MESSAGE = (
     "Thanks for calling. All of our lines are busy right now. Please call back in a few minutes."
@@ -105,6 +120,8 @@ class _LiveCall:
     inbox: MemoryObjectSendStream[CallMessage]
     account_sid: str
     handle: ChildHandle | None = None
+    describing: MemoryObjectReceiveStream[CallSnapshot] | None = None
+    """Where the answer to a look at this call arrives, while it is awaited."""
 
 
 class TelephonyEdge:
@@ -138,6 +155,8 @@ class TelephonyEdge:
         self._calls: dict[str, _LiveCall] = {}
         self._skipped: dict[str, int] = {}
         self.followups = FollowUps()
+        self.started: deque[float] = deque(maxlen=STARTS_KEPT)
+        """When recent calls started (monotonic), oldest first."""
 
     def install(self, app: web.Application) -> None:
         """Add the Twilio routes (and, in development, the call debug route)."""
@@ -149,6 +168,42 @@ class TelephonyEdge:
         app.router.add_post("/twilio/recording", self._recording)
         if not self._settings().production:
             app.router.add_post("/debug/calls/{call_sid}/crash", self._crash)
+
+    async def describe_calls(self) -> list[CallSnapshot | str]:
+        """Every live call as it stands, asked of each call actor at once (bounded).
+
+        A call that does not answer in time appears as its call SID alone. At most one
+        question per call is ever in its inbox: an unanswered one is picked up by the
+        next look instead of asking again, so looking never fills a call's inbox.
+        """
+        calls = list(self._calls.items())
+        answers: list[CallSnapshot | str] = [sid for sid, _ in calls]
+
+        async def ask(index: int, live: _LiveCall) -> None:
+            waiting = live.describing
+            if waiting is None:
+                send, waiting = anyio.create_memory_object_stream[CallSnapshot](1)
+                try:
+                    live.inbox.send_nowait(DescribeCall(reply=Reply(send)))
+                except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    send.close()
+                    waiting.close()
+                    return
+                live.describing = waiting
+            try:
+                with anyio.fail_after(DESCRIBE_TIMEOUT_SECONDS):
+                    answers[index] = await waiting.receive()
+            except TimeoutError:
+                return  # still asked: the next look takes the answer
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                pass
+            live.describing = None
+            waiting.close()
+
+        async with anyio.create_task_group() as tg:
+            for index, (_, live) in enumerate(calls):
+                tg.start_soon(ask, index, live)
+        return answers
 
     # ------------------------------------------------------------------- webhooks
 
@@ -460,6 +515,7 @@ class TelephonyEdge:
             stop=end_politely,
         )
         self._calls[call.call_sid] = live
+        self.started.append(time.monotonic())
         self._deps.twilio.bind(call.call_sid, start.account_sid)
         try:
             live.handle = await self._supervisor.start_child(spec)

@@ -1,0 +1,1 @@
+"""The operator console: Frontdesk's calls, outbox, breakers and businesses, in a browser."""
