@@ -1,25 +1,26 @@
 """The telephony edge: Twilio's webhooks and media streams, served by the web actor.
 
-- ``POST /twilio/voice`` — checks Twilio's signature, then reserves the call (see
-  :mod:`frontdesk.telephony.admission`) and answers with TwiML that connects it to our
-  media stream with a stream token, or (at capacity, or draining) a polite busy message.
-  Forged or unsigned requests get 403 and start nothing; a replay for a call already
-  admitted gets 409 and changes nothing.
+- ``POST /twilio/voice`` — checks Twilio's signature, then counts the call against
+  this process's room (see :mod:`frontdesk.telephony.admission`) and answers with TwiML
+  that connects it to our media stream with a stream token, or (at capacity, or
+  draining) a polite busy message. Forged or unsigned requests get 403 and start
+  nothing; a replay for a call already admitted gets 409 and changes nothing.
 - ``GET /twilio/stream`` — the media stream websocket. Its upgrade signature is checked
-  when present (or required, by setting); its ``start`` must present the token of a
-  reserved call, once, or the stream is closed with a log line and a metric — and
-  nothing is hung up. Then the supervisor spawns a temporary CallActor; afterwards
-  every message is parsed here first: caller audio, held to Twilio's size and pace
-  (:mod:`frontdesk.telephony.limits`), goes straight into the call's pipeline, marks and
-  key presses to its transport, and anything malformed or out of order is logged,
-  counted and skipped — it never reaches the call.
+  when present (or required, by setting); its ``start`` must present a genuine, fresh
+  token over its call and custom parameters, once, or the stream is closed with a log
+  line and a metric — and nothing is hung up. The token stands alone, so any worker
+  process of the machine can take any call's stream. Then the supervisor spawns a
+  temporary CallActor; afterwards every message is parsed here first: caller audio,
+  held to Twilio's size and pace (:mod:`frontdesk.telephony.limits`), goes straight
+  into the call's pipeline, marks and key presses to its transport, and anything
+  malformed or out of order is logged, counted and skipped — it never reaches the call.
 - ``POST /twilio/status`` — call status callbacks; an ended status for a running call
   of the same account ends it.
 - ``POST /twilio/dial-action`` — how a hand-off's ``<Dial>`` ended. A person took the
   call: the call's record gets its next revision (who, how long) and Twilio is told to
   hang up once they are done. Nobody did: the revision and an alert go to the dashboard,
-  and the answer brings the caller back on a new stream, reserved and tokened exactly
-  like one announced by ``/twilio/voice``, whose call hears the callback promise.
+  and the answer brings the caller back on a new stream, tokened exactly like one
+  announced by ``/twilio/voice``, whose call hears the callback promise.
 - ``POST /twilio/whisper`` — the one sentence the person answering hears first.
 - ``POST /twilio/recording`` — a recording's status; a completed one reaches the call's
   record (or its next revision, if the record could not wait for it).
@@ -166,14 +167,12 @@ class TelephonyEdge:
             self._metrics.calls_rejected_total.labels(reason).inc()
             logger.warning("turning call %s away: %s", call_sid, reason)
             return _twiml(busy_twiml(BUSY_MESSAGE))
-        token = self._admission.reserve(
-            call_sid, form.get("AccountSid") or settings.twilio_account_sid
-        )
         parameters = {
             "from": form.get("From", ""),
             "to": form.get("To", ""),
-            TOKEN_PARAMETER: token,
         }
+        account = form.get("AccountSid") or settings.twilio_account_sid
+        parameters[TOKEN_PARAMETER] = self._admission.reserve(call_sid, account, parameters)
         url = stream_url(request, settings.public_url)
         return _twiml(connect_twiml(url, parameters))
 
@@ -216,13 +215,12 @@ class TelephonyEdge:
         if self._refusal(settings) == "draining":
             return _twiml(goodbye_twiml(UNANSWERED_GOODBYE))
         account = form.get("AccountSid") or settings.twilio_account_sid
-        token = self._admission.reserve(outcome.call_sid, account)
         parameters = {
             "from": revised.from_number,
             "to": revised.to_number,
             RESUME_PARAMETER: f"handoff_{outcome.status}",
-            TOKEN_PARAMETER: token,
         }
+        parameters[TOKEN_PARAMETER] = self._admission.reserve(outcome.call_sid, account, parameters)
         return _twiml(resume_twiml(stream_url(request, settings.public_url), parameters))
 
     async def _handed_off_call_written(self, call_sid: str) -> None:
@@ -365,8 +363,7 @@ class TelephonyEdge:
             return Refusal.DUPLICATE
         if start.account_sid not in settings.twilio_auth_tokens:
             return Refusal.ACCOUNT
-        token = start.custom_parameters.get(TOKEN_PARAMETER)
-        return self._admission.admit(start.call_sid, start.account_sid, token)
+        return self._admission.admit(start.call_sid, start.account_sid, start.custom_parameters)
 
     def _refused(self, refusal: Refusal, detail: str) -> None:
         self._metrics.streams_refused_total.labels(refusal.value).inc()
