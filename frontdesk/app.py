@@ -83,14 +83,20 @@ class OutboxSink:
 class Frontdesk:
     """Every long-lived actor of one process and the supervisor that owns them."""
 
-    def __init__(self, config: Config, *, load_config: Callable[[], Config]) -> None:
+    def __init__(
+        self, config: Config, *, load_config: Callable[[], Config], worker: int | None = None
+    ) -> None:
         """Wire the actors.
 
         Args:
             config: Validated settings and agent profile.
             load_config: Re-reads them on reload (SIGHUP).
+            worker: This process's number among the machine's workers (``serve
+                --workers N``): it then shares its port with the others (SO_REUSEPORT)
+                and says which worker it is in ``frontdesk_worker_info``.
         """
         settings = config.settings
+        self.worker = worker
         self.metrics = Metrics()
         self.supervisor = Supervisor(
             max_restarts=settings.restart_max,
@@ -183,14 +189,17 @@ class Frontdesk:
             metrics=self.metrics,
             host=settings.host,
             port=settings.port,
+            reuse_port=worker is not None,
             max_calls=lambda: self.config.settings.max_concurrent_calls,
             max_request_bytes=settings.max_request_bytes,
             request_read_timeout=settings.request_read_timeout_seconds,
             development=not settings.production,
             routes=[self.telephony.install, self.sms_routes.install],
-            checks=[self._breaker_checks, self._outbox_checks],
+            checks=[self._breaker_checks, self._outbox_checks, self._load_checks],
         )
         self.metrics.register(CallbackCollector(self._supervisor_metrics))
+        if worker is not None:
+            self.metrics.register(CallbackCollector(self._worker_metrics))
         self.metrics.register(CallbackCollector(self.dashboard_sync.metric_families))
 
     def children(self) -> list[ChildSpec]:
@@ -269,6 +278,11 @@ class Frontdesk:
             breakers.add_metric([breaker.name], BREAKER_VALUES[breaker.state])
         return [up, restarts, exits, breakers]
 
+    def _worker_metrics(self) -> Iterable[Metric]:
+        info = gauge("frontdesk_worker_info", "Which worker of the machine answered.", ["worker"])
+        info.add_metric([str(self.worker)], 1.0)
+        return [info]
+
     def _voice_breaker_changed(
         self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState
     ) -> None:
@@ -325,7 +339,24 @@ class Frontdesk:
         """Why new calls are turned away right now, beyond capacity and draining."""
         if self.outbox.unwritable is not None or self.pending_callbacks.unwritable is not None:
             return "outbox_unwritable"
+        if not self._load_checks()[0].ok:
+            return "overloaded"
         return None
+
+    def _load_checks(self) -> list[Check]:
+        # Busy before overload: a loop running late makes every call's audio late, long
+        # before the call count reaches MAX_CONCURRENT_CALLS.
+        limit_ms = self.config.settings.max_loop_lag_ms
+        lag_ms = self.loop_lag.recent_lag() * 1000.0
+        ok = limit_ms <= 0 or lag_ms < limit_ms
+        shown = f"event loop {lag_ms:.0f} ms late on average"
+        return [
+            Check(
+                name="load",
+                ok=ok,
+                detail=f"{shown} (busy from {limit_ms:g} ms)" if limit_ms > 0 else shown,
+            )
+        ]
 
     def _breaker_checks(self) -> list[Check]:
         # An open breaker degrades service (callbacks instead of bookings, the fallback

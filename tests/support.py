@@ -139,7 +139,12 @@ class LineReader:
 async def running_server(
     env: dict[str, str], *, args: tuple[str, ...] = ()
 ) -> AsyncIterator[tuple[ServerProcess, LineReader]]:
-    """Start ``main.py serve`` and yield once it is listening; kill it on exit."""
+    """Start ``main.py serve`` and yield once it is listening; kill it on exit.
+
+    One process (``--workers 1``) unless ``args`` ask for more workers.
+    """
+    if "--workers" not in args:
+        args = ("--workers", "1", *args)
     process = await anyio.open_process(
         [sys.executable, str(ROOT / "main.py"), "serve", *args],
         env=env,

@@ -3,7 +3,8 @@
 Pipecat logs through loguru; its records are handed to the standard library so every
 line goes through the same handler. Inside a call, every line carries the call's
 ``call_sid`` (set with :func:`bind_call_sid`, read from a context variable, so tasks
-spawned by the call inherit it). Known secret values are scrubbed from every line.
+spawned by the call inherit it). A worker of ``serve --workers N`` tags every line with
+``worker=N`` (:func:`set_worker`). Known secret values are scrubbed from every line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ TEXT_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
 call_sid_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "frontdesk_call_sid", default=None
 )
+
+
+_worker: int | None = None
+
+
+def set_worker(worker: int | None) -> None:
+    """Tag every line this process writes from now on with its worker number."""
+    global _worker
+    _worker = worker
 
 
 @contextlib.contextmanager
@@ -92,6 +102,8 @@ class TextFormatter(logging.Formatter):
         call_sid = getattr(record, "call_sid", None)
         if call_sid:
             record.message = f"call_sid={call_sid} {record.message}"
+        if _worker is not None:
+            record.message = f"worker={_worker} {record.message}"
         return super().formatMessage(record)
 
 
@@ -109,6 +121,8 @@ class JsonFormatter(logging.Formatter):
         call_sid = getattr(record, "call_sid", None)
         if call_sid:
             entry["call_sid"] = call_sid
+        if _worker is not None:
+            entry["worker"] = _worker
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

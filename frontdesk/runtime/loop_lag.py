@@ -6,11 +6,14 @@ fixed interval over and over and records how much longer each sleep took than as
 The same measurement drives :class:`LoopClock`, the clock for timeouts that judge
 whether something *outside* the process has gone quiet: it does not run while the loop
 is late, so an overloaded process does not blame a provider for its own slowness.
+:meth:`LoopLagWatcher.recent_lag` averages the lag over the last
+:data:`LOAD_WINDOW_SECONDS`: the load figure readiness turns busy on, before overload.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 import anyio
@@ -18,6 +21,7 @@ from anyio.abc import TaskStatus
 from prometheus_client import Histogram
 
 INTERVAL_SECONDS = 0.05
+LOAD_WINDOW_SECONDS = 5.0
 
 
 class LoopClock:
@@ -55,10 +59,34 @@ class LoopClock:
 class LoopLagWatcher:
     """A supervised actor that measures event-loop lag into a histogram and a clock."""
 
-    def __init__(self, histogram: Histogram, *, interval: float = INTERVAL_SECONDS) -> None:
+    def __init__(
+        self,
+        histogram: Histogram,
+        *,
+        interval: float = INTERVAL_SECONDS,
+        window: float = LOAD_WINDOW_SECONDS,
+    ) -> None:
         self._histogram = histogram
         self.clock = LoopClock()
         self._interval = interval
+        self._window = window
+        self._samples: deque[tuple[float, float]] = deque()
+
+    def recent_lag(self, now: float | None = None) -> float:
+        """Mean lag, in seconds, of the wake-ups within the last window (0 without any)."""
+        now = time.monotonic() if now is None else now
+        while self._samples and now - self._samples[0][0] > self._window:
+            self._samples.popleft()
+        if not self._samples:
+            return 0.0
+        return sum(lag for _, lag in self._samples) / len(self._samples)
+
+    def observe(self, now: float, lag: float) -> None:
+        """Take one measurement of ``lag`` seconds made at monotonic ``now``."""
+        self._histogram.observe(lag)
+        self._samples.append((now, lag))
+        while self._samples and now - self._samples[0][0] > self._window:
+            self._samples.popleft()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Measure until cancelled."""
@@ -67,7 +95,8 @@ class LoopLagWatcher:
             while True:
                 self.clock.expect(time.monotonic() + self._interval)
                 await anyio.sleep(self._interval)
-                self._histogram.observe(self.clock.woke(time.monotonic()))
+                now = time.monotonic()
+                self.observe(now, self.clock.woke(now))
         finally:
             # A watcher that is gone must not leave the clock standing still.
             self.clock.woke(time.monotonic())
