@@ -46,7 +46,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 from prometheus_client.core import Metric
 
-from frontdesk.delivery.outbox import Outbox, OutboxRecord
+from frontdesk.delivery.outbox import Outbox, OutboxRecord, lease_left
 from frontdesk.delivery.records import Alert, AlertKind, alert
 from frontdesk.runtime.backoff import Backoff
 from frontdesk.runtime.errors import OutboxUnwritable
@@ -160,7 +160,11 @@ class DashboardSync:
                         due = await anyio.to_thread.run_sync(
                             functools.partial(self._outbox.due, kind=kind)
                         )
-                        delivered = [await self._deliver(http, record) for record in due]
+                        delivered = [
+                            await self._deliver(http, record)
+                            for record in due
+                            if self._leased(record)
+                        ]
                         if not any(delivered):
                             break
             except OutboxUnwritable as exc:
@@ -194,11 +198,20 @@ class DashboardSync:
         # so a call's records arrive in order even while one of them is failing.
         due = await anyio.to_thread.run_sync(functools.partial(self._outbox.due, kind=kind))
         for record in due:
+            if not self._leased(record):
+                return 0.0  # lease what is left afresh, at once
             await self._deliver(http, record)
         next_at = await anyio.to_thread.run_sync(
             functools.partial(self._outbox.next_due_at, kind=kind)
         )
         return IDLE_RECHECK_SECONDS if next_at is None else next_at - self._clock()
+
+    def _leased(self, record: OutboxRecord) -> bool:
+        """Whether this worker's lease on ``record`` covers one more delivery attempt.
+
+        Past it, another worker may take the record: sending it too would make two.
+        """
+        return lease_left(record, self._clock()) > REQUEST_TIMEOUT_SECONDS + 1.0
 
     # ------------------------------------------------------------------------ disk
 
