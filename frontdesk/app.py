@@ -24,6 +24,7 @@ from actors.web import Check, WebActor
 from frontdesk.call.apology import ApologyVoice
 from frontdesk.call.providers import Providers
 from frontdesk.call.vad import silero_session
+from frontdesk.delivery.calls_in_progress import CallsInProgress, LostCallSweeper, ledger_path
 from frontdesk.delivery.outbox import Outbox, callbacks_path
 from frontdesk.delivery.records import AlertKind, Record, alert
 from frontdesk.delivery.sms_optouts import OptOutLedger, opt_outs_path
@@ -129,6 +130,12 @@ class Frontdesk:
         self.dashboard_sync = DashboardSync(
             outbox=self.outbox, inbox=dashboard_receive, settings=lambda: self.config.settings
         )
+        self.calls_in_progress = CallsInProgress(ledger_path(settings.outbox_path))
+        self.lost_calls = LostCallSweeper(
+            self.calls_in_progress,
+            submit=self.records.submit,
+            user_email=lambda: self.config.settings.dashboard_user_email,
+        )
         self.opt_outs = OptOutLedger(opt_outs_path(settings.outbox_path))
         self.sms_sender = SmsSender(
             outbox=self.outbox,
@@ -183,6 +190,7 @@ class Frontdesk:
             ),
             metrics=self.metrics,
             refusal=self._refusal,
+            calls_in_progress=self.calls_in_progress,
         )
         self.web = WebActor(
             supervisor=self.supervisor,
@@ -218,6 +226,7 @@ class Frontdesk:
                 shutdown_timeout=10.0,
             ),
             ChildSpec(name="sms_sender", run=self.sms_sender.run, restart=Restart.PERMANENT),
+            ChildSpec(name="lost_calls", run=self.lost_calls.run, restart=Restart.PERMANENT),
             ChildSpec(name="web", run=self.web.run, restart=Restart.PERMANENT),
         ]
 
@@ -234,6 +243,7 @@ class Frontdesk:
                 await self.apology.aclose()
             self.outbox.close()
             self.pending_callbacks.close()
+            self.calls_in_progress.close()
             self.opt_outs.close()
 
     def drain(self) -> None:

@@ -43,6 +43,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from actors.call import CallActor, CallDeps, CallerHungUp, CallMessage, EndPolitely, InjectCrash
 from frontdesk.call.pipeline import CallInfo
+from frontdesk.delivery.calls_in_progress import CallsInProgress
 from frontdesk.delivery.records import Alert, AlertKind, CallRecord, alert
 from frontdesk.runtime.errors import CallbackFormError, MediaStreamError
 from frontdesk.runtime.logs import bind_call_sid
@@ -116,12 +117,16 @@ class TelephonyEdge:
         deps: CallDeps,
         metrics: Metrics,
         refusal: Callable[[], str | None] = lambda: None,
+        calls_in_progress: CallsInProgress | None = None,
     ) -> None:
         """Create the edge; :meth:`install` adds its routes to the web app.
 
         ``refusal`` gives a reason to turn new calls away (say, an outbox that cannot
-        store their records), or ``None``.
+        store their records), or ``None``. ``calls_in_progress`` is told of every call
+        from its start until its records are stored, so that a call this process dies
+        during is still recorded (by whichever process notices).
         """
+        self._in_progress = calls_in_progress
         self._settings = settings
         self._refusal_reason = refusal
         self._supervisor = supervisor
@@ -338,8 +343,10 @@ class TelephonyEdge:
                 self._refused(refusal, f"call {start.call_sid}")
                 return ws
             assert frame is not None
+            await self._began(start)
             live = await self._spawn(start, ws, _callback_base(request, settings))
             if live is None:
+                await self._ended(start.call_sid)
                 self._refused(Refusal.UNAVAILABLE, f"call {start.call_sid}")
                 return ws
             try:
@@ -352,6 +359,8 @@ class TelephonyEdge:
                 if self._calls.get(start.call_sid) is live:
                     del self._calls[start.call_sid]
                     self._deps.twilio.unbind(start.call_sid)
+                # The call's records are in the outbox now.
+                await self._ended(start.call_sid)
         finally:
             with anyio.move_on_after(2, shield=True):
                 await ws.close()
@@ -364,6 +373,20 @@ class TelephonyEdge:
         if start.account_sid not in settings.twilio_auth_tokens:
             return Refusal.ACCOUNT
         return self._admission.admit(start.call_sid, start.account_sid, start.custom_parameters)
+
+    async def _began(self, start: StreamStart) -> None:
+        if self._in_progress is not None:
+            await anyio.to_thread.run_sync(
+                self._in_progress.begin,
+                start.call_sid,
+                start.custom_parameters.get("from", ""),
+                start.custom_parameters.get("to", ""),
+            )
+
+    async def _ended(self, call_sid: str) -> None:
+        if self._in_progress is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._in_progress.end, call_sid)
 
     def _refused(self, refusal: Refusal, detail: str) -> None:
         self._metrics.streams_refused_total.labels(refusal.value).inc()
