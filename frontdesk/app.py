@@ -122,7 +122,9 @@ class Frontdesk:
         self.vad = VADBatcher(on_dropped=self.metrics.vad_windows_dropped_total.inc)
         self.loop_lag = LoopLagWatcher(self.metrics.event_loop_lag_seconds)
         self.memory_trim = MemoryTrimmer()
-        self.outbox = Outbox(settings.outbox_path)
+        # A worker's slot owns its leases: its replacement resumes them at once.
+        slot = f"worker-{worker}" if worker is not None else None
+        self.outbox = Outbox(settings.outbox_path, owner=slot)
         dashboard_inbox, dashboard_receive = anyio.create_memory_object_stream[DashboardMessage](
             DASHBOARD_INBOX_SIZE
         )
@@ -153,7 +155,7 @@ class Frontdesk:
             submit=self.records.submit,
             metrics=self.metrics,
         )
-        self.pending_callbacks = Outbox(callbacks_path(settings.outbox_path))
+        self.pending_callbacks = Outbox(callbacks_path(settings.outbox_path), owner=slot)
         gateway_inbox, gateway_receive = anyio.create_memory_object_stream[GatewayMessage](
             GATEWAY_INBOX_SIZE
         )

@@ -164,8 +164,13 @@ class Outbox:
         *,
         clock: Callable[[], float] = time.time,
         max_held: int = MAX_HELD_RECORDS,
+        owner: str | None = None,
     ) -> None:
         """Open (or create) the outbox at ``path`` and check its integrity.
+
+        ``owner`` names this instance's leases; by default it is unique. A worker of
+        ``serve --workers N`` passes its slot (``worker-2``), so the worker restarted in
+        that slot takes back at once what its killed predecessor held.
 
         Raises:
             OutboxCorrupt: The file is not a sound SQLite database.
@@ -180,7 +185,7 @@ class Outbox:
         self._held: deque[Row] = deque()
         self._unwritable: str | None = None
         self._dropped = 0
-        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         """Whose leases this instance's are: unique per process and instance."""
         self._counted_at = 0.0
         try:
