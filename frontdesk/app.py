@@ -36,6 +36,7 @@ from frontdesk.runtime.mailbox import ask
 from frontdesk.runtime.memory_trim import MemoryTrimmer
 from frontdesk.runtime.metrics import CallbackCollector, Metrics, counter, gauge
 from frontdesk.telephony.edge import TelephonyEdge
+from frontdesk.telephony.followups import FollowUps, followups_path
 from frontdesk.telephony.rest import TwilioAccount, TwilioRest
 from frontdesk.telephony.sms_routes import SmsRoutes
 from supervisor import ChildSpec, Restart, Supervisor
@@ -133,6 +134,7 @@ class Frontdesk:
             outbox=self.outbox, inbox=dashboard_receive, settings=lambda: self.config.settings
         )
         self.calls_in_progress = CallsInProgress(ledger_path(settings.outbox_path))
+        self.followups = FollowUps(followups_path(settings.outbox_path))
         self.lost_calls = LostCallSweeper(
             self.calls_in_progress,
             submit=self.records.submit,
@@ -193,6 +195,7 @@ class Frontdesk:
             metrics=self.metrics,
             refusal=self._refusal,
             calls_in_progress=self.calls_in_progress,
+            followups=self.followups,
         )
         self.web = WebActor(
             supervisor=self.supervisor,
@@ -246,6 +249,7 @@ class Frontdesk:
             self.outbox.close()
             self.pending_callbacks.close()
             self.calls_in_progress.close()
+            self.followups.close()
             self.opt_outs.close()
 
     def drain(self) -> None:

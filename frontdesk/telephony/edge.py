@@ -118,13 +118,16 @@ class TelephonyEdge:
         metrics: Metrics,
         refusal: Callable[[], str | None] = lambda: None,
         calls_in_progress: CallsInProgress | None = None,
+        followups: FollowUps | None = None,
     ) -> None:
         """Create the edge; :meth:`install` adds its routes to the web app.
 
         ``refusal`` gives a reason to turn new calls away (say, an outbox that cannot
         store their records), or ``None``. ``calls_in_progress`` is told of every call
         from its start until its records are stored, so that a call this process dies
-        during is still recorded (by whichever process notices).
+        during is still recorded (by whichever process notices). ``followups`` is the
+        table of records awaiting Twilio's later callbacks (default: this process's own,
+        in memory; the server passes the machine's shared one).
         """
         self._in_progress = calls_in_progress
         self._settings = settings
@@ -137,7 +140,7 @@ class TelephonyEdge:
         )
         self._calls: dict[str, _LiveCall] = {}
         self._skipped: dict[str, int] = {}
-        self.followups = FollowUps()
+        self.followups = followups if followups is not None else FollowUps()
 
     def install(self, app: web.Application) -> None:
         """Add the Twilio routes (and, in development, the call debug route)."""
@@ -208,7 +211,7 @@ class TelephonyEdge:
         except CallbackFormError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         await self._handed_off_call_written(outcome.call_sid)
-        revised = self.followups.dial_ended(outcome)
+        revised = await self.followups.dial_ended(outcome)
         if revised is None:
             logger.warning("dial action for call %s, which was not handed off", outcome.call_sid)
             raise web.HTTPNotFound(text="no hand-off of this call is awaiting its result")
@@ -270,7 +273,7 @@ class TelephonyEdge:
                 "recording %s of call %s: %s", report.recording_sid, report.call_sid, report.status
             )
             return web.Response(status=204)
-        known, revised = self.followups.recording_arrived(report)
+        known, revised = await self.followups.recording_arrived(report)
         if not known:
             logger.warning("recording callback for unknown call %s", report.call_sid)
             raise web.HTTPNotFound(text="no such recorded call")
