@@ -268,11 +268,14 @@ def _serve_command(
     if worker is None:
         for warning in startup_warnings(config.settings):
             logger.warning("%s", warning)
-    if not _pipecat_compatible():
-        return EXIT_INCOMPATIBLE
     count = workers if workers is not None else default_workers()
+    parent = worker is None and count > 1
+    # The parent never runs a call: each worker checks Pipecat (and exits 4 if it must,
+    # which stops the parent too), so the parent stays small.
+    if not parent and not _pipecat_compatible():
+        return EXIT_INCOMPATIBLE
     try:
-        if worker is None and count > 1:
+        if parent:
             # Open each shared file once before any worker does: a damaged one stops
             # startup here, with one clear line, and new columns are added by one process.
             _check_shared_files(config)
