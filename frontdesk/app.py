@@ -365,7 +365,7 @@ class Frontdesk:
         limit_ms = self.config.settings.max_loop_lag_ms
         lag_ms = self.loop_lag.recent_lag() * 1000.0
         ok = limit_ms <= 0 or lag_ms < limit_ms
-        shown = f"event loop {lag_ms:.0f} ms late on average"
+        shown = f"event loop {lag_ms:.0f} ms late (median of the last 5 s)"
         return [
             Check(
                 name="load",

@@ -6,12 +6,16 @@ fixed interval over and over and records how much longer each sleep took than as
 The same measurement drives :class:`LoopClock`, the clock for timeouts that judge
 whether something *outside* the process has gone quiet: it does not run while the loop
 is late, so an overloaded process does not blame a provider for its own slowness.
-:meth:`LoopLagWatcher.recent_lag` averages the lag over the last
+:meth:`LoopLagWatcher.recent_lag` is the median lag of the wake-ups of the last
 :data:`LOAD_WINDOW_SECONDS`: the load figure readiness turns busy on, before overload.
+The median, not the mean: one long pause (a garbage collection, startup work) is one
+late wake-up and says nothing of the load; a loop that is overloaded wakes late every
+time.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -73,13 +77,13 @@ class LoopLagWatcher:
         self._samples: deque[tuple[float, float]] = deque()
 
     def recent_lag(self, now: float | None = None) -> float:
-        """Mean lag, in seconds, of the wake-ups within the last window (0 without any)."""
+        """Median lag, in seconds, of the wake-ups within the last window (0 without any)."""
         now = time.monotonic() if now is None else now
         while self._samples and now - self._samples[0][0] > self._window:
             self._samples.popleft()
         if not self._samples:
             return 0.0
-        return sum(lag for _, lag in self._samples) / len(self._samples)
+        return statistics.median(lag for _, lag in self._samples)
 
     def observe(self, now: float, lag: float) -> None:
         """Take one measurement of ``lag`` seconds made at monotonic ``now``."""

@@ -282,6 +282,13 @@ class WorkerPool:
                     process.send_signal(signum)
 
     async def _keep(self, worker: _Worker) -> None:
+        try:
+            await self._keep_running(worker)
+        finally:
+            # A worker that ended (drained during startup) must not hold up run().
+            worker.started.set()
+
+    async def _keep_running(self, worker: _Worker) -> None:
         failures = 0
         while True:
             started_at = self._clock()
