@@ -10,7 +10,8 @@ is late, so an overloaded process does not blame a provider for its own slowness
 :data:`LOAD_WINDOW_SECONDS`: the load figure readiness turns busy on, before overload.
 The median, not the mean: one long pause (a garbage collection, startup work) is one
 late wake-up and says nothing of the load; a loop that is overloaded wakes late every
-time.
+time. Until the watcher has watched one whole window it reports no lag: a handful of
+wake-ups right after startup is no sample of the load.
 """
 
 from __future__ import annotations
@@ -75,18 +76,22 @@ class LoopLagWatcher:
         self._interval = interval
         self._window = window
         self._samples: deque[tuple[float, float]] = deque()
+        self._watching_since: float | None = None
 
     def recent_lag(self, now: float | None = None) -> float:
         """Median lag, in seconds, of the wake-ups within the last window (0 without any)."""
         now = time.monotonic() if now is None else now
         while self._samples and now - self._samples[0][0] > self._window:
             self._samples.popleft()
-        if not self._samples:
+        since = self._watching_since
+        if not self._samples or since is None or now - since < self._window:
             return 0.0
         return statistics.median(lag for _, lag in self._samples)
 
     def observe(self, now: float, lag: float) -> None:
         """Take one measurement of ``lag`` seconds made at monotonic ``now``."""
+        if self._watching_since is None:
+            self._watching_since = now - lag - self._interval
         self._histogram.observe(lag)
         self._samples.append((now, lag))
         while self._samples and now - self._samples[0][0] > self._window:
