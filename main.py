@@ -1,4 +1,10 @@
-"""Frontdesk's command line: ``serve``, ``check``, ``demo``, ``emulators``, ``call``, ``outbox``.
+"""Frontdesk's command line: the server, its checks, the offline world, the outbox and the builder.
+
+The builder's commands: ``new`` (the interview that writes a business profile),
+``estimate`` (calls at once, cores and memory from traffic) and ``deploy`` (deployment
+files for docker, compose or fly, and their tool run with retries). ``try`` plays the
+scenario suite adapted to a profile and prints its report card; ``check --live`` asks
+each configured dependency once.
 
 Logging is configured before anything else, from ``LOG_LEVEL`` / ``LOG_FORMAT``, and
 again once the settings are validated. Signals: SIGTERM or SIGINT drains and stops
@@ -78,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parent_pid=args.parent_pid,
             )
         case "check":
-            return _check_command(args.env_file)
+            return _check_command(args.env_file, live=args.live)
         case "demo":
             from emulators import cli
 
@@ -106,10 +112,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env=cli.env_from_file(args.env_file),
                 stagger=args.stagger,
             )
+        case "try":
+            from frontdesk.pretest.cli import try_command
+
+            return try_command(args.profile, live=args.live, only=args.only, env_file=args.env_file)
         case "outbox":
             return _outbox_command(
                 args.env_file, args.action, args.status, deliver=args.deliver, dead=args.dead
             )
+        case "new":
+            return _new_command(args)
+        case "estimate":
+            return _estimate_command(args.calls_per_day, args.minutes, args.blocking)
+        case "deploy":
+            return _deploy_command(args)
         case _:
             raise AssertionError(f"unhandled command {args.command!r}")
 
@@ -135,6 +151,12 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
             command.add_argument("--status-fd", type=int, default=None, help=argparse.SUPPRESS)
             command.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+        if name == "check":
+            command.add_argument(
+                "--live",
+                action="store_true",
+                help="also make one authenticated request to each dependency; exit 1 on a failure",
+            )
     commands.add_parser("demo", help="one simulated call on loopback emulators, printed live")
     emulators = commands.add_parser("emulators", help="run every emulator until SIGTERM")
     emulators.add_argument("--env-file", required=True, help="where to write the settings")
@@ -162,6 +184,19 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the file `main.py emulators` wrote (Twilio credentials, control URL)",
     )
+    pretest = commands.add_parser(
+        "try", help="the scenario suite adapted to a profile, on the emulators: a report card"
+    )
+    pretest.add_argument(
+        "profile", type=Path, help="the profile to test, e.g. profiles/default.yaml"
+    )
+    pretest.add_argument(
+        "--live", action="store_true", help="against the real model (OPENAI_API_KEY), with personas"
+    )
+    pretest.add_argument(
+        "--only", action="append", default=[], metavar="SCENARIO", help="run just this scenario"
+    )
+    pretest.add_argument("--env-file", default=None, help="a .env file beneath the environment")
     outbox = commands.add_parser(
         "outbox", help="inspect, re-send, purge or salvage dashboard records"
     )
@@ -176,6 +211,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with purge: delete every dead letter too (they are gone for good)",
     )
     outbox.add_argument("--env-file", default=None)
+    _builder_commands(commands)
     return parser
 
 
@@ -189,6 +225,84 @@ def _worker_count(value: str) -> int:
     return count
 
 
+def _builder_commands(commands: argparse._SubParsersAction) -> None:
+    from frontdesk.builder import capacity, deploy
+
+    new = commands.add_parser("new", help="interview: describe the business, get its profile")
+    new.add_argument("--profile", default=None, help="the profile's name (profiles/NAME.yaml)")
+    new.add_argument("--resume", action="store_true", help="continue an interrupted interview")
+    new.add_argument(
+        "--profiles-dir", type=Path, default=None, help="where profiles live (default profiles/)"
+    )
+    new.add_argument("--no-try", action="store_true", help="do not offer the pre-launch test")
+    estimate = commands.add_parser("estimate", help="calls at once, cores and memory from traffic")
+    estimate.add_argument("--calls-per-day", type=int, default=50)
+    estimate.add_argument("--minutes", type=float, default=4.0, help="average call length")
+    estimate.add_argument(
+        "--blocking",
+        type=float,
+        default=capacity.DEFAULT_BLOCKING,
+        help="share of peak-hour callers allowed to hear the busy message (Erlang B)",
+    )
+    target = commands.add_parser("deploy", help="write deployment files and run the target's tool")
+    target.add_argument("--target", required=True, choices=deploy.TARGETS)
+    target.add_argument("--dry-run", action="store_true", help="print the files; write nothing")
+    target.add_argument("--out", type=Path, default=None, help="default deploy/generated/TARGET")
+    target.add_argument("--app", default="frontdesk", help="the Fly app name")
+    target.add_argument("--attempts", type=int, default=deploy.ATTEMPTS)
+    target.add_argument(
+        "--retry-seconds",
+        type=float,
+        default=deploy.RETRY.initial,
+        help="wait before the first retry (doubling, capped)",
+    )
+    target.add_argument("--env-file", default=".env", help="read PUBLIC_URL and call limits here")
+
+
+def _new_command(args: argparse.Namespace) -> int:
+    from frontdesk.builder import interview
+    from frontdesk.builder.assistant import Assistant
+
+    options = interview.Options(
+        name=args.profile,
+        resume=args.resume,
+        profiles_dir=args.profiles_dir or interview.Options().profiles_dir,
+        offer_try=not args.no_try,
+    )
+    return interview.run(interview.Terminal(), options, Assistant.from_environment())
+
+
+def _estimate_command(calls_per_day: int, minutes: float, blocking: float) -> int:
+    from frontdesk.builder import capacity
+
+    try:
+        result = capacity.estimate(calls_per_day=calls_per_day, minutes=minutes, blocking=blocking)
+    except ValueError as exc:
+        print(f"frontdesk: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    print(capacity.render(result))
+    return EXIT_OK
+
+
+def _deploy_command(args: argparse.Namespace) -> int:
+    from frontdesk.builder import deploy
+    from frontdesk.builder.output import settings_in_use
+    from frontdesk.runtime.backoff import Backoff
+
+    out = args.out or deploy.ROOT / "deploy" / "generated" / args.target
+    backoff = Backoff(initial=args.retry_seconds, ceiling=max(args.retry_seconds, 30.0))
+    return deploy.deploy(
+        args.target,
+        out,
+        settings_in_use(Path(args.env_file)),
+        dry_run=args.dry_run,
+        say=print,
+        attempts=max(1, args.attempts),
+        backoff=backoff,
+        app=args.app,
+    )
+
+
 def _load(env_file: str | None) -> Config | None:
     try:
         config = load_config(env_file)
@@ -196,11 +310,11 @@ def _load(env_file: str | None) -> Config | None:
         print(f"frontdesk: cannot start: {exc}", file=sys.stderr)
         return None
     logs.configure(config.settings.log_level, config.settings.log_format)
-    logs.redactor.set_secrets(config.settings.secret_values())
+    logs.redactor.set_secrets(config.secret_values())
     return config
 
 
-def _check_command(env_file: str | None) -> int:
+def _check_command(env_file: str | None, *, live: bool = False) -> int:
     config = _load(env_file)
     if config is None:
         return EXIT_BAD_SETTINGS
@@ -210,7 +324,7 @@ def _check_command(env_file: str | None) -> int:
     for name, shown in rows:
         print(f"  {name.ljust(width)}  {shown}")
     profile = config.profile
-    print(f"Agent profile ({config.settings.agent_profile})")
+    print(f"Agent profile ({config.businesses.all[0].source})")
     print(f"  business     {profile.business_name} (agent: {profile.agent_name})")
     print(f"  services     {', '.join(s.name for s in profile.services)}")
     area = profile.service_area
@@ -222,8 +336,13 @@ def _check_command(env_file: str | None) -> int:
     print(f"  emergencies  {', '.join(profile.emergency.keywords)}")
     print(f"  languages    {_languages(profile)}")
     _print_knowledge(config)
+    _print_businesses(config)
     for warning in startup_warnings(config.settings):
         print(f"warning: {warning}")
+    if live:
+        from frontdesk.runtime.live_checks import print_live_checks
+
+        return EXIT_OK if print_live_checks(config.settings, config.businesses) else EXIT_FAILED
     return EXIT_OK
 
 
@@ -237,13 +356,28 @@ def _languages(profile: AgentProfile) -> str:
     return ", ".join(shown)
 
 
+def _print_businesses(config: Config) -> None:
+    """With ``PROFILES_DIR``: each business, its numbers, its dashboard and backend."""
+    if config.businesses.every_number:
+        return
+    print(f"Businesses ({config.settings.profiles_dir})")
+    for business in config.businesses.all:
+        dashboard = "its own" if business.profile.dashboard is not None else "DASHBOARD_*"
+        print(
+            f"  {business.id:<12} {business.profile.business_name} ({business.source.name}): "
+            f"{', '.join(sorted(business.numbers))}; "
+            f"dashboard {dashboard}; "
+            f"backend {business.backend_url}"
+        )
+
+
 def _print_knowledge(config: Config) -> None:
     """List the knowledge sources the profile's index was built from."""
     index = config.knowledge
     if index is None:
         print("  knowledge    none")
         return
-    folder = Path(config.settings.agent_profile).absolute().parent.resolve()
+    folder = config.businesses.all[0].source.absolute().parent.resolve()
     print(f"  knowledge    {len(index.sources)} sources, {index.passage_count} passages")
     for source in index.sources:
         shown = (
@@ -483,7 +617,12 @@ def _outbox_command(
 
                     _, inbox = anyio.create_memory_object_stream[RecordsQueued](1)
                     sync = DashboardSync(
-                        outbox=outbox, inbox=inbox, settings=lambda: config.settings
+                        outbox=outbox,
+                        inbox=inbox,
+                        settings=lambda: config.settings,
+                        dashboards=lambda business: config.businesses.dashboard_of(
+                            business, config.settings
+                        ),
                     )
                     left = anyio.run(sync.deliver_due, backend="asyncio")
                     print(f"delivery pass done; {left} still pending")

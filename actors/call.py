@@ -81,7 +81,7 @@ from frontdesk.delivery.call_log import CallLog
 from frontdesk.delivery.records import AlertKind, EndedBy, Record, alert, utcnow
 from frontdesk.delivery.sms_texts import SmsText, texts_for_call
 from frontdesk.runtime.errors import ActorError, FrontdeskError
-from frontdesk.runtime.logs import bind_call_sid
+from frontdesk.runtime.logs import bind_business, bind_call_sid
 from frontdesk.runtime.mailbox import Reply as AnswerTo
 from frontdesk.runtime.mailbox import ask
 from frontdesk.runtime.metrics import Metrics
@@ -90,6 +90,7 @@ from frontdesk.runtime.settings import Settings
 from frontdesk.telephony.followups import FollowUps
 from frontdesk.telephony.protocol import mark_message
 from frontdesk.telephony.rest import HangupOutcome, RedirectResult, TwilioRest
+from frontdesk.telephony.resume import Resume
 from frontdesk.telephony.twiml import handoff_twiml, whisper_url
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ LOOKUP_WAIT_SECONDS = 0.5
 KNOWLEDGE_WAIT_SECONDS = 2.0
 TURN_DECISION_SECONDS = 2.0
 BACKEND_SLACK_SECONDS = 3.0
+DEFAULT_BUSINESS = "default"
 APOLOGY = "I'm sorry, something went wrong on our end. Someone from our team will call you back."
 
 T = TypeVar("T")
@@ -243,6 +245,8 @@ class CallDeps:
     vad: VADBatcher | None = None
     clock: Callable[[], float] = time.monotonic
     """Clock for judging a provider quiet: the process's loop clock in the server."""
+    business: str = DEFAULT_BUSINESS
+    """The id of the business the call is for: on its records, log lines and metrics."""
 
 
 class CallActor:
@@ -256,7 +260,7 @@ class CallActor:
         inbox: MemoryObjectReceiveStream[CallMessage],
         send: Send,
         caller_connected: Callable[[], bool],
-        resume: str | None = None,
+        resume: Resume | None = None,
         followups: FollowUps | None = None,
         public_url: str | None = None,
     ) -> None:
@@ -269,7 +273,7 @@ class CallActor:
             send: Writes a text message to the media stream.
             caller_connected: Whether the media stream is still open.
             resume: Why the caller is back on a new stream of the same call (a hand-off
-                nobody took, e.g. ``handoff_busy``), or ``None`` for a new call.
+                nobody took) and what the call knew of them, or ``None`` for a new call.
             followups: Where the call's recording is awaited (and started, when the
                 profile records calls).
             public_url: Where Twilio reaches us for this call's callbacks (default
@@ -283,8 +287,10 @@ class CallActor:
         self._caller_connected = caller_connected
         self._to_self, self._inbox = anyio.create_memory_object_stream[Inbox](INBOX_SIZE)
         self._knowledge = deps.knowledge()
+        # The call keeps the profile it started with, whatever a reload brings meanwhile.
+        self._profile = deps.profile()
         self.receptionist = Receptionist(
-            deps.profile(),
+            self._profile,
             Limits(
                 turns_per_state=self._settings.max_turns_per_state,
                 turns_per_call=self._settings.max_turns_per_call,
@@ -326,13 +332,13 @@ class CallActor:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the call until it ends, then hang up and store its records."""
-        with bind_call_sid(self.call.call_sid):
-            metrics = self._deps.metrics
-            metrics.calls_active.inc()
+        with bind_business(self._deps.business), bind_call_sid(self.call.call_sid):
+            active = self._deps.metrics.calls_active.labels(self._deps.business)
+            active.inc()
             try:
                 await self._run(task_status)
             finally:
-                metrics.calls_active.dec()
+                active.dec()
 
     async def _run(self, task_status: TaskStatus[None]) -> None:
         self.pipeline = CallPipeline(
@@ -344,6 +350,7 @@ class CallActor:
             tell=self._tell,
             may_answer=self._may_answer,
             role=self.receptionist.role,
+            stt_language=self.receptionist.stt_language,
             vad=self._deps.vad,
             clock=self._deps.clock,
         )
@@ -403,12 +410,15 @@ class CallActor:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             logger.debug("call is over; %s dropped", type(message).__name__)
 
-    async def _may_answer(self, text: str) -> bool:
-        """Whether the LLM may answer the caller's turn ``text`` (asked by the pipeline)."""
+    async def _may_answer(self, text: str, language: str | None = None) -> bool:
+        """Whether the LLM may answer the caller's turn ``text`` (asked by the pipeline).
+
+        ``language``: the language speech recognition heard the turn in, if it said.
+        """
         try:
             return await ask(
                 self._to_self,
-                lambda reply: CallerFinished(text=text, reply=reply),
+                lambda reply: CallerFinished(text=text, reply=reply, language=language),
                 timeout=TURN_DECISION_SECONDS,
                 what="caller turn",
             )
@@ -444,8 +454,8 @@ class CallActor:
 
     async def _handle(self, message: Inbox) -> None:
         match message:
-            case CallerFinished(text=text, reply=reply):
-                await self._caller_finished(text, reply)
+            case CallerFinished(text=text, reply=reply, language=language):
+                await self._caller_finished(text, reply, language)
             case ToolCall(call_id=call_id, name=name, arguments=arguments):
                 await self._step(
                     conversation.ToolCalled(call_id=call_id, name=name, arguments=arguments)
@@ -472,7 +482,7 @@ class CallActor:
                 self._caller = result
                 self._looked_up.set()
             case _GreetNow() if self._resume is not None:
-                await self._step(conversation.Resumed(reason=self._resume, lookup=self._caller))
+                await self._step(self._resumed(self._resume))
             case _GreetNow():
                 await self._step(conversation.Greet(lookup=self._caller))
             case ProviderDown():
@@ -504,6 +514,17 @@ class CallActor:
 
     # ------------------------------------------------------------- the conversation
 
+    def _resumed(self, resume: Resume) -> conversation.Resumed:
+        """The caller back after a hand-off nobody took, with what the call knew of them."""
+        return conversation.Resumed(
+            reason=resume.reason,
+            lookup=self._caller,
+            lead=resume.lead,
+            language=resume.language,
+            callback_promised=resume.callback_promised,
+            callback_id=resume.callback_id,
+        )
+
     async def _step(self, event: conversation.Event) -> tuple[Intent, ...]:
         """Ask the receptionist about ``event`` and carry out what it decides."""
         before = self.conversation
@@ -513,9 +534,12 @@ class CallActor:
         await self._carry_out(step.intents)
         return step.intents
 
-    async def _caller_finished(self, text: str, reply: AnswerTo[bool]) -> None:
+    async def _caller_finished(
+        self, text: str, reply: AnswerTo[bool], language: str | None = None
+    ) -> None:
         before = self.conversation
-        step = self.receptionist.step(before, conversation.CallerTurn(text=text), now=utcnow())
+        turn = conversation.CallerTurn(text=text, language=language)
+        step = self.receptionist.step(before, turn, now=utcnow())
         self.conversation = step.conversation
         self.log.changed(before, step.conversation)
         reply.send(any(isinstance(intent, Respond) for intent in step.intents))
@@ -575,9 +599,9 @@ class CallActor:
             logger.warning("emergency: %s", intent.message)
         elif intent.kind is AlertKind.TURN_LIMIT:
             limit = str(intent.details.get("limit"))
-            self._deps.metrics.turn_limit_total.labels(limit).inc()
+            self._deps.metrics.turn_limit_total.labels(self._deps.business, limit).inc()
             logger.warning("turn limit per %s reached", limit)
-        await self._deps.records.submit(
+        await self._submit(
             [
                 alert(
                     intent.kind,
@@ -684,7 +708,7 @@ class CallActor:
     async def _start_recording(self) -> None:
         """Record both sides through Twilio, when the profile says so (not again on a resume)."""
         public_url = self._public_url
-        if not self._deps.profile().recording.enabled or self._resume is not None:
+        if not self._profile.recording.enabled or self._resume is not None:
             return
         if public_url is None or self._followups is None:
             logger.warning("recording is enabled but there is no PUBLIC_URL for its callback")
@@ -781,12 +805,12 @@ class CallActor:
             await self.pipeline.cancel("no voice left")
 
     async def _voice_switched(self, from_voice: str, to_voice: str) -> None:
-        await self._deps.records.submit([self._failed_over(from_voice, to_voice)])
+        await self._submit([self._failed_over(from_voice, to_voice)])
 
     def _failed_over(self, from_voice: str, to_voice: str) -> Record:
         """Count and log a failover; returns the operator's alert about it."""
         self.log.failover(from_voice, to_voice)
-        self._deps.metrics.tts_failovers_total.inc()
+        self._deps.metrics.tts_failovers_total.labels(self._deps.business).inc()
         logger.warning("voice failed over from %s to %s", from_voice, to_voice)
         return alert(
             AlertKind.TTS_FAILOVER,
@@ -834,7 +858,7 @@ class CallActor:
             ended_by=ended_by,
             hangup=hangup,
             error=f"{type(error).__name__}: {error}" if error is not None else None,
-        )
+        ).model_copy(update={"business": self._deps.business})
         if self.recorded and ended_by != "handoff" and self._followups is not None:
             # The recording is complete once Twilio has hung up; its callback follows.
             recording = await self._followups.recording_for(
@@ -851,7 +875,7 @@ class CallActor:
                 job,
                 caller=call_record.from_number,
                 business_number=call_record.to_number,
-                profile=self._deps.profile(),
+                profile=self._profile,
                 language=self.conversation.language,
             )
         )
@@ -865,7 +889,7 @@ class CallActor:
                     user_email=user_email,
                 )
             )
-            metrics.call_crashes_total.inc()
+            metrics.call_crashes_total.labels(self._deps.business).inc()
         if outcome.failed:
             records.append(
                 alert(
@@ -878,16 +902,27 @@ class CallActor:
                     detail=outcome.detail,
                 )
             )
-        await self._deps.records.submit(records)
+        await self._submit(records)
         if self._followups is not None:
             # Twilio may still report the hand-off's result or the recording: a revision.
             revised = await self._followups.keep(call_record, recorded=self.recorded)
             if revised is not None:
                 # The recording reached another worker just after this record was built.
                 await self._deps.records.submit([revised])
-        metrics.calls_total.labels(call_record.outcome.value).inc()
+        metrics.calls_total.labels(self._deps.business, call_record.outcome.value).inc()
         logger.info(
             "call finished: %s (%s, hang-up %s)", call_record.outcome.value, ended_by, hangup
+        )
+
+    async def _submit(self, records: Sequence[Record | SmsText]) -> None:
+        """Store ``records`` durably, each marked with the call's business."""
+        await self._deps.records.submit(
+            [
+                record
+                if record.business is not None
+                else record.model_copy(update={"business": self._deps.business})
+                for record in records
+            ]
         )
 
     async def _apologise(self) -> None:

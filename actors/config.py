@@ -76,7 +76,7 @@ class ConfigActor:
             on_change: Called with the new configuration after a successful reload.
         """
         self._config = config
-        logs.redactor.add_secrets(config.settings.secret_values())
+        logs.redactor.add_secrets(config.secret_values())
         self._inbox = inbox
         self._load = load
         self._on_change = on_change
@@ -128,7 +128,7 @@ class ConfigActor:
                 RELOAD_TIMEOUT_SECONDS,
             )
             return ReloadResult(applied=False, problems=("reload timed out",))
-        logs.redactor.add_secrets(fresh.settings.secret_values())
+        logs.redactor.add_secrets(fresh.secret_values())
         self._config = fresh
         logger.info("settings reloaded")
         if self._on_change is not None:

@@ -5,7 +5,8 @@ its inbox only carries notifications, so a call never waits for the dashboard an
 restart (of the actor or the process) simply resumes from disk.
 
 Delivery, per endpoint (jobs, calls, alerts) in its own lane so one slow endpoint never
-holds up the others; within a lane, a call's records go in the order they were made:
+holds up the others — and within a lane per business, so one business's slow dashboard
+never holds up another's; a call's records go in the order they were made:
 
 - signed: ``X-Frontdesk-Signature: v1=HMAC-SHA256(secret, timestamp + "." + body)`` with
   ``X-Frontdesk-Timestamp``, re-signed on every attempt, plus ``Idempotency-Key`` (the
@@ -21,6 +22,11 @@ holds up the others; within a lane, a call's records go in the order they were m
   ``python main.py outbox retry``;
 - no URL or no secret configured for a kind: its records wait until there is one.
 
+Each record goes to its own business's dashboard (its ``business`` field; the
+deployment's ``DASHBOARD_*`` settings when it has none, or its profile names none), signed
+with that dashboard's secret, both read when it is sent: a URL or secret corrected and
+reloaded is used for every record still waiting.
+
 The disk is watched too. Records the disk refused wait in the outbox's memory and are
 written as soon as it takes them; while it refuses, an alert goes straight to the
 dashboard (it cannot wait in the outbox) and a disk error never ends the actor — its lanes
@@ -34,6 +40,7 @@ import email.utils
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -49,6 +56,7 @@ from prometheus_client.core import Metric
 from frontdesk.delivery.outbox import Outbox, OutboxRecord, lease_left
 from frontdesk.delivery.records import Alert, AlertKind, alert
 from frontdesk.runtime.backoff import Backoff
+from frontdesk.runtime.businesses import Dashboard
 from frontdesk.runtime.errors import OutboxUnwritable
 from frontdesk.runtime.metrics import counter, gauge
 from frontdesk.runtime.settings import Settings
@@ -93,6 +101,7 @@ class DashboardSync:
         settings: Callable[[], Settings],
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        dashboards: Callable[[str | None], Dashboard | None] | None = None,
     ) -> None:
         """Create the actor.
 
@@ -102,10 +111,14 @@ class DashboardSync:
             settings: The current settings (URLs and secret can change on reload).
             clock: Wall time, the outbox's clock (tests pass their own).
             transport: An httpx transport instead of the network (tests).
+            dashboards: The dashboard of a business (``None``: the deployment's), or
+                ``None`` for a business no longer configured; without it, every record
+                goes to the deployment's dashboard.
         """
         self._outbox = outbox
         self._inbox = inbox
         self._settings = settings
+        self._dashboards = dashboards or (lambda business: Dashboard.of(self._settings()))
         self._clock = clock
         self._transport = transport
         self._wake = {kind: anyio.Event() for kind in KINDS}
@@ -197,14 +210,39 @@ class DashboardSync:
         # The outbox hands out only each call's earliest pending record of this kind,
         # so a call's records arrive in order even while one of them is failing.
         due = await anyio.to_thread.run_sync(functools.partial(self._outbox.due, kind=kind))
+        # Each business's dashboard in its own sub-lane: a slow one holds up only its own.
+        by_business: dict[str | None, list[OutboxRecord]] = {}
         for record in due:
-            if not self._leased(record):
-                return 0.0  # lease what is left afresh, at once
-            await self._deliver(http, record)
+            by_business.setdefault(_business_of(record), []).append(record)
+        refused: list[OutboxUnwritable] = []
+        async with anyio.create_task_group() as tg:
+            for records in by_business.values():
+                tg.start_soon(self._deliver_each, http, records, refused)
+        if refused:
+            raise refused[0]
         next_at = await anyio.to_thread.run_sync(
             functools.partial(self._outbox.next_due_at, kind=kind)
         )
         return IDLE_RECHECK_SECONDS if next_at is None else next_at - self._clock()
+
+    async def _deliver_each(
+        self,
+        http: httpx.AsyncClient,
+        records: list[OutboxRecord],
+        refused: list[OutboxUnwritable],
+    ) -> None:
+        """Deliver ``records`` in order; a disk that refuses stops them, noted in ``refused``.
+
+        Records whose lease ran short are left for the next pass, which leases them
+        afresh at once (they are this worker's own).
+        """
+        try:
+            for record in records:
+                if not self._leased(record):
+                    return
+                await self._deliver(http, record)
+        except OutboxUnwritable as exc:
+            refused.append(exc)
 
     def _leased(self, record: OutboxRecord) -> bool:
         """Whether this worker's lease on ``record`` covers one more delivery attempt.
@@ -279,23 +317,26 @@ class DashboardSync:
     async def _deliver(self, http: httpx.AsyncClient, record: OutboxRecord) -> bool:
         """Try once; True when the record left the pending state."""
         settings = self._settings()
-        url = {
-            "call": settings.dashboard_calls_url,
-            "job": settings.dashboard_jobs_url,
-            "alert": settings.dashboard_alerts_url,
-        }.get(record.kind)
-        if url is None or settings.dashboard_webhook_secret is None:
-            await self._retry_later(
-                record, "dashboard not configured", delay=IDLE_RECHECK_SECONDS, count=False
-            )
+        business = _business_of(record)
+        dashboard = self._dashboards(business)
+        url = dashboard.url(record.kind) if dashboard is not None else None
+        if dashboard is None or url is None or dashboard.secret is None:
+            why = "dashboard not configured"
+            if dashboard is None:
+                why = f"business {business} not configured"
+            await self._retry_later(record, why, delay=IDLE_RECHECK_SECONDS, count=False)
             return False
         if self._clock() - record.created_at > settings.dashboard_max_retry_seconds:
             await self._dead_letter(
-                record, f"undelivered for over {settings.dashboard_max_retry_seconds:.0f}s"
+                record,
+                f"undelivered for over {settings.dashboard_max_retry_seconds:.0f}s",
+                business,
             )
             return True
         try:
-            response = await self._send(http, url, record.body.encode(), record.record_id, settings)
+            response = await self._send(
+                http, url, record.body.encode(), record.record_id, dashboard
+            )
         except httpx.HTTPError as exc:
             await self._retry_later(record, f"{type(exc).__name__}")
             return False
@@ -308,7 +349,7 @@ class DashboardSync:
             self.delivered += 1
             return True
         if status in REDIRECTS:
-            await self._redirected(record, url, status, response.headers.get("Location"))
+            await self._redirected(record, url, status, response.headers.get("Location"), business)
             return False
         if status >= 500 or status in RETRYABLE:
             await self._retry_later(
@@ -317,34 +358,32 @@ class DashboardSync:
                 delay=_retry_after(response.headers.get("Retry-After"), now=self._clock()),
             )
             return False
-        await self._dead_letter(record, f"HTTP {status}: {response.text[:1000]}")
+        await self._dead_letter(record, f"HTTP {status}: {response.text[:1000]}", business)
         return True
 
     async def _send(
-        self, http: httpx.AsyncClient, url: str, body: bytes, record_id: str, settings: Settings
+        self, http: httpx.AsyncClient, url: str, body: bytes, record_id: str, dashboard: Dashboard
     ) -> httpx.Response:
-        """POST one signed record."""
-        assert settings.dashboard_webhook_secret is not None
+        """POST one record, signed with ``dashboard``'s secret."""
+        assert dashboard.secret is not None
         timestamp = str(int(self._clock()))
         headers = {
             "Content-Type": "application/json",
             "X-Frontdesk-Timestamp": timestamp,
-            "X-Frontdesk-Signature": sign(
-                settings.dashboard_webhook_secret.get_secret_value(), timestamp, body
-            ),
+            "X-Frontdesk-Signature": sign(dashboard.secret.get_secret_value(), timestamp, body),
             "Idempotency-Key": record_id,
         }
         return await http.post(url, content=body, headers=headers)
 
     async def _post(self, http: httpx.AsyncClient, notice: Alert) -> int | str:
-        """Send an alert straight to the dashboard, once; its HTTP status or what failed."""
-        settings = self._settings()
-        url = settings.dashboard_alerts_url
-        if url is None or settings.dashboard_webhook_secret is None:
+        """Send an alert straight to the deployment's dashboard, once; its status or what failed."""
+        dashboard = Dashboard.of(self._settings())
+        url = dashboard.alerts_url
+        if url is None or dashboard.secret is None:
             return "dashboard not configured"
         try:
             response = await self._send(
-                http, url, notice.model_dump_json().encode(), notice.record_id, settings
+                http, url, notice.model_dump_json().encode(), notice.record_id, dashboard
             )
         except httpx.HTTPError as exc:
             return type(exc).__name__
@@ -375,7 +414,12 @@ class DashboardSync:
         )
 
     async def _redirected(
-        self, record: OutboxRecord, url: str, status: int, location: str | None
+        self,
+        record: OutboxRecord,
+        url: str,
+        status: int,
+        location: str | None,
+        business: str | None = None,
     ) -> None:
         target = location or "(no Location header)"
         logger.error(
@@ -395,6 +439,7 @@ class DashboardSync:
             "set the final URL: records wait until then",
             severity="critical",
             user_email=self._settings().dashboard_user_email,
+            business=business,
             url=url,
             status=status,
             location=target,
@@ -402,7 +447,9 @@ class DashboardSync:
         await anyio.to_thread.run_sync(self._outbox.put, [notice])
         self._wake["alert"].set()
 
-    async def _dead_letter(self, record: OutboxRecord, why: str) -> None:
+    async def _dead_letter(
+        self, record: OutboxRecord, why: str, business: str | None = None
+    ) -> None:
         logger.error("%s record %s dead-lettered: %s", record.kind, record.record_id, why)
         await anyio.to_thread.run_sync(
             functools.partial(self._outbox.mark_dead, record.record_id, error=why)
@@ -416,6 +463,7 @@ class DashboardSync:
             severity="critical",
             call_sid=record.call_sid,
             user_email=self._settings().dashboard_user_email,
+            business=business,
             record_id=record.record_id,
         )
         await anyio.to_thread.run_sync(self._outbox.put, [notice])
@@ -458,6 +506,16 @@ class DashboardSync:
         )
         dropped.add_metric([], self._outbox.dropped)
         return [pending, dead, rows, size, held, writable, oldest, totals, dropped]
+
+
+def _business_of(record: OutboxRecord) -> str | None:
+    """The business a stored record belongs to (``None``: the deployment)."""
+    try:
+        body = json.loads(record.body)
+    except ValueError:
+        return None
+    business = body.get("business") if isinstance(body, dict) else None
+    return business if isinstance(business, str) else None
 
 
 def _retry_after(value: str | None, *, now: float) -> float | None:

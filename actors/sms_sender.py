@@ -13,8 +13,8 @@ crash or restart between the call and Twilio loses none. For each due text:
 - a permanent refusal is dead-lettered with Twilio's HTTP status and error code, and
   alerted; 21610 (the recipient replied STOP) also records the opt-out.
 
-Accepted texts carry a signed ``StatusCallback`` (``/twilio/sms-status``) naming the text
-and its call, when ``PUBLIC_URL`` is set.
+Accepted texts carry a signed ``StatusCallback`` (``/twilio/sms-status``) naming the text,
+its call and its business, when ``PUBLIC_URL`` is set.
 """
 
 from __future__ import annotations
@@ -222,6 +222,7 @@ class SmsSender:
                     severity="info" if code == OPTED_OUT_CODE else "warning",
                     call_sid=text.call_sid,
                     user_email=self._settings().dashboard_user_email,
+                    business=text.business,
                     record_id=record.record_id,
                     to=text.to,
                     error_code=code,
@@ -234,5 +235,8 @@ def _status_callback(settings: Settings, text: SmsText) -> str | None:
     """Where Twilio reports the text's delivery; ``None`` without a public URL."""
     if not settings.public_url:
         return None
-    query = urlencode({"text": text.record_id, "call": text.call_sid})
+    fields = {"text": text.record_id, "call": text.call_sid}
+    if text.business is not None:
+        fields["business"] = text.business
+    query = urlencode(fields)
     return f"{settings.public_url.rstrip('/')}{STATUS_PATH}?{query}"

@@ -1,4 +1,4 @@
-"""V2Gateway: every request to the business backend, behind one circuit breaker.
+"""V2Gateway: every request to the business backend, behind one circuit breaker per backend.
 
 Calls ask through the inbox and get an answer within the per-request timeout, always:
 
@@ -11,15 +11,21 @@ Calls ask through the inbox and get an answer within the per-request timeout, al
 
 Each request runs in its own task, so one slow request never holds up another call's.
 Breaker changes are alerted to the dashboard and shown in ``/metrics`` and ``/readyz``.
+
+A deployment with many businesses may give each its own backend (``backend.url`` in its
+profile): a request names its backend and business, and each backend URL has its own
+breaker, so one business's dead backend never turns another's bookings into callbacks.
+Its alerts go to the businesses that use it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 
@@ -67,6 +73,9 @@ class LookupCaller:
     phone: str
     call_sid: str
     reply: Reply[LookupResult]
+    backend: str | None = None
+    """The business's backend URL; ``None``: the gateway's own (``V2_BACKEND_URL``)."""
+    business: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +86,8 @@ class BookAppointment:
     call_sid: str
     idempotency_key: str
     reply: Reply[BookingResult]
+    backend: str | None = None
+    business: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,9 +98,23 @@ class CreateCallback:
     call_sid: str
     idempotency_key: str
     reply: Reply[CallbackResult]
+    backend: str | None = None
+    business: str | None = None
 
 
 GatewayMessage = LookupCaller | BookAppointment | CreateCallback
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Target:
+    """Which backend a request goes to, and whose it is."""
+
+    backend: str | None = None
+    business: str | None = None
+
+    def fields(self) -> dict[str, str | None]:
+        return dataclasses.asdict(self)
+
 
 ANSWER_SLACK_SECONDS = 1.0
 
@@ -110,6 +135,8 @@ class V2Gateway:
         failure_threshold: int,
         reset_seconds: float,
         user_email: Callable[[], str | None] = lambda: None,
+        owners: Callable[[str], Sequence[str | None]] = lambda url: [None],
+        backends: Callable[[str], str | None] = lambda business: None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -125,6 +152,10 @@ class V2Gateway:
             failure_threshold: Consecutive failures that open the breaker.
             reset_seconds: How long the breaker stays open before a probe.
             user_email: The dashboard user alerts belong to.
+            owners: The ids of the businesses using a backend URL, whose dashboards hear
+                of its breaker (``[None]``: the deployment's dashboard).
+            backends: A business's backend URL now (``None``: unknown), so a kept
+                callback follows its business's backend when a reload moves it.
             clock: Monotonic time for the breaker (tests pass their own).
             wall_clock: Wall time for retries of kept callbacks, which outlive the process;
                 must be the clock ``pending`` uses.
@@ -136,15 +167,21 @@ class V2Gateway:
         self._submit_records = submit_records
         self._timeout = timeout
         self._user_email = user_email
+        self._owners = owners
+        self._backends = backends
         self._wall_clock = wall_clock
         self._transport = transport
-        self.breaker = CircuitBreaker(
-            "v2_backend",
+        self._make_breaker = functools.partial(
+            CircuitBreaker,
             failure_threshold=failure_threshold,
             reset_seconds=reset_seconds,
             clock=clock,
             on_change=self._breaker_changed,
         )
+        self.breaker = self._make_breaker("v2_backend")
+        """The breaker of ``V2_BACKEND_URL``."""
+        self._breakers: dict[str, CircuitBreaker] = {self._base_url: self.breaker}
+        self._breaker_urls: dict[str, str] = {self.breaker.name: self._base_url}
         self._client: httpx.AsyncClient | None = None
         self._tg: TaskGroup | None = None
         self._pending_changed = anyio.Event()
@@ -152,6 +189,24 @@ class V2Gateway:
     def resend_now(self) -> None:
         """Try the kept callbacks that are due now, without waiting for the timer."""
         self._pending_changed.set()
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """Every backend's breaker, ``V2_BACKEND_URL``'s first."""
+        return list(self._breakers.values())
+
+    def _breaker_for(self, backend: str | None) -> tuple[CircuitBreaker, str]:
+        """The breaker of ``backend`` and the URL prefix its requests go to."""
+        url = (backend or self._base_url).rstrip("/")
+        breaker = self._breakers.get(url)
+        if breaker is None:
+            # Bounded by the profiles: each names at most one backend.
+            parts = httpx.URL(url)
+            breaker = self._make_breaker(
+                f"v2_backend:{parts.netloc.decode()}{parts.path.rstrip('/')}"
+            )
+            self._breakers[url] = breaker
+            self._breaker_urls[breaker.name] = url
+        return breaker, ("" if url == self._base_url else url)
 
     @property
     def degraded(self) -> bool:
@@ -181,23 +236,24 @@ class V2Gateway:
     # ------------------------------------------------------------------- requests
 
     async def _handle(self, message: GatewayMessage) -> None:
+        target = _Target(backend=message.backend, business=message.business)
         match message:
             case LookupCaller(phone=phone, call_sid=call_sid, reply=reply):
-                reply.send(await self._lookup(phone, call_sid))
+                reply.send(await self._lookup(phone, call_sid, target))
             case BookAppointment(
                 request=request, call_sid=call_sid, idempotency_key=key, reply=reply
             ):
-                reply.send(await self._book(request, call_sid, key))
+                reply.send(await self._book(request, call_sid, key, target))
             case CreateCallback(
                 request=request, call_sid=call_sid, idempotency_key=key, reply=reply
             ):
-                reply.send(await self._callback(request, call_sid, key))
+                reply.send(await self._callback(request, call_sid, key, target))
             case _:
                 assert_never(message)
 
-    async def _lookup(self, phone: str, call_sid: str) -> LookupResult:
+    async def _lookup(self, phone: str, call_sid: str, target: _Target) -> LookupResult:
         try:
-            body = await self._post("/v2/callers/lookup", {"phone": phone}, call_sid)
+            body = await self._post("/v2/callers/lookup", {"phone": phone}, call_sid, target)
         except ProviderUnavailable:
             return LookupResult(customer=None, degraded=True)
         except ProviderRejected as exc:
@@ -211,9 +267,11 @@ class V2Gateway:
             logger.error("backend answered a lookup with a malformed customer")
             return LookupResult(customer=None)
 
-    async def _book(self, request: BookingRequest, call_sid: str, key: str) -> BookingResult:
+    async def _book(
+        self, request: BookingRequest, call_sid: str, key: str, target: _Target
+    ) -> BookingResult:
         try:
-            body = await self._post("/v2/appointments", request, call_sid, key=key)
+            body = await self._post("/v2/appointments", request, call_sid, target, key=key)
         except ProviderUnavailable:
             return BookingResult(failure="backend_unavailable")
         except ProviderRejected as exc:
@@ -227,9 +285,11 @@ class V2Gateway:
             logger.error("backend confirmed a booking without the confirmation fields")
             return BookingResult(failure="invalid")
 
-    async def _callback(self, request: CallbackRequest, call_sid: str, key: str) -> CallbackResult:
+    async def _callback(
+        self, request: CallbackRequest, call_sid: str, key: str, target: _Target
+    ) -> CallbackResult:
         try:
-            body = await self._post("/v2/callbacks", request, call_sid, key=key)
+            body = await self._post("/v2/callbacks", request, call_sid, target, key=key)
         except ProviderRejected as exc:
             logger.error("backend refused a callback: %s", exc.detail)
             await self._alert(
@@ -237,17 +297,32 @@ class V2Gateway:
                 "the backend refused a callback request; call the customer back by hand",
                 severity="critical",
                 call_sid=call_sid,
+                business=target.business,
                 phone=request.phone,
                 reason=request.reason,
             )
             return CallbackResult(callback_id=None, queued=False)
         except ProviderUnavailable:
-            await self._keep(PendingCallback(record_id=key, call_sid=call_sid, request=request))
+            await self._keep(
+                PendingCallback(
+                    record_id=key,
+                    call_sid=call_sid,
+                    request=request,
+                    backend_url=target.backend,
+                    business=target.business,
+                )
+            )
             return CallbackResult(callback_id=None, queued=True)
         return CallbackResult(callback_id=str(body.get("callback_id") or "") or None)
 
     async def _post(
-        self, path: str, body: BaseModel | dict, call_sid: str, *, key: str | None = None
+        self,
+        path: str,
+        body: BaseModel | dict,
+        call_sid: str,
+        target: _Target,
+        *,
+        key: str | None = None,
     ) -> dict[str, Any]:
         """Send one request through the breaker.
 
@@ -262,10 +337,13 @@ class V2Gateway:
         content = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
         # However the request ends — cancelled with the actor included — the attempt is
         # settled, so a half-open probe is never lost with it.
-        with self.breaker.acquire() as attempt:
+        breaker, prefix = self._breaker_for(target.backend)
+        with breaker.acquire() as attempt:
             try:
                 with anyio.fail_after(self._timeout):
-                    response = await self._client.post(path, content=content, headers=headers)
+                    response = await self._client.post(
+                        prefix + path, content=content, headers=headers
+                    )
             except (httpx.HTTPError, TimeoutError) as exc:
                 attempt.failed()
                 raise ProviderUnavailable("v2", f"{path}: {type(exc).__name__}") from exc
@@ -295,6 +373,7 @@ class V2Gateway:
             AlertKind.CALLBACK_PENDING,
             "the backend is unavailable; a callback is waiting to reach it",
             call_sid=pending.call_sid,
+            business=pending.business,
             phone=pending.request.phone,
             reason=pending.request.reason,
             urgency=pending.request.urgency,
@@ -325,7 +404,15 @@ class V2Gateway:
         pending = PendingCallback.model_validate_json(entry.body)
         try:
             body = await self._post(
-                "/v2/callbacks", pending.request, pending.call_sid, key=pending.record_id
+                "/v2/callbacks",
+                pending.request,
+                pending.call_sid,
+                _Target(
+                    backend=(pending.business and self._backends(pending.business))
+                    or pending.backend_url,
+                    business=pending.business,
+                ),
+                key=pending.record_id,
             )
         except ProviderUnavailable as exc:
             delay = RETRY_BACKOFF.delay(entry.attempts)
@@ -347,6 +434,7 @@ class V2Gateway:
                 "the backend refused a kept callback; call the customer back by hand",
                 severity="critical",
                 call_sid=pending.call_sid,
+                business=pending.business,
                 phone=pending.request.phone,
             )
             return
@@ -357,6 +445,7 @@ class V2Gateway:
             "a kept callback reached the backend",
             severity="info",
             call_sid=pending.call_sid,
+            business=pending.business,
             callback_id=body.get("callback_id"),
         )
 
@@ -365,25 +454,32 @@ class V2Gateway:
     def _breaker_changed(
         self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState
     ) -> None:
+        owners = self._owners(self._breaker_urls.get(breaker.name, self._base_url)) or [None]
         if new is BreakerState.OPEN and self._tg is not None:
-            self._tg.start_soon(
-                lambda: self._alert(
-                    AlertKind.BREAKER_OPENED,
-                    "the V2 backend is failing; bookings fall back to callbacks",
-                    severity="critical",
-                    breaker=breaker.name,
+            for owner in owners:
+                self._tg.start_soon(
+                    functools.partial(
+                        self._alert,
+                        AlertKind.BREAKER_OPENED,
+                        "the V2 backend is failing; bookings fall back to callbacks",
+                        severity="critical",
+                        business=owner,
+                        breaker=breaker.name,
+                    )
                 )
-            )
         elif new is BreakerState.CLOSED and old is not BreakerState.CLOSED and self._tg:
             self._pending_changed.set()
-            self._tg.start_soon(
-                lambda: self._alert(
-                    AlertKind.BREAKER_CLOSED,
-                    "the V2 backend answers again",
-                    severity="info",
-                    breaker=breaker.name,
+            for owner in owners:
+                self._tg.start_soon(
+                    functools.partial(
+                        self._alert,
+                        AlertKind.BREAKER_CLOSED,
+                        "the V2 backend answers again",
+                        severity="info",
+                        business=owner,
+                        breaker=breaker.name,
+                    )
                 )
-            )
 
     async def _alert(
         self,
@@ -392,6 +488,7 @@ class V2Gateway:
         *,
         severity: Severity = "warning",
         call_sid: str | None = None,
+        business: str | None = None,
         **details: Any,
     ) -> None:
         record = alert(
@@ -400,6 +497,7 @@ class V2Gateway:
             severity=severity,
             call_sid=call_sid,
             user_email=self._user_email(),
+            business=business,
             **details,
         )
         with anyio.move_on_after(RECORD_SUBMIT_TIMEOUT_SECONDS, shield=True):
@@ -420,16 +518,31 @@ class GatewayClient:
         *,
         timeout: Callable[[], float],
         pending: Outbox,
+        backend: str | None = None,
+        business: str | None = None,
     ) -> None:
-        """Create the client over the gateway's inbox."""
+        """Create the client over the gateway's inbox (for ``business``'s ``backend``)."""
         self._inbox = inbox
         self._timeout = timeout
         self._pending = pending
+        self._target = _Target(backend=backend, business=business)
+
+    def for_business(self, business: str, backend: str | None) -> GatewayClient:
+        """The client a call of ``business`` asks through: requests go to ``backend``."""
+        return GatewayClient(
+            self._inbox,
+            timeout=self._timeout,
+            pending=self._pending,
+            backend=backend,
+            business=business,
+        )
 
     async def lookup(self, phone: str, call_sid: str) -> LookupResult:
         """Who is calling from ``phone``."""
         answer = await self._ask(
-            lambda reply: LookupCaller(phone=phone, call_sid=call_sid, reply=reply),
+            lambda reply: LookupCaller(
+                phone=phone, call_sid=call_sid, reply=reply, **self._target.fields()
+            ),
             what="caller lookup",
         )
         return answer if answer is not None else LookupResult(customer=None, degraded=True)
@@ -438,7 +551,11 @@ class GatewayClient:
         """Book a visit; a failure never promises anything."""
         answer = await self._ask(
             lambda reply: BookAppointment(
-                request=request, call_sid=call_sid, idempotency_key=key, reply=reply
+                request=request,
+                call_sid=call_sid,
+                idempotency_key=key,
+                reply=reply,
+                **self._target.fields(),
             ),
             what="booking",
         )
@@ -448,14 +565,24 @@ class GatewayClient:
         """Promise a callback; if the gateway cannot answer, keep it on disk for it."""
         answer = await self._ask(
             lambda reply: CreateCallback(
-                request=request, call_sid=call_sid, idempotency_key=key, reply=reply
+                request=request,
+                call_sid=call_sid,
+                idempotency_key=key,
+                reply=reply,
+                **self._target.fields(),
             ),
             what="callback",
         )
         if answer is not None:
             return answer
         logger.warning("callback kept on disk for the gateway to send")
-        pending = PendingCallback(record_id=key, call_sid=call_sid, request=request)
+        pending = PendingCallback(
+            record_id=key,
+            call_sid=call_sid,
+            request=request,
+            backend_url=self._target.backend,
+            business=self._target.business,
+        )
         await anyio.to_thread.run_sync(self._pending.put, [pending])
         return CallbackResult(callback_id=None, queued=True)
 

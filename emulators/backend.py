@@ -141,6 +141,7 @@ class BackendEmulator(Emulator):
         app.router.add_post("/v2/callers/lookup", self._lookup, name="lookup_caller")
         app.router.add_post("/v2/appointments", self._book, name="book_appointment")
         app.router.add_post("/v2/callbacks", self._callback, name="create_callback")
+        app.router.add_get("/v2/health", self._health, name="health")
         app.router.add_get("/__state", self._admin_state, name="__admin_state")
 
     # ------------------------------------------------------------------ Python API
@@ -301,6 +302,9 @@ class BackendEmulator(Emulator):
         self._store.callbacks.append({**record, "callback_id": callback_id})
         logger.info("backend: callback %s for %s", callback_id, record["phone"])
         return 201, {"callback_id": callback_id}
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
 
     async def _admin_state(self, request: web.Request) -> web.Response:
         return web.json_response(self.state())

@@ -13,7 +13,9 @@ order, and the first failure answers with ``{"error": code, "reason": sentence}`
 5. the body valid against ``<kind>.schema.json`` in the schema directory (400).
 
 A new key is stored and answered ``201 accepted``; a key seen before for the same kind
-is answered ``200 duplicate`` and not stored again.
+is answered ``200 duplicate`` and not stored again. A test ping (a body whose ``kind``
+is ``ping``, sent by ``check --live``) passes checks 1 to 4, skips the schema, is
+answered ``200 pong`` and is never stored.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from emulators.base import Emulator
 logger = logging.getLogger(__name__)
 
 KINDS = ("jobs", "calls", "alerts")
+PING_KIND = "ping"
 SCHEMA_FILES = {
     "jobs": "job.schema.json",
     "calls": "call.schema.json",
@@ -115,6 +118,8 @@ class DashboardEmulator(Emulator):
         self.schema_dir = Path(schema_dir)
         self._validators: dict[str, Draft202012Validator | None] = {}
         self._inbox = _Inbox()
+        self.pings = 0
+        """Test pings answered (``check --live``); none is stored."""
 
     async def start(self) -> None:
         """Load and check the schemas, then listen.
@@ -178,6 +183,10 @@ class DashboardEmulator(Emulator):
             request[_REJECTION] = exc
             logger.info("dashboard: rejected %s webhook: %s", kind, exc.reason)
             return web.json_response({"error": exc.error, "reason": exc.reason}, status=exc.status)
+        if body.get("kind") == PING_KIND:
+            # ``check --live`` testing the URL and the secret: answered, never stored.
+            self.pings += 1
+            return web.json_response({"status": "pong"}, status=200)
         with self._inbox.lock:
             duplicate = (kind, key) in self._inbox.keys
             if not duplicate:
@@ -216,7 +225,7 @@ class DashboardEmulator(Emulator):
                 400, "invalid_json", f"the body must be a JSON object, got {type(body).__name__}"
             )
         validator = self._validators.get(kind)
-        if validator is not None:
+        if validator is not None and body.get("kind") != PING_KIND:
             error = best_match(validator.iter_errors(body))
             if error is not None:
                 raise Rejected(

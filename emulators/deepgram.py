@@ -35,6 +35,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -44,6 +45,8 @@ from emulators.calls import CallRegistry
 from emulators.deepgram_listen import ListenSession, Outgoing
 from emulators.faults import FaultKind
 from emulators.voices import DEEPGRAM_VOICES
+
+PROJECT_ID = "3c1b5c1e-8d0f-4d55-9a53-6c1f2e7b9a10"
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +107,25 @@ class DeepgramEmulator(Emulator):
         app.router.add_get("/v1/listen", self._on_listen, name="listen")
         app.router.add_get("/v1/speak", self._on_speak, name="speak")
         app.router.add_post("/v1/speak", self._on_speak_rest, name="speak_rest")
+        app.router.add_get("/v1/projects", self._on_projects, name="projects")
+
+    def error_body(self, status: int) -> dict[str, Any]:
+        """Injected errors in Deepgram's shape (``err_code``, ``err_msg``, ``request_id``)."""
+        code, message = {
+            401: ("INVALID_AUTH", "Invalid credentials."),
+            403: ("INSUFFICIENT_PERMISSIONS", "You do not have permission to do this."),
+            429: ("TOO_MANY_REQUESTS", "Too many requests. Please try again later."),
+            503: ("SERVICE_UNAVAILABLE", "Service is temporarily unavailable."),
+        }.get(status, ("INTERNAL_SERVER_ERROR", "An internal server error occurred."))
+        return {"err_code": code, "err_msg": message, "request_id": str(uuid.uuid4())}
+
+    async def _on_projects(self, request: web.Request) -> web.Response:
+        """``GET /v1/projects``: the projects the key can see (``check --live``)."""
+        if sockets.credential(request, "Token") is None:
+            return _unauthorized()
+        return web.json_response(
+            {"projects": [{"project_id": PROJECT_ID, "name": "Frontdesk (emulated)"}]}
+        )
 
     # ------------------------------------------------------------------- STT
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from emulators import audio
 from emulators.calls import CallScript
-from frontdesk.conversation import languages
+from emulators.speech import synth
 
 SPEECH_RMS = 300.0
 """RMS (of int16 samples) above which a 20 ms window counts as speech (about -41 dBFS)."""
@@ -244,7 +244,12 @@ class ListenSession:
         end = max(self._last_voiced or start, start + 0.1) if transcript else start
         words = transcript.split()
         step = (end - start) / max(1, len(words))
-        detected = {"languages": [_language_of(transcript)]} if self.language == "multi" else {}
+        # With language=multi Deepgram names the languages it heard (most words first)
+        # on the alternative, and each word's own language.
+        spoken = self._line if self._line is not None else transcript
+        language = _language_of(spoken) if self.language == "multi" and transcript else None
+        detected = {"languages": [language]} if language is not None else {}
+        word_language = {"language": language} if language is not None else {}
         return {
             "type": "Results",
             "channel_index": [0, 1],
@@ -265,6 +270,7 @@ class ListenSession:
                                 "end": round(start + (i + 1) * step, 3),
                                 "confidence": 0.99,
                                 "punctuated_word": word,
+                                **word_language,
                             }
                             for i, word in enumerate(words)
                         ],
@@ -281,5 +287,6 @@ class ListenSession:
 
 
 def _language_of(line: str) -> str:
-    # The scripted line's language, as Deepgram's multilingual model would report it.
-    return languages.detect(line, ("en", "es")) or "en"
+    # The language the line's clip is spoken in (the espeak-ng voice it was made with),
+    # which is what Deepgram's multilingual model hears: not a guess from its words.
+    return "es" if synth.voice_for(line) == synth.SPANISH_VOICE else "en"

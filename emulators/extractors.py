@@ -10,7 +10,7 @@ produced from a scenario line, so scenario authors can predict them: a line like
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "plumbing": (
@@ -219,14 +219,28 @@ def spoken_digits(text: str) -> str:
     return _DIGIT_RUN.sub(join, text)
 
 
-def enum_value(lines: Sequence[str], values: Sequence[str]) -> str | None:
-    """The enum value the newest line that names one names (by value or synonym)."""
+def enum_value(
+    lines: Sequence[str],
+    values: Sequence[str],
+    extra: Mapping[str, Sequence[str]] | None = None,
+) -> str | None:
+    """The enum value the newest line that names one names (by value or synonym).
+
+    ``extra`` adds phrases per value (lower case), beside :data:`SYNONYMS`. With it, a
+    line is read for the values' own names and ``extra`` phrases first, and only then for
+    the generic synonyms: a business with a "Water heaters" service gets that one for
+    "my water heater", not the plumbing that the synonyms would also match.
+    """
     for line in reversed(lines):
-        for value in values:
-            key = str(value).lower()
-            phrases = {key, key.replace("_", " "), *SYNONYMS.get(key, ())}
-            if any(_mentions(p, line) is not None for p in phrases):
-                return value
+        passes = (True, False) if extra else (None,)
+        for own in passes:
+            for value in values:
+                key = str(value).lower()
+                phrases = {key, key.replace("_", " "), *(extra or {}).get(key, ())}
+                if own is not True:
+                    phrases.update(SYNONYMS.get(key, ()))
+                if any(_mentions(p, line) is not None for p in phrases):
+                    return value
     return None
 
 

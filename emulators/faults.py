@@ -16,6 +16,8 @@ Kinds:
   (forever when 0) without closing.
 - ``close``: after ``after`` messages or chunks, close the connection abruptly with
   websocket ``code`` (HTTP streams are cut).
+- ``truncate``: an answer's content ends after ``after`` characters, as a model's does
+  when it runs out of tokens (OpenAI: ``finish_reason: "length"``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class FaultKind(enum.StrEnum):
     DOWN = "down"
     STALL = "stall"
     CLOSE = "close"
+    TRUNCATE = "truncate"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,11 +38,12 @@ from aiohttp import WSMsgType, web
 
 from emulators import audio, sockets
 from emulators.base import Emulator, StreamCut, cut_websocket
-from emulators.voices import inworld_knows
+from emulators.voices import INWORLD_VOICES, inworld_knows
 
 logger = logging.getLogger(__name__)
 
 PATH = "/tts/v1/voice:streamBidirectional"
+VOICES_PATH = "/tts/v1/voices"
 MAX_CONTEXTS = 5
 CHUNK_SECONDS = 0.1
 CLOSE_TIMEOUT_SECONDS = 2.0
@@ -113,6 +114,40 @@ class InworldEmulator(Emulator):
     def install(self, app: web.Application) -> None:
         """Add the bidirectional TTS route."""
         app.router.add_get(PATH, self._on_connect, name="tts")
+        app.router.add_get(VOICES_PATH, self._on_voices, name="voices")
+
+    def error_body(self, status: int) -> dict[str, Any]:
+        """Injected errors as Inworld's gateway answers them: a gRPC status, its message."""
+        code, message = {
+            401: (16, "Unauthenticated"),
+            403: (7, "Permission denied"),
+            429: (8, "Resource exhausted"),
+            503: (14, "Service unavailable"),
+        }.get(status, (13, "Internal error"))
+        return {"code": code, "message": message, "details": []}
+
+    async def _on_voices(self, request: web.Request) -> web.Response:
+        """``GET /tts/v1/voices``: the voices this key may synthesise with (``check --live``)."""
+        if sockets.credential(request, "Basic") is None:
+            return web.json_response(
+                {"code": 16, "message": "Unauthenticated", "details": []}, status=401
+            )
+        return web.json_response(
+            {
+                "voices": [
+                    {
+                        "voiceId": name,
+                        "displayName": name,
+                        "description": f"Inworld voice {name}",
+                        "languages": [language],
+                        "tags": [],
+                        "isCustom": False,
+                    }
+                    for language, names in sorted(INWORLD_VOICES.items())
+                    for name in sorted(names)
+                ]
+            }
+        )
 
     def speech_seconds(self, text: str) -> float:
         """How long the synthesised speech of ``text`` lasts."""

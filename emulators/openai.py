@@ -9,7 +9,9 @@ empty ``messages`` array (code ``empty_array``) and to ``stream_options`` withou
 Which answer: the call is the request's ``prompt_cache_key`` (Frontdesk sends the call
 SID there) and the number of ``user`` messages is how many caller lines were heard. A
 scripted :class:`~emulators.scenario.LLMTurn` due at that line wins; otherwise the
-built-in receptionist policy (:mod:`emulators.receptionist`) decides.
+built-in receptionist policy (:mod:`emulators.receptionist`) decides. A request whose
+system prompt asks for a caller played from a persona is answered by the caller policy
+(:mod:`emulators.persona`) instead.
 
 Streaming answers are Server-Sent Events shaped like the real service's: a first chunk
 with the role, content deltas, tool-call deltas (one call per chunk, ``index`` from 0,
@@ -17,6 +19,13 @@ with the role, content deltas, tool-call deltas (one call per chunk, ``index`` f
 later chunks), a chunk with ``finish_reason``, a usage chunk with ``"choices": []`` when
 ``stream_options.include_usage`` is set, then ``data: [DONE]``. ``stall`` / ``close``
 faults on ``chat`` act before the (``after`` + 1)-th event; ``close`` cuts the connection.
+
+Structured output (:mod:`emulators.structured`): a request with a ``json_schema``
+``response_format`` is answered with a JSON object of that schema as the message's
+content (a malformed ``response_format`` gets the real service's 400). A ``truncate``
+fault on ``chat`` cuts any answer's content after ``after`` characters with
+``finish_reason: "length"``, as when ``max_tokens`` runs out — structured output then
+is not valid JSON.
 """
 
 from __future__ import annotations
@@ -32,12 +41,19 @@ from typing import Any
 
 from aiohttp import web
 
-from emulators import receptionist, sockets
+from emulators import persona, receptionist, sockets, structured
 from emulators.base import Emulator, StreamCut
 from emulators.calls import CallRegistry
+from emulators.faults import FaultKind
 
 logger = logging.getLogger(__name__)
 
+MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini")
+"""The models ``GET /v1/models`` lists."""
+_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an "
+    "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
 ARGUMENT_FRAGMENT_CHARS = 8
 """Longest piece of a tool call's JSON arguments per chunk."""
 
@@ -65,10 +81,43 @@ class OpenAIEmulator(Emulator):
     def install(self, app: web.Application) -> None:
         """Add the chat completions route."""
         app.router.add_post("/v1/chat/completions", self._on_chat, name="chat")
+        app.router.add_get("/v1/models", self._on_models, name="models")
+
+    def error_body(self, status: int) -> dict[str, Any]:
+        """Injected errors in OpenAI's shape (a 401 as for a revoked key)."""
+        if status == 401:
+            return _error_json(
+                "Incorrect API key provided. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                "invalid_request_error",
+                None,
+                "invalid_api_key",
+            )
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return _error_json(f"The server had an error processing your request ({status}).", kind)
+
+    async def _on_models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``: the models this key may use (``check --live``)."""
+        if sockets.credential(request, "Bearer") is None:
+            return _error(401, _NO_KEY)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": model, "object": "model", "created": 1744316542, "owned_by": "system"}
+                    for model in MODELS
+                ],
+            }
+        )
 
     def answer(self, body: dict[str, Any]) -> Answer:
         """The answer to a chat request: the scenario's scripted turn, else the policy's."""
+        facts = structured.answer(body)
+        if facts is not None:
+            return Answer(text=json.dumps(facts))
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        if persona.is_persona(messages):
+            return Answer(text=persona.respond(messages))
         lines_heard = sum(1 for m in messages if m.get("role") == "user")
         script = self.calls.get(body.get("prompt_cache_key"))
         turn = script.scripted_turn(lines_heard) if script is not None else None
@@ -81,11 +130,7 @@ class OpenAIEmulator(Emulator):
 
     async def _on_chat(self, request: web.Request) -> web.StreamResponse:
         if sockets.credential(request, "Bearer") is None:
-            return _error(
-                401,
-                "You didn't provide an API key. You need to provide your API key in an "
-                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-            )
+            return _error(401, _NO_KEY)
         try:
             body = await request.json()
         except ValueError:
@@ -108,8 +153,17 @@ class OpenAIEmulator(Emulator):
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                 param="stream_options",
             )
+        problem = structured.format_problem(body)
+        if problem is not None:
+            return _error(400, problem, param="response_format")
         self.requests.append(body)
-        completion = _Completion(model=str(body["model"]), answer=self.answer(body), body=body)
+        answer = self.answer(body)
+        cut = self.faults.take("chat", FaultKind.TRUNCATE)
+        if cut is not None:
+            answer = Answer(text=(answer.text or "")[: cut.after])
+        completion = _Completion(
+            model=str(body["model"]), answer=answer, body=body, cut=cut is not None
+        )
         if body.get("stream"):
             return await self._stream(request, completion)
         return web.json_response(completion.whole(), headers=completion.headers())
@@ -143,6 +197,8 @@ class _Completion:
     model: str
     answer: Answer
     body: dict[str, Any]
+    cut: bool = False
+    """Whether the answer was cut short (``finish_reason: "length"``)."""
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -151,6 +207,8 @@ class _Completion:
 
     @property
     def finish_reason(self) -> str:
+        if self.cut:
+            return "length"
         return "tool_calls" if self.answer.tool_calls else "stop"
 
     def call_ids(self) -> list[str]:
@@ -273,8 +331,10 @@ def _error(
 ) -> web.Response:
     kinds = {401: ("invalid_request_error", "invalid_api_key")}
     kind, default_code = kinds.get(status, ("invalid_request_error", None))
-    code = code or default_code
-    return web.json_response(
-        {"error": {"message": message, "type": kind, "param": param, "code": code}},
-        status=status,
-    )
+    return web.json_response(_error_json(message, kind, param, code or default_code), status=status)
+
+
+def _error_json(
+    message: str, kind: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}

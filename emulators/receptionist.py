@@ -16,7 +16,8 @@ between one tool call and a short spoken text, roughly as a good receptionist LL
    arguments that could be read too. A tool that needs no arguments is called when the
    caller's newest line says one of its :data:`TRIGGERS` (``prefer_callback`` on "can
    someone call me back?"), or, when it is the only tool offered, at once (after any
-   text its node asks to say).
+   text its node asks to say). A caller asking for a person gets the transfer tool
+   when one is offered, before a callback tool the same words would also select.
 4. Failing that, ask for the first missing required argument of the first tool, with a
    fixed phrase per argument (:data:`ASK_PHRASES`).
 5. With no tools: say the quoted sentence the node's instructions ask for
@@ -38,6 +39,12 @@ to "speak only Spanish", the policy's own phrases are spoken in Spanish (:data:`
 
 After a tool error that names an argument, caller lines before that error are no
 longer used for that argument, so a corrected value wins.
+
+Services of any business: the persona (the first system message) lists the business's
+services as ``Services: Name (what it covers); ...``, in the order the ``service`` enum
+offers their ids. A caller's words select a service by its id, by its name, or by one
+of the things its description lists (:func:`service_phrases`), as a model reading the
+persona would; the built-in trades' synonyms still apply.
 """
 
 from __future__ import annotations
@@ -179,6 +186,8 @@ class _Node:
 
     messages: list[dict[str, Any]]
     instructions: str = ""
+    services: list[tuple[str, ...]] = field(default_factory=list)
+    """Each service the persona lists: the phrases that name it (see :func:`service_phrases`)."""
     cutoffs: dict[str, int] = field(default_factory=dict)
     questions: set[int] = field(default_factory=set)
     """Indexes of the caller's lines that were looked up with ``answer_question``."""
@@ -215,6 +224,8 @@ def _respond(messages: list[dict[str, Any]], tools: Sequence[dict[str, Any]] | N
     offered = [t for t in parsed if t is not None and t.name not in (QUESTION_TOOL, LANGUAGE_TOOL)]
     known_args = {arg for tool in offered for arg in tool.properties}
     node = _current_node(messages, known_args)
+    persona = next((message_text(m) for m in messages if m.get("role") == "system"), "")
+    node.services = service_phrases(persona)
     last = messages[-1] if messages else {}
     if last.get("role") == "tool":
         if _called_tool(messages, last) == QUESTION_TOOL:
@@ -224,7 +235,7 @@ def _respond(messages: list[dict[str, Any]], tools: Sequence[dict[str, Any]] | N
     if question is not None:
         return Reply(tool_call=ToolChoice(name=QUESTION_TOOL, arguments={"question": question}))
     lines = node.lines()
-    for tool in offered:
+    for tool in sorted(offered, key=lambda t: "transfer" not in t.name.split("_")):
         if not tool.required:
             if _triggered(tool, lines[-1] if lines else None):
                 return Reply(tool_call=ToolChoice(name=tool.name, arguments=_optional(tool, node)))
@@ -287,14 +298,42 @@ def message_text(message: dict[str, Any]) -> str:
     return ""
 
 
-def extract(arg: str, schema: dict[str, Any], lines: list[str], context: str = "") -> Any | None:
+def service_phrases(persona: str) -> list[tuple[str, ...]]:
+    """The services a persona lists, each as the phrases a caller may name it by.
+
+    ``Services: Plumbing (leaks, clogged drains and water heaters); EV chargers (home
+    charger installs).`` gives ``[("plumbing", "leaks", "clogged drains", "water
+    heaters"), ("ev chargers", "home charger installs")]``.
+    """
+    listed = re.search(r"Services: (.*?)\. You are on", persona, re.DOTALL)
+    if listed is None:
+        return []
+    services: list[tuple[str, ...]] = []
+    for entry in listed.group(1).split("; "):
+        named = re.fullmatch(r"\s*(.+?)\s*\((.*)\)\s*", entry, re.DOTALL)
+        if named is None:
+            continue
+        items = re.split(r",|\band\b|\bor\b", named.group(2))
+        phrases = [named.group(1).lower(), *(i.strip().lower() for i in items)]
+        services.append(tuple(dict.fromkeys(p for p in phrases if len(p) >= 3)))
+    return services
+
+
+def extract(
+    arg: str,
+    schema: dict[str, Any],
+    lines: list[str],
+    context: str = "",
+    services: Sequence[Sequence[str]] = (),
+) -> Any | None:
     """The value of argument ``arg`` (JSON-schema ``schema``) said in ``lines``, or ``None``.
 
     By schema first, then by name, newest line first:
 
     - ``enum``: a value or one of its synonyms (:data:`extractors.SYNONYMS`), not
       negated ("not an emergency"); slot ids (``slot_1``…) by ordinal ("the second
-      one") or by id.
+      one") or by id; for ``service``, also the phrases of the persona's ``services``
+      (by position, when it lists as many as the enum has values).
     - ``boolean``: yes/no words in the last line only; the earliest one wins.
     - a name with ``slot`` (no enum): slot ids named in ``context`` (the node's
       instructions and tool results), picked by ordinal.
@@ -309,11 +348,17 @@ def extract(arg: str, schema: dict[str, Any], lines: list[str], context: str = "
     kind = schema.get("type")
     values = schema.get("enum")
     last = lines[-1] if lines else None
+    value: Any
     if values:
         if "slot" in lowered or all(extractors.slot_ids(str(v)) for v in values):
             value = extractors.ordinal_choice(lines, [str(v) for v in values])
         else:
-            value = extractors.enum_value(lines, values)
+            extra: dict[str, Sequence[str]] = {}
+            if "service" in lowered and len(services) == len(values):
+                extra = {
+                    str(v).lower(): phrases for v, phrases in zip(values, services, strict=True)
+                }
+            value = extractors.enum_value(lines, values, extra)
     elif kind == "boolean":
         value = extractors.yes_no(last)
     elif "slot" in lowered:
@@ -490,7 +535,9 @@ def _context(node: _Node) -> str:
 
 
 def _read(tool: _Tool, arg: str, node: _Node) -> Any | None:
-    return extract(arg, tool.properties.get(arg, {}), node.lines(arg), _context(node))
+    return extract(
+        arg, tool.properties.get(arg, {}), node.lines(arg), _context(node), node.services
+    )
 
 
 def _missing(tool: _Tool, node: _Node) -> list[str]:

@@ -121,6 +121,13 @@ def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> li
         failures.append(f"outcome {record.get('outcome')}, expected {expect.outcome}")
     if expect.language is not None and record.get("language") != expect.language:
         failures.append(f"language {record.get('language')}, expected {expect.language}")
+    if expect.language_switches is not None:
+        switches = [
+            {"language": s.get("language"), "cue": s.get("cue")}
+            for s in record.get("language_switches", [])
+        ]
+        if switches != expect.language_switches:
+            failures.append(f"language switches {switches}, expected {expect.language_switches}")
     if expect.states_visited and record.get("states_visited") != expect.states_visited:
         failures.append(
             f"states visited {record.get('states_visited')}, expected {expect.states_visited}"
@@ -145,6 +152,8 @@ def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> li
         )
     if expect.questions is not None:
         failures += check_questions(expect.questions, record)
+    if expect.callback_lead:
+        failures += check_callback_lead(expect.callback_lead, received.get("jobs", []), outcome)
     if expect.handoffs is not None:
         statuses = [h.get("status") for h in outcome.get("handoffs", [])]
         if statuses != expect.handoffs:
@@ -172,6 +181,26 @@ def check(scenario: Scenario, report: CallReport, outcome: dict[str, Any]) -> li
     hangups = 0 if report.hung_up_by == "handoff" else 1
     if not report.rejected and outcome.get("hangups") != hangups:
         failures.append(f"{outcome.get('hangups')} REST hang-ups, expected {hangups}")
+    return failures
+
+
+def check_callback_lead(
+    expected: dict[str, str], jobs: list[dict[str, Any]], outcome: dict[str, Any]
+) -> list[str]:
+    """Every way the callback's job record and backend request lack the lead ``expected``."""
+    callbacks = [job for job in jobs if job.get("job_type") == "callback"]
+    requests = outcome.get("callbacks", [])
+    if not callbacks or not requests:
+        return [f"{len(callbacks)} callback job records, {len(requests)} callback requests"]
+    failures = []
+    lead, request = callbacks[-1].get("lead") or {}, requests[-1]
+    for name, text in expected.items():
+        for whose, value in (
+            ("job record", lead.get(name)),
+            ("backend request", request.get("reason" if name == "description" else name)),
+        ):
+            if text.lower() not in str(value or "").lower():
+                failures.append(f"the callback's {whose}: {name} is {value!r}, not about {text!r}")
     return failures
 
 

@@ -195,6 +195,11 @@ class Expectations(_Strict):
         recording_in_record: Whether the call record carries the recording's SID and URL.
         questions: The caller's questions about the business, in the order asked; when
             given, the record holds exactly these.
+        language_switches: Each change of language the call record must show, in order,
+            with what prompted it (``{language: es, cue: speech_recognition}``).
+        callback_lead: Lead fields of the callback's job record and the backend's callback
+            request, each naming text that field must contain (``{address: 12 Oak
+            Street}``; the job's ``description`` is the callback request's ``reason``).
     """
 
     outcome: str | None = None
@@ -212,6 +217,8 @@ class Expectations(_Strict):
     handoff_result: str | None = None
     recording_in_record: bool | None = None
     questions: list[QuestionExpectation] | None = None
+    callback_lead: dict[str, str] = Field(default_factory=dict)
+    language_switches: list[dict[str, str]] | None = None
 
 
 class DialAnswer(_Strict):

@@ -150,6 +150,7 @@ class TwilioEmulator(Emulator):
             base_url=lambda: self.url,
         )
         self._background = Background()
+        self._created = now()
         self._handoff_changed: asyncio.Event | None = None
 
     def add_subaccount(self, account_sid: str, auth_token: str) -> None:
@@ -158,6 +159,11 @@ class TwilioEmulator(Emulator):
 
     def install(self, app: web.Application) -> None:
         """Add the REST routes and the call-ledger admin routes."""
+        app.router.add_get(
+            rf"/{API_VERSION}/Accounts/{{account_sid:[^/.]+}}.json",
+            self._fetch_account,
+            name="account",
+        )
         app.router.add_post(
             rf"/{API_VERSION}/Accounts/{{account_sid}}/Calls/{{call_sid:[^/.]+}}.json",
             self._update_call,
@@ -291,6 +297,32 @@ class TwilioEmulator(Emulator):
                         del self._ledger.waiters[call_sid]
 
     # ---------------------------------------------------------------- REST route
+
+    async def _fetch_account(self, request: web.Request) -> web.Response:
+        """``GET /2010-04-01/Accounts/{AC}.json``: the account resource (``check --live``)."""
+        if not self._credentials.accept(request):
+            return unauthenticated()
+        sid = request.match_info["account_sid"]
+        base = f"/{API_VERSION}/Accounts/{sid}"
+        created = rfc2822(self._created)
+        return web.json_response(
+            {
+                "sid": sid,
+                "owner_account_sid": sid,
+                "friendly_name": "Frontdesk (emulated)",
+                "status": "active",
+                "type": "Full",
+                "auth_token": "",
+                "date_created": created,
+                "date_updated": created,
+                "uri": f"{base}.json",
+                "subresource_uris": {
+                    "calls": f"{base}/Calls.json",
+                    "messages": f"{base}/Messages.json",
+                    "recordings": f"{base}/Recordings.json",
+                },
+            }
+        )
 
     async def _update_call(self, request: web.Request) -> web.Response:
         call_sid = request.match_info["call_sid"]
@@ -457,6 +489,8 @@ class TwilioEmulator(Emulator):
 
 
 _INJECTED_ERRORS = {
+    # A revoked or wrong auth token.
+    401: (20003, "Authenticate"),
     # An injected 404 is one Twilio did not mean as "no such call" (code 20404): a request
     # sent to the wrong account or region's API host.
     404: (20400, "Not Found (injected: wrong account or region)"),

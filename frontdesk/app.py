@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -17,6 +18,7 @@ from prometheus_client.core import Metric
 from actors.call import CallDeps
 from actors.config import ConfigActor, ConfigMessage, Reload, ReloadResult
 from actors.dashboard_sync import DashboardMessage, DashboardSync, RecordsQueued
+from actors.dependency_watch import DependencyWatch
 from actors.sms_sender import SmsSender
 from actors.v2_gateway import GatewayClient, GatewayMessage, V2Gateway
 from actors.vad_batcher import VADBatcher
@@ -30,14 +32,18 @@ from frontdesk.delivery.records import AlertKind, Record, alert
 from frontdesk.delivery.sms_optouts import OptOutLedger, opt_outs_path
 from frontdesk.delivery.sms_texts import SmsText
 from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
+from frontdesk.runtime.businesses import Dashboard
 from frontdesk.runtime.config import Config
+from frontdesk.runtime.live_checks import run_checks
 from frontdesk.runtime.loop_lag import LoopLagWatcher
 from frontdesk.runtime.mailbox import ask
 from frontdesk.runtime.memory_trim import MemoryTrimmer
 from frontdesk.runtime.metrics import CallbackCollector, Metrics, counter, gauge
+from frontdesk.runtime.profile import AgentProfile
 from frontdesk.telephony.edge import TelephonyEdge
 from frontdesk.telephony.followups import FollowUps, followups_path
 from frontdesk.telephony.rest import TwilioAccount, TwilioRest
+from frontdesk.telephony.routing import CallRouting
 from frontdesk.telephony.sms_routes import SmsRoutes
 from supervisor import ChildSpec, Restart, Supervisor
 
@@ -45,21 +51,32 @@ CONFIG_INBOX_SIZE = 64
 GATEWAY_INBOX_SIZE = 256
 DASHBOARD_INBOX_SIZE = 64
 RELOAD_ASK_TIMEOUT_SECONDS = 15.0
+R = TypeVar("R", Record, SmsText, Record | SmsText)
 BREAKER_VALUES = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
 
 
 class OutboxSink:
-    """Commits records to the durable outbox, then tells the dashboard sync."""
+    """Commits records to the durable outbox, then tells the dashboard sync.
 
-    def __init__(self, outbox: Outbox, notify: MemoryObjectSendStream[DashboardMessage]) -> None:
+    A record of a business is addressed to that business's dashboard user on the way in.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        notify: MemoryObjectSendStream[DashboardMessage],
+        *,
+        dashboards: Callable[[str | None], Dashboard | None] = lambda business: None,
+    ) -> None:
         self._outbox = outbox
         self._notify = notify
+        self._dashboards = dashboards
         self.texts_queued: Callable[[], None] = lambda: None
         """Nudges the SMS sender."""
 
     async def submit(self, records: Sequence[Record | SmsText]) -> None:
         """Commit ``records`` to disk, in one transaction; returns once they are durable."""
-        await anyio.to_thread.run_sync(self._outbox.put, records)
+        await anyio.to_thread.run_sync(self._outbox.put, [self._addressed(r) for r in records])
         self.queued()
         if any(isinstance(record, SmsText) for record in records):
             self.texts_queued()
@@ -71,8 +88,17 @@ class OutboxSink:
         once: an alert raised on the event loop (a breaker, a restart) never waits for an
         fsync, and a full disk cannot turn it into an exception.
         """
-        self._outbox.hold(records)
+        self._outbox.hold([self._addressed(record) for record in records])
         self.queued()
+
+    def _addressed(self, record: R) -> R:
+        """``record`` with its business's dashboard user, if it belongs to a business."""
+        if isinstance(record, SmsText) or record.business is None:
+            return record  # a text is not a dashboard record: it has no dashboard user
+        dashboard = self._dashboards(record.business)
+        if dashboard is None or dashboard.user_email == record.user_email:
+            return record
+        return record.model_copy(update={"user_email": dashboard.user_email})
 
     def queued(self) -> None:
         """Nudge the dashboard sync; if its inbox is full it will find them anyway."""
@@ -129,9 +155,12 @@ class Frontdesk:
         dashboard_inbox, dashboard_receive = anyio.create_memory_object_stream[DashboardMessage](
             DASHBOARD_INBOX_SIZE
         )
-        self.records = OutboxSink(self.outbox, dashboard_inbox)
+        self.records = OutboxSink(self.outbox, dashboard_inbox, dashboards=self._dashboard_of)
         self.dashboard_sync = DashboardSync(
-            outbox=self.outbox, inbox=dashboard_receive, settings=lambda: self.config.settings
+            outbox=self.outbox,
+            inbox=dashboard_receive,
+            settings=lambda: self.config.settings,
+            dashboards=self._dashboard_of,
         )
         self.calls_in_progress = CallsInProgress(ledger_path(settings.outbox_path))
         self.followups = FollowUps(followups_path(settings.outbox_path))
@@ -156,6 +185,7 @@ class Frontdesk:
             outbox=self.outbox,
             submit=self.records.submit,
             metrics=self.metrics,
+            profile_for=self._profile_answering,
         )
         self.pending_callbacks = Outbox(callbacks_path(settings.outbox_path), owner=slot)
         gateway_inbox, gateway_receive = anyio.create_memory_object_stream[GatewayMessage](
@@ -170,12 +200,23 @@ class Frontdesk:
             failure_threshold=settings.v2_breaker_failures,
             reset_seconds=settings.v2_breaker_reset_seconds,
             user_email=lambda: self.config.settings.dashboard_user_email,
+            owners=lambda url: self.config.config.businesses.using_backend(url) or [None],
+            backends=self._backend_of,
         )
         self.backend = GatewayClient(
             gateway_inbox,
             timeout=lambda: self.config.settings.v2_request_timeout_seconds,
             pending=self.pending_callbacks,
         )
+        self.routing = CallRouting(
+            businesses=lambda: self.config.config.businesses,
+            backend=self.backend,
+            raise_alert=lambda notice: self.records.submit_now([notice]),
+            user_email=lambda: self.config.settings.dashboard_user_email,
+        )
+        self._last_dashboards: dict[str, Dashboard] = {}
+        """Each business's dashboard as last configured: a removed one's records still go."""
+        self._known(config)
         self.telephony = TelephonyEdge(
             settings=lambda: self.config.settings,
             supervisor=self.supervisor,
@@ -194,8 +235,16 @@ class Frontdesk:
             ),
             metrics=self.metrics,
             refusal=self._refusal,
+            routing=self.routing,
             calls_in_progress=self.calls_in_progress,
             followups=self.followups,
+        )
+        self.dependency_watch = DependencyWatch(
+            settings=lambda: self.config.settings,
+            metrics=self.metrics,
+            checks=lambda settings, **options: run_checks(
+                settings, businesses=self.config.config.businesses, **options
+            ),
         )
         self.web = WebActor(
             supervisor=self.supervisor,
@@ -208,7 +257,12 @@ class Frontdesk:
             request_read_timeout=settings.request_read_timeout_seconds,
             development=not settings.production,
             routes=[self.telephony.install, self.sms_routes.install],
-            checks=[self._breaker_checks, self._outbox_checks, self._load_checks],
+            checks=[
+                self._breaker_checks,
+                self._outbox_checks,
+                self.dependency_watch.readiness,
+                self._load_checks,
+            ],
         )
         self.metrics.register(CallbackCollector(self._supervisor_metrics))
         if worker is not None:
@@ -232,6 +286,9 @@ class Frontdesk:
             ),
             ChildSpec(name="sms_sender", run=self.sms_sender.run, restart=Restart.PERMANENT),
             ChildSpec(name="lost_calls", run=self.lost_calls.run, restart=Restart.PERMANENT),
+            ChildSpec(
+                name="dependency_watch", run=self.dependency_watch.run, restart=Restart.PERMANENT
+            ),
             ChildSpec(name="web", run=self.web.run, restart=Restart.PERMANENT),
         ]
 
@@ -290,7 +347,7 @@ class Frontdesk:
         for group in self.supervisor.group_exits():
             exits.add_metric([group.group, "normal"], float(group.normal))
             exits.add_metric([group.group, "crashed"], float(group.crashed))
-        for breaker in (self.tts_breaker, self.gateway.breaker):
+        for breaker in (self.tts_breaker, *self.gateway.breakers()):
             breakers.add_metric([breaker.name], BREAKER_VALUES[breaker.state])
         return [up, restarts, exits, breakers]
 
@@ -322,9 +379,36 @@ class Frontdesk:
 
     def _reconfigured(self, config: Config) -> None:
         self.providers.reconfigure(config.settings)
+        self._known(config)
         # Dashboard URLs or the secret may just have been set: records waiting for
         # them go now rather than at the next periodic look.
         self.dashboard_sync.wake()
+
+    def _backend_of(self, business: str) -> str | None:
+        found = self.config.config.businesses.get(business)
+        return found.backend_url if found is not None else None
+
+    def _profile_answering(self, number: str) -> AgentProfile | None:
+        business = self.config.config.businesses.for_number(number)
+        return business.profile if business is not None else None
+
+    def _known(self, config: Config) -> None:
+        """Remember the businesses of ``config``: their metrics and their dashboards."""
+        for business in config.businesses.all:
+            self.metrics.add_business(business.id)
+            self._last_dashboards[business.id] = business.dashboard
+
+    def _dashboard_of(self, business: str | None) -> Dashboard | None:
+        """Where records of ``business`` go now.
+
+        A business removed by a reload keeps its last dashboard for the records of its
+        calls still finishing (``None`` only for one this process never knew).
+        """
+        config = self.config.config
+        found = config.businesses.dashboard_of(business, config.settings)
+        if found is None and business is not None:
+            return self._last_dashboards.get(business)
+        return found
 
     def _actor_restarted(self, name: str, reason: str) -> None:
         self.records.submit_now(
@@ -385,5 +469,5 @@ class Frontdesk:
                 if breaker.state is BreakerState.CLOSED
                 else f"degraded: {breaker.state.value}",
             )
-            for breaker in (self.gateway.breaker, self.tts_breaker)
+            for breaker in (*self.gateway.breakers(), self.tts_breaker)
         ]

@@ -32,6 +32,7 @@ from emulators.caller_control import CallControl, HttpCallControl
 from emulators.caller_report import CallReport
 from emulators.caller_stream import connected_message, start_message, stop_message
 from emulators.caller_webhooks import incoming_call_form
+from emulators.dashboard import DashboardEmulator
 from emulators.runner import check
 from emulators.scenario import Scenario
 from emulators.speech import mulaw
@@ -76,7 +77,7 @@ class DashboardWatch:
     to is replaced by one that notifies. This instruments the emulator, not Frontdesk.
     """
 
-    def __init__(self, world: EmulatorWorld) -> None:
+    def __init__(self, world: EmulatorWorld | DashboardEmulator) -> None:
         self._changed = anyio.Event()
         watch = self
 
@@ -85,7 +86,8 @@ class DashboardWatch:
                 super().append(item)
                 watch._notify()
 
-        inbox = world.dashboard._inbox
+        dashboard = world if isinstance(world, DashboardEmulator) else world.dashboard
+        inbox = dashboard._inbox
         with inbox.lock:
             inbox.received = _Notifying(inbox.received)
 

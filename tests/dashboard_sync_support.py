@@ -41,6 +41,7 @@ from frontdesk.delivery.records import (
     alert,
     utcnow,
 )
+from frontdesk.runtime.businesses import Dashboard
 from frontdesk.runtime.settings import Settings
 
 SECRET = "dash-test-secret-0123456789"
@@ -262,11 +263,17 @@ async def running_sync(
     *,
     clock: Callable[[], float] = time.time,
     transport: httpx.AsyncBaseTransport | None = None,
+    dashboards: Callable[[str | None], Dashboard | None] | None = None,
 ) -> AsyncIterator[tuple[DashboardSync, OutboxSink]]:
     """Run a DashboardSync actor; yield it and the sink calls submit records through."""
     notify, inbox = anyio.create_memory_object_stream[DashboardMessage](64)
     sync = DashboardSync(
-        outbox=outbox, inbox=inbox, settings=settings, clock=clock, transport=transport
+        outbox=outbox,
+        inbox=inbox,
+        settings=settings,
+        clock=clock,
+        transport=transport,
+        dashboards=dashboards,
     )
     with inbox:
         async with anyio.create_task_group() as tg:

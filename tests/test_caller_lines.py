@@ -25,6 +25,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
+from pipecat.transcriptions.language import Language
 from pipecat.turns.user_mute import MuteUntilFirstBotCompleteUserMuteStrategy
 from pipecat.utils.time import time_now_iso8601
 from pipecat.workers.runner import WorkerRunner
@@ -40,8 +41,8 @@ RUN_SECONDS = 10.0
 STOP_SECONDS = 0.5
 
 
-def final(text: str) -> TranscriptionFrame:
-    return TranscriptionFrame(text, "caller", time_now_iso8601(), finalized=True)
+def final(text: str, language: Language | None = None) -> TranscriptionFrame:
+    return TranscriptionFrame(text, "caller", time_now_iso8601(), language, finalized=True)
 
 
 class Call:
@@ -60,11 +61,13 @@ class Call:
             ),
         ).user()
         self.asked: list[str] = []
+        self.heard_in: list[str | None] = []
         self.turns: list[str] = []
         self.turn_ended = anyio.Event()
 
-        async def may_answer(text: str) -> bool:
+        async def may_answer(text: str, language: str | None) -> bool:
             self.asked.append(text)
+            self.heard_in.append(language)
             return True
 
         async def key_pressed(digit: str) -> None:
@@ -79,7 +82,9 @@ class Call:
         async def _stopped(aggregator, strategy, message) -> None:
             self.turn_ended.set()
 
-        gate = TurnGate(may_answer=may_answer, key_pressed=key_pressed)
+        gate = TurnGate(
+            may_answer=may_answer, key_pressed=key_pressed, language_of=self.lines.language_of
+        )
         self.worker = PipelineWorker(
             Pipeline([self.lines.entry, self.user, gate]),
             idle_timeout_secs=None,
@@ -99,11 +104,11 @@ class Call:
             await runner.run()
         self.lines.settle()
 
-    async def first_turn(self, text: str) -> None:
+    async def first_turn(self, text: str, language: Language | None = None) -> None:
         """The caller says ``text``; the turn ends on VAD silence and is answered."""
         await self.user.queue_frame(VADUserStartedSpeakingFrame())
         await self.user.queue_frame(VADUserStoppedSpeakingFrame(stop_secs=STOP_SECONDS))
-        await self.lines.entry.queue_frame(final(text))
+        await self.lines.entry.queue_frame(final(text, language))
         with anyio.fail_after(RUN_SECONDS):
             await self.turn_ended.wait()
 
@@ -179,3 +184,24 @@ def test_lines_joined_into_one_turn_are_all_accounted_for():
     assert (lines.heard, lines.in_turns, lines.turns, lines.waiting) == (3, 2, 1, 1)
     lines.settle()
     assert lines.dropped == {CALL_ENDED: 1}
+
+
+async def test_the_turn_reaches_the_gate_with_the_language_speech_recognition_heard_it_in():
+    async def script(call: Call) -> None:
+        await call.first_turn("Me llamo Lucía Torres.", Language.ES)
+
+    call = Call()
+    await call.run(script)
+
+    assert call.asked == ["Me llamo Lucía Torres."]
+    assert call.heard_in == ["es"]
+
+
+def test_a_turn_s_language_is_the_one_most_of_its_words_were_heard_in():
+    lines = CallerLines()
+    lines.heard_line("Okay.", "en")
+    lines.heard_line("Tengo una fuga de agua en la cocina.", "es")
+    lines.heard_line("Unrelated line", None)
+    assert lines.language_of("Okay. Tengo una fuga de agua en la cocina.") == "es"
+    assert lines.language_of("Unrelated line") is None
+    assert lines.language_of("Something never heard") is None

@@ -976,3 +976,84 @@ async def test_a_redirect_is_not_followed_but_alerted_with_its_location_and_the_
     assert body["details"]["status"] == status
     assert moved_to in body["message"]
     assert [t.request.url.host for t in tap.tapped].count("dashboard.example") == 0
+
+
+# ------------------------------------------------------------ many businesses
+
+
+@pytest.mark.anyio
+async def test_each_business_s_records_go_to_its_own_dashboard_signed_with_its_own_secret(
+    dashboard, outbox
+):
+    from pydantic import SecretStr
+
+    from frontdesk.runtime.businesses import Dashboard
+
+    sparks_secret = "sparks-secret-0123456789"
+    async with DashboardEmulator(secret=sparks_secret, schema_dir=SCHEMA_DIR) as sparks:
+        sparks_dashboard = Dashboard(
+            calls_url=f"{sparks.url}/webhooks/calls",
+            jobs_url=f"{sparks.url}/webhooks/jobs",
+            alerts_url=f"{sparks.url}/webhooks/alerts",
+            secret=SecretStr(sparks_secret),
+        )
+        current = dashboard_settings(dashboard)
+        dashboards = {
+            None: Dashboard.of(current),
+            "bayside": Dashboard.of(current),
+            "sparks": sparks_dashboard,
+        }
+        bayside_call, _ = booked_call()
+        sparks_call, sparks_job = booked_call()
+        gone_call = abandoned_call()
+        records = [
+            bayside_call.model_copy(update={"business": "bayside"}),
+            sparks_call.model_copy(update={"business": "sparks"}),
+            sparks_job.model_copy(update={"business": "sparks"}),
+            gone_call.model_copy(update={"business": "gone"}),
+            call_alert(AlertKind.ACTOR_RESTARTED, None, "actor web was restarted"),
+        ]
+        outbox.put(records)
+        sync = offline_sync(outbox, lambda: current, dashboards=dashboards.get)
+
+        left = await sync.deliver_due()
+
+        bayside_keys = received_keys(dashboard)
+        sparks_keys = received_keys(sparks)
+        sparks_bodies = [r["body"] for r in sparks.received()]
+
+    assert sorted(bayside_keys) == sorted([records[0].record_id, records[4].record_id])
+    assert sorted(sparks_keys) == sorted([records[1].record_id, records[2].record_id])
+    assert {body["business"] for body in sparks_bodies} == {"sparks"}
+    assert left == 1, "a record of a business no longer configured waits"
+    [waiting] = outbox.records("pending")
+    assert waiting.record_id == gone_call.record_id
+    assert waiting.last_error == "business gone not configured"
+
+
+@pytest.mark.anyio
+async def test_one_business_s_slow_dashboard_does_not_hold_up_another_s(dashboard, outbox):
+    from pydantic import SecretStr
+
+    from frontdesk.runtime.businesses import Dashboard
+
+    slow_secret = "slow-secret-0123456789"
+    async with DashboardEmulator(secret=slow_secret, schema_dir=SCHEMA_DIR) as slow:
+        slow.faults.add(Fault(kind=FaultKind.LATENCY, route="calls", seconds=5, times=1))
+        current = dashboard_settings(dashboard)
+        dashboards = {
+            "bayside": Dashboard.of(current),
+            "slow": Dashboard(
+                calls_url=f"{slow.url}/webhooks/calls", secret=SecretStr(slow_secret)
+            ),
+        }
+        slow_call = abandoned_call().model_copy(update={"business": "slow"})
+        bayside_call = abandoned_call().model_copy(update={"business": "bayside"})
+
+        async with running_sync(outbox, lambda: current, dashboards=dashboards.get) as (_, sink):
+            await sink.submit([slow_call, bayside_call])
+            await outbox.wait_until(
+                lambda: outbox.status(bayside_call.record_id) == "delivered", timeout=4
+            )
+            assert outbox.status(slow_call.record_id) == "pending"
+            assert received_keys(slow) == []

@@ -1,18 +1,25 @@
 """The hand-off's and the recording's webhooks on a real server: signed like every Twilio
 webhook, a forged one refused (403) changing nothing, a malformed one 400, a callback for
-a call Frontdesk never handed off 404 and logged; the whisper speaks its signed summary."""
+a call Frontdesk never handed off 404 and logged; the whisper speaks its signed summary.
+A caller brought back after nobody answered carries the call's lead to its callback, and
+a recording reported after the call's record was sent arrives as that record's revision."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import anyio
 import httpx
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker
 
 from emulators.caller_webhooks import new_call_sid, sign
-from tests.call_rig import Rig, metric, rig
+from emulators.scenario import load_scenario, write_profile
+from frontdesk.delivery.records import SCHEMA_DIR
+from frontdesk.telephony.resume import PARAMETERS_BUDGET
+from tests.call_rig import Rig, metric, rig, variant
 
 pytestmark = pytest.mark.anyio
 
@@ -127,3 +134,145 @@ async def test_recording_callbacks_are_signed_checked_and_known(r: Rig):
     assert in_progress.status_code == 204
     assert unknown.status_code == 404
     await logged(r, rf"recording callback for unknown call {call_sid}")
+
+
+# ----------------------------------------------- the caller back after nobody answered
+
+PEOPLE = {
+    "handoff": {
+        "targets": [
+            {"name": "Office", "number": "+14155550140", "hours": "always", "use_for": ["request"]},
+            {
+                "name": "On call",
+                "number": "+14155550199",
+                "hours": "always",
+                "use_for": ["emergency"],
+            },
+        ],
+        "ring_seconds": 10,
+    }
+}
+
+
+@pytest.fixture(scope="module")
+async def people(tmp_path_factory) -> AsyncIterator[Rig]:
+    directory = tmp_path_factory.mktemp("handoff_people")
+    profile = write_profile(PEOPLE, directory)
+    async with rig(directory, AGENT_PROFILE=str(profile)) as running:
+        yield running
+
+
+def resumed_with(r: Rig, call_sid: str) -> dict[str, str]:
+    """The ``<Parameter>`` s of the stream Twilio brought the caller back on, as it read them."""
+    (handoff,) = r.world.twilio.handoffs(call_sid)
+    assert handoff.resumed is not None
+    return handoff.resumed.parameters
+
+
+async def test_the_caller_back_after_an_unanswered_hand_off_brings_the_lead_to_the_callback(
+    people: Rig,
+):
+    scenario = load_scenario("handoff_no_answer_becomes_callback")
+
+    report = await people.call(scenario)
+
+    assert await people.settle(scenario, report) == []
+    outcome = people.world.outcome(report.call_sid)
+    parameters = resumed_with(people, report.call_sid)
+    assert parameters["resume"] == "handoff_no-answer"
+    assert {k: parameters.get(k) for k in ("name", "phone", "address", "zip", "service")} == {
+        "name": "Jordan Lee",
+        "phone": "+14155550173",
+        "address": "12 Oak Street",
+        "zip": "94110",
+        "service": "plumbing",
+    }
+    assert "sink" in parameters["problem"] and parameters["language"] == "en"
+    assert sum(len(k) + len(v) for k, v in parameters.items()) <= PARAMETERS_BUDGET
+    (job,) = outcome["dashboard"]["jobs"]
+    assert job["lead"]["address"] == "12 Oak Street" and "sink" in job["lead"]["description"]
+
+
+async def test_an_emergency_nobody_on_call_answered_gets_one_callback_and_the_record_says_so(
+    people: Rig,
+):
+    base = load_scenario("emergency_handed_to_on_call")
+    scenario = variant(
+        base,
+        call={"from": "+14155550174", "to": "+14155550100"},
+        twilio={"dial": {"+14155550199": {"result": "no-answer"}}},
+        expect={
+            "hung_up_by": "bot",
+            "bot_said": ["leave the house", "put you through", "nobody could pick up"],
+            "handoffs": ["no-answer"],
+            "handoff_result": "no-answer",
+            "records": {"calls": 2, "jobs": 1},
+            "alert_kinds": ["emergency", "handoff_unanswered"],
+            "callbacks": 1,
+        },
+    )
+
+    report = await people.call(scenario)
+
+    assert await people.settle(scenario, report) == []
+    outcome = people.world.outcome(report.call_sid)
+    (callback,) = outcome["callbacks"]
+    assert resumed_with(people, report.call_sid)["callback"] == callback["callback_id"]
+    resumed = [c for c in outcome["dashboard"]["calls"] if "handoff" not in c["states_visited"]]
+    (back,) = resumed
+    (kept,) = back["tool_calls"]
+    assert kept["result"] == {"status": "already_promised", "callback_id": callback["callback_id"]}
+    assert back["outcome"] == "emergency" and back["lead"]["urgency"] == "emergency"
+
+
+# ------------------------------------------------- a recording that arrives late
+
+RECORDED = {"recording": {"enabled": True, "announce": "This call is recorded."}}
+REVISION_WAIT_SECONDS = 20.0
+
+
+@pytest.fixture(scope="module")
+async def recorded(tmp_path_factory) -> AsyncIterator[Rig]:
+    directory = tmp_path_factory.mktemp("handoff_recorded")
+    profile = write_profile(RECORDED, directory)
+    async with rig(directory, AGENT_PROFILE=str(profile)) as running:
+        yield running
+
+
+def schema_errors(body: dict) -> list[str]:
+    schema = json.loads((SCHEMA_DIR / "call.schema.json").read_text())
+    validator = Draft202012Validator(schema, format_checker=FormatChecker())
+    return [error.message for error in validator.iter_errors(body)]
+
+
+async def test_a_recording_completed_after_the_record_was_sent_comes_as_its_next_revision(
+    recorded: Rig,
+):
+    scenario = load_scenario("recorded_call_carries_recording")
+    recordings = recorded.world.twilio.recordings
+    recordings.hold()  # Twilio reports the recording only after the record stopped waiting
+    try:
+        report = await recorded.call(scenario)
+        first = await recorded.record(report.call_sid)
+    finally:
+        recordings.release()
+
+    def calls() -> list[dict]:
+        """Every call record delivery the dashboard accepted for the call, in order."""
+        bodies = [r["body"] for r in recorded.world.dashboard.received("calls")]
+        return [body for body in bodies if body.get("call_sid") == report.call_sid]
+
+    assert first is not None
+    assert "recording" not in first and "revision" not in first
+    assert await recorded.dashboard.until(lambda: len(calls()) >= 2, REVISION_WAIT_SECONDS)
+    revision = calls()[1]
+    (made,) = recordings.recordings(report.call_sid)
+    assert (revision["record_id"], revision["revision"]) == (first["record_id"], 1)
+    assert revision["recording"]["recording_sid"] == made.sid
+    assert revision["recording"]["url"].endswith(f"/Recordings/{made.sid}")
+    assert revision["recording"]["duration_seconds"] == made.duration
+    assert {k: v for k, v in revision.items() if k not in ("recording", "revision")} == first
+    assert schema_errors(first) == [] and schema_errors(revision) == []
+    # A dashboard keeps the latest revision of each record.
+    (kept,) = recorded.world.outcome(report.call_sid)["dashboard"]["calls"]
+    assert kept == revision

@@ -129,6 +129,22 @@ def test_a_question_the_knowledge_does_not_cover_finds_nothing(ten_sources, ques
     assert ten_sources.search(question) == []
 
 
+@pytest.mark.parametrize(
+    "question",
+    ["do you install ceiling fans", "can you install solar panels", "do you sell solar panels?"],
+)
+def test_one_word_in_common_does_not_answer_a_question_about_something_else(
+    ten_sources, shipped, question
+):
+    # "install" is in how EV chargers and water heaters are installed; "panels" is in
+    # breaker panels: neither answers the question, and nothing is better than a guess.
+    assert ten_sources.search(question) == []
+    assert shipped.search(question) == []
+    assert [p.heading for p in ten_sources.search("do you install EV chargers for my car")][:1] == [
+        "EV chargers"
+    ]
+
+
 def test_a_question_of_stop_words_only_finds_nothing(ten_sources):
     assert ten_sources.search("can you tell me what it is, please?") == []
 

@@ -36,12 +36,14 @@ pytestmark = pytest.mark.anyio
 
 CALL_SID = "CA00000000000000000000000000000e5"
 SPANISH_LINE = "Hola, tengo una fuga de agua en la cocina"
+SPANISH_NAME = "Me llamo Lucía Torres."
+"""Spoken in Spanish, though too short for the words alone to say so."""
 
 
 @pytest.fixture
 async def deepgram() -> AsyncIterator[DeepgramEmulator]:
     calls = CallRegistry()
-    caller = [{"say": "Do you speak Spanish?"}, {"say": SPANISH_LINE}]
+    caller = [{"say": "Do you speak Spanish?"}, {"say": SPANISH_LINE}, {"say": SPANISH_NAME}]
     calls.register(
         CALL_SID,
         Scenario.model_validate({"name": "es", "description": "d", "caller": caller}),
@@ -85,15 +87,20 @@ async def test_multilingual_results_name_each_lines_language(deepgram: DeepgramE
         settings=DeepgramSTTService.Settings(language="multi"),
     )
     async with running(service) as pipeline:
-        await pipeline.push([*speech(1.0), *quiet(1.0), *speech(1.0), *quiet(1.0)])
+        await pipeline.push([*speech(1.0), *quiet(1.0)] * 3)
         await pipeline.down.wait_for(
-            lambda f: isinstance(f, TranscriptionFrame) and f.text == SPANISH_LINE
+            lambda f: isinstance(f, TranscriptionFrame) and f.text == SPANISH_NAME
         )
     finals = pipeline.down.of_type(TranscriptionFrame)
     assert [(f.text, f.language) for f in finals] == [
         ("Do you speak Spanish?", Language.EN),
         (SPANISH_LINE, Language.ES),
+        (SPANISH_NAME, Language.ES),
     ]
+    # As Deepgram documents it: the alternative's languages, and each word's own.
+    alternative = finals[2].result.channel.alternatives[0]
+    assert alternative.languages == ["es"]
+    assert {word.language for word in alternative.words} == {"es"}
     assert deepgram.listen_languages[CALL_SID] == ["multi"]
 
 

@@ -80,6 +80,33 @@ def test_json_format_is_one_object_per_line_with_call_sid():
     assert entry["call_sid"] == "CA9" and entry["message"] == "caller silent"
 
 
+@pytest.mark.anyio
+async def test_every_line_of_a_call_carries_its_business_in_both_formats(captured):
+    async def inside_a_task():
+        loguru_logger.info("tts started")
+
+    with logs.bind_business("sparks"), logs.bind_call_sid("CA7"):
+        logging.getLogger("actors.call").info("call started")
+        await asyncio.get_running_loop().create_task(inside_a_task())
+    logging.getLogger("actors.web").info("outside any call")
+    stream = io.StringIO()
+    logs.configure("INFO", "json", stream=stream)
+    try:
+        with logs.bind_business("sparks"), logs.bind_call_sid("CA7"):
+            logging.getLogger("actors.call").info("call finished")
+    finally:
+        logs.configure("DEBUG", "text", stream=captured)
+
+    lines = [
+        line
+        for line in captured.getvalue().splitlines()
+        if line.endswith(("call started", "tts started", "outside any call"))
+    ]
+    assert [("business=sparks call_sid=CA7 " in line) for line in lines] == [True, True, False]
+    entry = json.loads(stream.getvalue())
+    assert entry["business"] == "sparks" and entry["call_sid"] == "CA7"
+
+
 def test_secret_values_are_scrubbed_from_messages_and_tracebacks(captured):
     logs.redactor.set_secrets(["sk-live-abcdef123456"])
     try:

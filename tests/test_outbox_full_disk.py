@@ -63,6 +63,19 @@ class SizeLimit:
         db.close()
 
     def fill(self, outbox: WatchedOutbox) -> None:
+        # The room left inside the file's pages is taken too, to the last byte, so whether
+        # the next record fits does not depend on how big the records before it were.
+        other = sqlite3.connect(outbox.path, isolation_level=None)
+        try:
+            other.execute("CREATE TABLE IF NOT EXISTS ballast (b BLOB)")
+            pages = other.execute("PRAGMA page_count").fetchone()[0]
+            other.execute(f"PRAGMA max_page_count = {pages}")
+            for chunk in (256, 64, 16, 1):
+                with contextlib.suppress(sqlite3.OperationalError):
+                    while True:
+                        other.execute("INSERT INTO ballast VALUES (zeroblob(?))", (chunk,))
+        finally:
+            other.close()
         outbox.set_size_limit(1)  # clamped to the current size: no page more
 
     def free(self, outbox: WatchedOutbox) -> None:

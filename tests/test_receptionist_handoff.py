@@ -15,12 +15,16 @@ from frontdesk.conversation.intents import (
     Reply,
     RequestCallback,
     Say,
+    SwitchLanguage,
 )
 from frontdesk.conversation.receptionist import Receptionist
 from frontdesk.conversation.state import CALLBACK, EMERGENCY, HANDOFF, WRAP_UP, Limits
-from frontdesk.delivery.records import AlertKind, Outcome
+from frontdesk.delivery.call_log import CallLog
+from frontdesk.delivery.records import AlertKind, Lead, Outcome
 from frontdesk.runtime.profile_features import Handoff, Recording
+from frontdesk.telephony.resume import read_resume, resume_parameters
 from tests.test_receptionist import DANA, LA, MONDAY_9, PROFILE, Call, of
+from tests.test_receptionist_languages import SHIPPED
 
 SUNDAY_NOON = datetime(2026, 11, 22, 12, 0, tzinfo=LA)
 HANDOFF_SECTION = {
@@ -181,3 +185,82 @@ def test_a_recorded_call_says_so_before_the_greeting():
         )
         != "Recorded."
     )
+
+
+SINK_LEAD = Lead(
+    name="Jordan Lee",
+    phone="+14155550123",
+    address="12 Oak Street",
+    zip="94110",
+    service="plumbing",
+    description="kitchen sink leaking under the cabinet",
+    urgency="this_week",
+)
+
+
+def test_a_caller_back_from_a_hand_off_brings_the_lead_and_the_callback_carries_it():
+    call = Call(WITH_PEOPLE)
+    intents = call(
+        Resumed(reason="handoff_busy", lookup=LookupResult(customer=None), lead=SINK_LEAD)
+    )
+
+    (request,) = of(RequestCallback, intents)
+    assert request.request.reason == "kitchen sink leaking under the cabinet"
+    assert (request.request.address, request.request.zip) == ("12 Oak Street", "94110")
+    assert (request.request.name, request.request.service) == ("Jordan Lee", "plumbing")
+    assert request.request.urgency == "this_week"
+    call.answer_callback()
+    assert call.c.lead == SINK_LEAD
+    assert call.c.callback is not None
+    assert call.c.callback.reason == "kitchen sink leaking under the cabinet"
+
+
+def test_a_caller_back_from_a_hand_off_is_spoken_to_in_their_language_if_the_business_speaks_it():
+    bilingual = Receptionist(
+        SHIPPED.model_copy(update={"handoff": Handoff.model_validate(HANDOFF_SECTION)})
+    )
+    nobody = LookupResult(customer=None)
+    spanish = Call(bilingual)
+    intents = spanish(Resumed(reason="handoff_busy", lookup=nobody, language="es"))
+    assert of(SwitchLanguage, intents)[0].language == "es"
+    assert of(Say, intents)[0].text == prompts.nobody_picked_up(SHIPPED, "es")
+
+    unknown = Call(bilingual)
+    intents = unknown(Resumed(reason="handoff_busy", lookup=nobody, language="fr"))
+    assert not of(SwitchLanguage, intents) and unknown.c.language == "en"
+
+
+def test_an_emergency_nobody_on_call_answered_keeps_its_one_callback():
+    call = greeted(now=SUNDAY_NOON)
+    call(CallerTurn(text="I smell gas in the kitchen"))
+    call.answer_callback(CallbackResult(callback_id="cb_9"))
+    assert call.c.state == HANDOFF
+    record = CallLog(call_sid="CA1", from_number=DANA.phone, to_number="+14155550100").call_record(
+        call.c, user_email=None, ended_by="handoff", hangup="not_attempted"
+    )
+    parameters = resume_parameters(
+        record, reason="handoff_no-answer", binding={"from": DANA.phone, "token": "t" * 80}
+    )
+    resume = read_resume(parameters)
+    assert resume is not None and (resume.callback_promised, resume.callback_id) == (True, "cb_9")
+
+    back = Call(WITH_PEOPLE, now=SUNDAY_NOON)
+    intents = back(
+        Resumed(
+            reason=resume.reason,
+            lookup=LookupResult(customer=DANA),
+            lead=resume.lead,
+            language=resume.language,
+            callback_promised=resume.callback_promised,
+            callback_id=resume.callback_id,
+        )
+    )
+
+    assert not of(RequestCallback, back.all)
+    assert of(Say, intents)[0].text.startswith("Sorry, nobody could pick up")
+    assert of(End, intents)[0].goodbye == prompts.resumed_goodbye(PROFILE)
+    (kept,) = back.c.tool_calls
+    assert kept.result == {"status": "already_promised", "callback_id": "cb_9"}
+    assert back.c.outcome is Outcome.EMERGENCY and back.c.lead.urgency == "emergency"
+    # No second job: the callback's job record went out with the first stream's records.
+    assert back.c.callback is None

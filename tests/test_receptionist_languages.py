@@ -109,7 +109,7 @@ def test_naming_or_speaking_spanish_switches_the_call(text: str):
     (switch,) = of(SwitchLanguage, intents)
     assert switch == SwitchLanguage(
         language="es",
-        stt_language="es",
+        stt_language="multi",
         voices={"inworld": "Diego", "deepgram": "aura-2-celeste-es"},
     )
     (enter,) = of(Enter, intents)
@@ -242,3 +242,47 @@ def test_windows_are_read_per_language(start, end, language: str, spoken: str):
         spoken_window(datetime(*day, *start, tzinfo=LA), datetime(*day, *end, tzinfo=LA), language)
         == spoken
     )
+
+
+def test_a_business_with_two_languages_listens_for_both_and_one_language_for_its_own():
+    assert BILINGUAL.stt_language == "multi"
+    english_only = Call()
+    assert english_only.r.stt_language == "en"
+
+
+def test_what_speech_recognition_heard_switches_a_turn_the_words_alone_cannot_tell():
+    line = "Me llamo Lucía Torres."
+    assert languages.detect(line, ("en", "es")) is None  # too few function words
+    call = greeted()
+    intents = call(CallerTurn(text=line, language="es-419"))
+    assert of(SwitchLanguage, intents)[0].language == "es"
+    assert [(s.language, s.cue) for s in call.c.language_switches] == [("es", "speech_recognition")]
+
+
+@pytest.mark.parametrize(
+    ("text", "heard"),
+    [
+        ("Sí, claro.", "es"),  # too short to trust the ear
+        ("I have a leak under my sink", "es"),  # the words clearly say English
+        ("Je voudrais un plombier demain", "fr"),  # not a language the business speaks
+        ("My name is Jordan Lee", None),  # the recogniser said nothing
+    ],
+)
+def test_what_speech_recognition_heard_does_not_switch_on_its_own_weak_or_foreign_word(
+    text: str, heard: str | None
+):
+    call = greeted()
+    assert not of(SwitchLanguage, call(CallerTurn(text=text, language=heard)))
+    assert call.c.language == "en" and call.c.language_switches == ()
+
+
+def test_naming_a_language_wins_over_what_was_heard_and_the_record_says_why():
+    call = greeted()
+    call(CallerTurn(text="Spanish please, my sink leaks", language="en"))
+    call(CallerTurn(text="Thank you, and the address is on Oak Street", language="en"))
+    assert [(s.language, s.cue) for s in call.c.language_switches] == [
+        ("es", "caller_asked"),
+        ("en", "speech_recognition"),
+    ]
+    call(KeyPressed(digit="9"))
+    assert call.c.language_switches[-1].cue == "keypad"

@@ -238,8 +238,13 @@ async def test_scenario_meets_its_expectations_after_the_ones_before_it(results,
 
 
 @pytest.mark.anyio
-async def test_a_switch_to_spanish_reaches_speech_recognition_and_the_voices(results):
-    assert ["en", "es"] in PROVIDER_SETTINGS["stt_languages"]
+async def test_a_bilingual_business_listens_for_both_languages_and_a_switch_reaches_the_voices(
+    results,
+):
+    # The default profile speaks English and Spanish: every call listens with Deepgram's
+    # multilingual model from its first word, and a switch never reconnects it.
+    assert PROVIDER_SETTINGS["stt_languages"]
+    assert all(languages == ["multi"] for languages in PROVIDER_SETTINGS["stt_languages"])
     assert {"Diego", "aura-2-celeste-es"} <= set(PROVIDER_SETTINGS["voices"])
 
 

@@ -235,7 +235,9 @@ async def test_a_permanent_refusal_is_dead_lettered_with_twilios_code_and_alerte
 ):
     if code == 21610:
         twilio.messaging.opt_out(BUSINESS, CALLER)
-    text = confirmation().model_copy(update={"to": to, "record_id": f"sms_{code}"})
+    text = confirmation().model_copy(
+        update={"to": to, "record_id": f"sms_{code}", "business": "sparks"}
+    )
 
     rig.commit(text)
     await rig.until(lambda: rig.settled() and bool(rig.alerts))
@@ -246,6 +248,7 @@ async def test_a_permanent_refusal_is_dead_lettered_with_twilios_code_and_alerte
     (notice,) = rig.alerts
     body = json.loads(notice.model_dump_json())
     assert body["alert"] == "sms_failed" and body["call_sid"] == CALL
+    assert body["business"] == "sparks", "the alert goes to the texting business's dashboard"
     assert f"code {code}" in (record.last_error or "")
     assert body["details"]["error_code"] == code
     assert rig.opt_outs.opted_out(to) is (code == 21610), "Twilio's opt-out is remembered"

@@ -137,7 +137,8 @@ async def test_an_undelivered_text_raises_an_alert_naming_its_call(r):
             tokens={r.account_sid: r.auth_token},
         )
     )
-    callback = f"{r.url}/twilio/sms-status?{urlencode({'text': text_id, 'call': call_sid})}"
+    query = urlencode({"text": text_id, "call": call_sid, "business": "default"})
+    callback = f"{r.url}/twilio/sms-status?{query}"
     try:
         sent = await rest.send_sms(
             to="+14155550181", body="see you tomorrow", from_=BUSINESS, status_callback=callback
@@ -158,6 +159,7 @@ async def test_an_undelivered_text_raises_an_alert_naming_its_call(r):
     assert notice["details"]["error_code"] == 30003
     assert notice["details"]["message_sid"] == sent.sid
     assert notice["details"]["record_id"] == text_id
+    assert notice["business"] == "default", "the texting business's dashboard hears of it"
 
 
 async def test_a_forged_delivery_report_is_refused_and_raises_nothing(r):

@@ -75,6 +75,7 @@ async def gateway(tmp_path, backend: BackendEmulator, **kwargs):
         reset_seconds=60,
         clock=clock,
         wall_clock=wall,
+        **kwargs,
     )
     client = GatewayClient(send, timeout=lambda: 2.0, pending=pending)
     async with anyio.create_task_group() as tg:
@@ -324,3 +325,88 @@ async def test_a_callback_kept_while_the_disk_is_full_waits_in_memory_and_still_
 
     assert result.queued and held == 1
     assert len(created) == 1 and created[0]["phone"] == "+12125550188"
+
+
+async def test_one_business_s_dead_backend_opens_only_its_own_breaker(tmp_path):
+    async with BackendEmulator() as bayside, BackendEmulator() as sparks:
+        bayside.seed(Backend(customers=[DANA]))
+        owners = {bayside.url: ["bayside"], sparks.url: ["sparks"]}
+        async with gateway(tmp_path, bayside, owners=lambda url: owners[url]) as (
+            actor,
+            client,
+            _,
+            _,
+            alerts,
+            _,
+        ):
+            bayside_calls = client.for_business("bayside", bayside.url)
+            sparks_calls = client.for_business("sparks", sparks.url)
+            sparks.faults.add(Fault(kind=FaultKind.ERROR, status=503))
+            failed = [await sparks_calls.lookup("+14155550123", CALL) for _ in range(3)]
+            await alerts.wait_for(AlertKind.BREAKER_OPENED)
+            known = await bayside_calls.lookup("+14155550123", CALL)
+            states = {breaker.name: breaker.state for breaker in actor.breakers()}
+
+    assert all(r.degraded for r in failed)
+    assert known.customer is not None and not known.degraded
+    assert len(bayside.lookups()) == 1
+    assert states == {
+        "v2_backend": BreakerState.CLOSED,
+        f"v2_backend:{httpx.URL(sparks.url).netloc.decode()}": BreakerState.OPEN,
+    }
+    opened = [
+        r for r in alerts.records if r.kind == "alert" and r.alert is AlertKind.BREAKER_OPENED
+    ]
+    assert [a.business for a in opened] == ["sparks"]
+
+
+async def test_a_kept_callback_goes_to_its_own_business_s_backend(tmp_path):
+    async with (
+        BackendEmulator() as bayside,
+        BackendEmulator() as sparks,
+        gateway(tmp_path, bayside) as (actor, client, _, wall, alerts, pending),
+    ):
+        sparks_calls = client.for_business("sparks", sparks.url)
+        sparks.faults.add(Fault(kind=FaultKind.REFUSE))
+        await sparks.faults_applied()
+        result = await sparks_calls.callback(callback_request(), CALL, f"{CALL}:callback:1")
+        await alerts.wait_for(AlertKind.CALLBACK_PENDING)
+        kept = pending.pending()
+
+        sparks.faults.clear()
+        await sparks.faults_applied()
+        wall.now += 3600
+        actor.resend_now()
+        await alerts.wait_for(AlertKind.CALLBACK_DELIVERED)
+
+    assert result.queued
+    assert [k.record_id for k in kept] == [f"{CALL}:callback:1"]
+    assert len(sparks.callbacks()) == 1 and bayside.callbacks() == []
+    assert {r.business for r in alerts.records} == {"sparks"}
+
+
+async def test_a_kept_callback_follows_its_business_to_the_backend_it_has_now(tmp_path):
+    async with (
+        BackendEmulator() as old,
+        BackendEmulator() as new,
+        gateway(tmp_path, old, backends={"sparks": new.url}.get) as (
+            actor,
+            client,
+            _,
+            wall,
+            alerts,
+            _,
+        ),
+    ):
+        old.faults.add(Fault(kind=FaultKind.REFUSE))
+        await old.faults_applied()
+        sparks_calls = client.for_business("sparks", old.url)
+        result = await sparks_calls.callback(callback_request(), CALL, f"{CALL}:callback:1")
+        await alerts.wait_for(AlertKind.CALLBACK_PENDING)
+
+        wall.now += 3600
+        actor.resend_now()
+        await alerts.wait_for(AlertKind.CALLBACK_DELIVERED)
+
+    assert result.queued
+    assert len(new.callbacks()) == 1 and old.callbacks() == []

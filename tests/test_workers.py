@@ -20,7 +20,7 @@ from tests.stack import stack
 pytestmark = pytest.mark.anyio
 
 MACHINE_LINE = r"machine serving on port (\d+) with 2 workers; machine health on port (\d+)"
-STARTED = re.compile(r"worker=(\d) call_sid=(CA\w+) call started")
+STARTED = re.compile(r"worker=(\d) (?:business=\S+ )?call_sid=(CA\w+) call started")
 EVERY_RECORD_SECONDS = 90.0
 """Bound on the whole story's records arriving: a lost call is swept ~12 s after the kill."""
 

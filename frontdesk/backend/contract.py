@@ -113,3 +113,6 @@ class PendingCallback(_Model):
     kind: Literal["backend_callback"] = "backend_callback"
     call_sid: str
     request: CallbackRequest
+    backend_url: str | None = None
+    """The business's own backend; ``None``: ``V2_BACKEND_URL``."""
+    business: str | None = None

@@ -16,11 +16,15 @@ record keeps. A line lost on the way leaves the caller unanswered and unrecorded
 - A transcript passed over (a later one made it into a turn) or still waiting when the
   call's pipeline ends is dropped: counted by reason in
   ``frontdesk_caller_lines_dropped_total{reason}`` and logged.
+- :meth:`CallerLines.language_of` says which language speech recognition heard a turn
+  in: the language its transcripts were reported in (Deepgram's ``languages``, most
+  words first, which Pipecat puts on ``TranscriptionFrame.language``), by words.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +34,8 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 logger = logging.getLogger(__name__)
 
+RECENT_LINES = 8
+"""Transcripts remembered for telling a turn's language (a turn is a few lines at most)."""
 PASSED_OVER = "passed_over"
 """A later line became a turn and this one did not: it was dropped inside the pipeline."""
 CALL_ENDED = "call_ended"
@@ -40,6 +46,7 @@ CALL_ENDED = "call_ended"
 class _Line:
     number: int
     text: str
+    language: str | None = None
 
 
 class CallerLines:
@@ -49,6 +56,7 @@ class CallerLines:
         """Keep the books; ``on_dropped(reason)`` is told of each dropped line."""
         self._on_dropped = on_dropped
         self._waiting: deque[_Line] = deque()
+        self._recent: deque[_Line] = deque(maxlen=RECENT_LINES)
         self.heard = 0
         """Final transcripts that reached the user context."""
         self.in_turns = 0
@@ -64,10 +72,23 @@ class CallerLines:
         """Lines heard that are neither in a turn nor dropped yet."""
         return len(self._waiting)
 
-    def heard_line(self, text: str) -> None:
-        """A final transcript is on its way to the user context."""
+    def heard_line(self, text: str, language: str | None = None) -> None:
+        """A final transcript, heard in ``language`` if said, is on its way to the user context."""
         self.heard += 1
-        self._waiting.append(_Line(number=self.heard, text=text.strip()))
+        line = _Line(number=self.heard, text=text.strip(), language=language)
+        self._waiting.append(line)
+        self._recent.append(line)
+
+    def language_of(self, content: str) -> str | None:
+        """The language speech recognition heard the turn ``content`` in, by its words.
+
+        ``None`` when none of its transcripts came with a language.
+        """
+        words: Counter[str] = Counter()
+        for line in self._recent:
+            if line.language is not None and line.text and line.text in content:
+                words[line.language] += len(re.findall(r"[\w']+", line.text))
+        return words.most_common(1)[0][0] if words else None
 
     def became_turn(self, content: str) -> None:
         """The user context wrote ``content`` as a user turn: account for its lines.
@@ -126,5 +147,6 @@ class _FinalTranscripts(FrameProcessor):
             # Only the bot is interrupted: the caller's words must survive the
             # interruption that the caller's own next turn starts.
             frame.interruptible = False
-            self._lines.heard_line(frame.text)
+            language = str(frame.language.value) if frame.language is not None else None
+            self._lines.heard_line(frame.text, language)
         await self.push_frame(frame, direction)

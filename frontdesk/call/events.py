@@ -23,10 +23,14 @@ class PipelineStarted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallerFinished:
-    """The caller finished a turn; ``reply`` with True to let the LLM answer it."""
+    """The caller finished a turn; ``reply`` with True to let the LLM answer it.
+
+    ``language``: the language speech recognition heard it in, if it said.
+    """
 
     text: str
     reply: Reply[bool]
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -72,7 +72,6 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.deepgram.stt import DeepgramSTTService
 from pipecat.services.llm_service import FunctionCallParams, FunctionCallResultProperties
 from pipecat.services.settings import TTSSettings
-from pipecat.transcriptions.language import Language
 from pipecat.turns.user_start import (
     TranscriptionUserTurnStartStrategy,
     VADUserTurnStartStrategy,
@@ -220,6 +219,7 @@ class CallPipeline:
         may_answer: MayAnswer,
         role: str,
         stt: DeepgramSTTService | None = None,
+        stt_language: str = "en",
         vad: WindowQueue | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -235,6 +235,7 @@ class CallPipeline:
             may_answer: Asked, for each caller turn, whether the LLM may answer it.
             role: The LLM's system instruction for the whole call.
             stt: The STT service, if already built.
+            stt_language: What it listens for (a language, or ``multi`` for several).
             vad: The process's VAD batcher (without one, windows are scored inline).
             clock: The voice watchdog's clock (the process's loop clock, so that an
                 overloaded process does not take its own lateness for a stalled voice).
@@ -257,7 +258,7 @@ class CallPipeline:
             on_chunk=chunk_sent,
             on_played_out=self._played_out,
         )
-        self.stt = stt or providers.stt(call.call_sid)
+        self.stt = stt or providers.stt(call.call_sid, language=stt_language)
         self.llm = providers.llm(call.call_sid, system_instruction=role)
         # Every tool call goes to the call actor, whichever tool it names: the
         # receptionist knows which tools the current state offers.
@@ -299,7 +300,11 @@ class CallPipeline:
         dropped = metrics.caller_lines_dropped_total
         self.caller_lines = CallerLines(on_dropped=lambda reason: dropped.labels(reason).inc())
         self.turn_timer = TurnTimer(metrics)
-        self.turn_gate = TurnGate(may_answer=may_answer, key_pressed=self._key_pressed)
+        self.turn_gate = TurnGate(
+            may_answer=may_answer,
+            key_pressed=self._key_pressed,
+            language_of=self.caller_lines.language_of,
+        )
         pipeline = Pipeline(
             [
                 self.transport.input(),
@@ -398,16 +403,19 @@ class CallPipeline:
         await self.worker.queue_frame(frame)
 
     async def switch_language(self, stt_language: str, voices: Mapping[str, str]) -> None:
-        """Listen in ``stt_language`` and speak with ``voices`` (by provider) from now on.
+        """Listen for ``stt_language`` and speak with ``voices`` (by provider) from now on.
 
         The settings travel down the pipeline behind whatever is already queued, so
-        what was being said finishes in the old voice; Deepgram reconnects for the new
-        language and each voice reconnects with its new name (an inactive voice too, so
-        a failover keeps the language).
+        what was being said finishes in the old voice; Deepgram reconnects for a new
+        language (not when it listens for several, ``multi``, before and after) and
+        each voice reconnects with its new name (an inactive voice too, so a failover
+        keeps the language).
         """
+        # A plain string: Pipecat resolves a language code it knows and passes any
+        # other (``multi``) through to Deepgram as it is.
         await self.worker.queue_frame(
             STTUpdateSettingsFrame(
-                delta=DeepgramSTTService.Settings(language=Language(stt_language)),
+                delta=DeepgramSTTService.Settings(language=stt_language),
                 service=self.stt,
             )
         )

@@ -151,15 +151,19 @@ class Providers:
         for client in (*self._retired, self.openai):
             await client.close()
 
-    def stt(self, call_sid: str) -> DeepgramSTTService:
-        """Deepgram live transcription for one call."""
+    def stt(self, call_sid: str, *, language: str = "en") -> DeepgramSTTService:
+        """Deepgram live transcription for one call, listening for ``language``.
+
+        ``multi`` (Deepgram's multilingual code-switching) for a business that speaks
+        several languages: each result then names the languages it heard.
+        """
         s = self.settings
         return DeepgramSTTService(
             api_key=s.deepgram_api_key.get_secret_value(),
             base_url=s.deepgram_base_url,
             sample_rate=SAMPLE_RATE,
             tag=call_sid,
-            settings=DeepgramSTTService.Settings(model=s.deepgram_stt_model),
+            settings=DeepgramSTTService.Settings(model=s.deepgram_stt_model, language=language),
             # How long after the caller stops a final transcript may take; the turn ends
             # as soon as Deepgram finalises, this only bounds the wait when it does not.
             ttfs_p99_latency=s.vad_stop_seconds + STT_FINALIZE_SECONDS,

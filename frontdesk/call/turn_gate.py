@@ -14,8 +14,11 @@ from collections.abc import Awaitable, Callable
 from pipecat.frames.frames import Frame, InputDTMFFrame, LLMContextFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-MayAnswer = Callable[[str], Awaitable[bool]]
-"""Told the caller's words; returns whether the LLM may answer them."""
+MayAnswer = Callable[[str, str | None], Awaitable[bool]]
+"""Told the caller's words and the language they were heard in (if known); returns
+whether the LLM may answer them."""
+LanguageOf = Callable[[str], str | None]
+"""The language speech recognition heard a caller turn in, if it said."""
 
 KeyPressed = Callable[[str], Awaitable[None]]
 
@@ -23,9 +26,16 @@ KeyPressed = Callable[[str], Awaitable[None]]
 class TurnGate(FrameProcessor):
     """Lets each caller turn through to the LLM, or not."""
 
-    def __init__(self, *, may_answer: MayAnswer, key_pressed: KeyPressed) -> None:
+    def __init__(
+        self,
+        *,
+        may_answer: MayAnswer,
+        key_pressed: KeyPressed,
+        language_of: LanguageOf = lambda _: None,
+    ) -> None:
         super().__init__(enable_direct_mode=True)
         self._may_answer = may_answer
+        self._language_of = language_of
         self._key_pressed = key_pressed
         self._answered = 0
 
@@ -35,7 +45,7 @@ class TurnGate(FrameProcessor):
         if direction is FrameDirection.DOWNSTREAM:
             if isinstance(frame, LLMContextFrame) and not frame.speculation:
                 text = self._new_caller_turn(frame)
-                if text is not None and not await self._may_answer(text):
+                if text is not None and not await self._may_answer(text, self._language_of(text)):
                     return
             elif isinstance(frame, InputDTMFFrame):
                 await self._key_pressed(frame.button.value)

@@ -10,10 +10,11 @@ time.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from frontdesk.backend.contract import BookingResult, CallbackResult, LookupResult
+from frontdesk.delivery.records import Lead
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,18 +28,33 @@ class Greet:
 class Resumed:
     """The caller is back on a new stream after nobody took a hand-off (instead of Greet).
 
-    ``reason`` is how the dial ended, as Frontdesk passed it back (e.g. ``handoff_busy``).
+    Attributes:
+        reason: How the dial ended, as Frontdesk passed it back (e.g. ``handoff_busy``).
+        lookup: The caller ID looked up again.
+        lead: What the first stream of the call had collected (empty when unknown).
+        language: The language the caller was spoken to in, if known.
+        callback_promised: The first stream already promised the caller a callback.
+        callback_id: That callback's id at the backend, when it had one.
     """
 
     reason: str
     lookup: LookupResult
+    lead: Lead = field(default_factory=Lead)
+    language: str | None = None
+    callback_promised: bool = False
+    callback_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallerTurn:
-    """The caller finished a turn; the LLM answers it only if the receptionist says so."""
+    """The caller finished a turn; the LLM answers it only if the receptionist says so.
+
+    ``language`` is the language speech recognition heard the turn in (a BCP-47 tag, as
+    it reported it), when it listens for several; ``None`` when it did not say.
+    """
 
     text: str
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,6 +23,7 @@ How a call goes (see :mod:`frontdesk.conversation.state` for the graph):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -90,6 +91,8 @@ from frontdesk.delivery.records import (
     Callback,
     EndedBy,
     HandoffEntry,
+    LanguageCue,
+    LanguageSwitch,
     Lead,
     Outcome,
     QuestionEntry,
@@ -250,26 +253,48 @@ class Receptionist:
         self._enter(d, GREETING, respond=False)
 
     def _resumed(self, d: _Draft, event: Resumed) -> None:
-        """The caller is back after nobody took the hand-off: promise the callback, make it."""
+        """The caller is back after nobody took the hand-off: promise the callback, make it.
+
+        The lead the first stream collected comes back with the caller, so the callback
+        says what is wrong and where; a callback the first stream already promised (an
+        emergency's, the turn limit's) stands, and no second one is asked for.
+        """
         if d.conversation.state != "starting":
             return
         customer = event.lookup.customer
         d.update(customer=customer, taken_over=True)
         if customer is not None:
             d.lead(customer_id=customer.id, name=customer.name, address=customer.address)
-        d.emit(
-            Say(
-                text=prompts.nobody_picked_up(self.profile, d.conversation.language),
-                interruptible=False,
+        known = {k: v for k, v in event.lead.model_dump().items() if v is not None}
+        if known:
+            d.lead(**known)
+        spoken = {language.code for language in self.profile.spoken()}
+        if event.language in spoken and event.language != d.conversation.language:
+            self._switch_language(d, event.language, "resumed")
+        language = d.conversation.language
+        d.emit(Say(text=prompts.nobody_picked_up(self.profile, language), interruptible=False))
+        goodbye = prompts.resumed_goodbye(self.profile, language)
+        if event.callback_promised:
+            lead = d.conversation.lead
+            d.tool(
+                "create_callback",
+                {"reason": "nobody took the hand-off"},
+                {"status": "already_promised", "callback_id": event.callback_id},
+                ok=True,
             )
-        )
+            urgent = lead.urgency == "emergency"
+            d.update(outcome=Outcome.EMERGENCY if urgent else Outcome.CALLBACK)
+            self._wrap_up(d, goodbye)
+            return
         self._ask_callback(
             d,
             "give_up",
             arguments={"reason": "nobody took the hand-off"},
-            reason="asked for a person; nobody could pick up",
+            reason=None
+            if d.conversation.lead.description
+            else "asked for a person; nobody could pick up",
             notes=f"hand-off not answered ({event.reason})",
-            goodbye=prompts.resumed_goodbye(self.profile, d.conversation.language),
+            goodbye=goodbye,
         )
 
     # ---------------------------------------------------------------- caller turns
@@ -283,7 +308,7 @@ class Receptionist:
         in_state = c.turns_per_state.get(state, 0) + 1
         in_call = c.turns_total + 1
         d.update(turns_per_state={**c.turns_per_state, state: in_state}, turns_total=in_call)
-        switched = self._language_heard(d, event.text)
+        switched = self._language_heard(d, event.text, event.language)
         if self.profile.emergency.detect(event.text) is not None:
             self._emergency(d, event.text)
             return
@@ -702,18 +727,36 @@ class Receptionist:
             return ()
         return (tools.schema(tools.SWITCH_LANGUAGE, choices={"language": codes}),)
 
-    def _language_heard(self, d: _Draft, text: str) -> bool:
-        """Switch if the caller names another language or speaks it; whether it did."""
-        spoken = self.profile.spoken()
-        current = d.conversation.language
-        named = [lang.code for lang in spoken if lang.code != current and lang.asked_for_in(text)]
-        heard = (
-            languages.detect(text, tuple(lang.code for lang in spoken)) if len(spoken) > 1 else None
-        )
-        wanted = named[0] if named else heard
-        if wanted is None or wanted == current:
+    def _language_heard(self, d: _Draft, text: str, recognised: str | None = None) -> bool:
+        """Switch if the caller names another language or speaks it; whether it did.
+
+        Speaking it is told two ways: speech recognition's language for the turn (when
+        it listens for several), trusted on a turn of :data:`languages.MIN_HEARD_WORDS`
+        words or more unless the words themselves clearly say otherwise; failing that,
+        the words alone. Only a language the business speaks is ever switched to.
+        """
+        spoken = tuple(lang.code for lang in self.profile.spoken())
+        if len(spoken) < 2:
             return False
-        self._switch_language(d, wanted)
+        current = d.conversation.language
+        named = [
+            lang.code
+            for lang in self.profile.spoken()
+            if lang.code != current and lang.asked_for_in(text)
+        ]
+        by_words = languages.detect(text, spoken)
+        by_ear = languages.heard(recognised, spoken)
+        long_enough = len(re.findall(r"[\w']+", text)) >= languages.MIN_HEARD_WORDS
+        wanted: tuple[str, LanguageCue] | None = None
+        if named:
+            wanted = (named[0], "caller_asked")
+        elif by_ear is not None and long_enough and by_words in (None, by_ear):
+            wanted = (by_ear, "speech_recognition")
+        elif by_words is not None:
+            wanted = (by_words, "words")
+        if wanted is None or wanted[0] == current:
+            return False
+        self._switch_language(d, *wanted)
         return True
 
     def _language_key(self, d: _Draft, digit: str) -> bool:
@@ -722,7 +765,7 @@ class Receptionist:
         if chosen is None or c.taken_over or c.ending:
             return False
         if chosen.code != c.language:
-            self._switch_language(d, chosen.code)
+            self._switch_language(d, chosen.code, "keypad")
             if c.state in ASKING_STATES:
                 self._enter(d, c.state, respond=True)
         return True
@@ -738,14 +781,29 @@ class Receptionist:
         result = prompts.switched(self.profile, parsed.language)
         d.tool(event.name, args, {"status": "ok", "language": parsed.language}, ok=True)
         if parsed.language != d.conversation.language:
-            self._switch_language(d, parsed.language)
+            self._switch_language(d, parsed.language, "llm")
         self._move(d, event, result, d.conversation.state)
 
-    def _switch_language(self, d: _Draft, code: str) -> None:
+    def _switch_language(self, d: _Draft, code: str, cue: LanguageCue) -> None:
         language = self.profile.language(code)
-        d.update(language=language.code)
+        switch = LanguageSwitch(language=language.code, cue=cue, at=d.now)
+        d.update(
+            language=language.code,
+            language_switches=(*d.conversation.language_switches, switch),
+        )
         voices = {k: v for k, v in language.voices.model_dump().items() if v is not None}
-        d.emit(SwitchLanguage(language=language.code, stt_language=language.code, voices=voices))
+        listening = languages.listening(self.listens_for(), language.code)
+        d.emit(SwitchLanguage(language=language.code, stt_language=listening, voices=voices))
+
+    def listens_for(self) -> tuple[str, ...]:
+        """The languages the business speaks, the default first."""
+        return tuple(language.code for language in self.profile.spoken())
+
+    @property
+    def stt_language(self) -> str:
+        """What speech recognition listens for as a call starts (:func:`languages.listening`)."""
+        codes = self.listens_for()
+        return languages.listening(codes, codes[0])
 
     # ------------------------------------------------------------- hand-off
 

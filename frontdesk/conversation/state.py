@@ -26,6 +26,7 @@ from frontdesk.delivery.records import (
     Callback,
     EndedBy,
     HandoffEntry,
+    LanguageSwitch,
     Lead,
     Outcome,
     QuestionEntry,
@@ -152,6 +153,7 @@ class Conversation:
         callbacks_asked: Callback requests sent (numbers their idempotency keys).
         pending: Backend requests awaiting their answer.
         language: The language the caller is spoken to in (a profile language's code).
+        language_switches: Each change of language, and what prompted it.
     """
 
     call_sid: str
@@ -176,6 +178,7 @@ class Conversation:
     callbacks_asked: int = 0
     pending: tuple[Pending, ...] = ()
     language: str = "en"
+    language_switches: tuple[LanguageSwitch, ...] = ()
 
     def slot(self, slot_id: str) -> Slot | None:
         """The offered window ``slot_id``."""

@@ -113,6 +113,7 @@ class CallLog:
             lead=conversation.lead,
             questions=list(conversation.questions),
             language=conversation.language,
+            language_switches=list(conversation.language_switches),
             handoff=conversation.handoff,
             greeting_latency_seconds=self.greeting_latency,
             turn_latencies_seconds=list(self.turn_latencies),

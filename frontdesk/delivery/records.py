@@ -54,6 +54,13 @@ class _Record(BaseModel):
 
     record_id: Annotated[str, Field(description="Unique id; also the Idempotency-Key.")]
     user_email: Annotated[str | None, Field(description="The dashboard user it belongs to.")]
+    business: Annotated[
+        str | None,
+        Field(
+            description="The id of the business it belongs to (its profile's); null for the "
+            "deployment's own alerts."
+        ),
+    ] = None
 
 
 class TranscriptEntry(BaseModel):
@@ -88,6 +95,22 @@ class QuestionEntry(BaseModel):
         description="Title and heading of each passage the answer drew on; empty when the "
         "business's knowledge had nothing on it (nothing was invented, a callback was offered)."
     )
+    at: datetime
+
+
+LanguageCue = Literal["caller_asked", "keypad", "llm", "speech_recognition", "words", "resumed"]
+"""What told Frontdesk to change language: the caller named it, pressed its key, the LLM
+switched, speech recognition heard it, the caller's words were in it, or the call was
+already in it before a hand-off nobody took."""
+
+
+class LanguageSwitch(BaseModel):
+    """The call changed language."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    language: str = Field(description="The profile language the call changed to.")
+    cue: LanguageCue
     at: datetime
 
 
@@ -183,6 +206,12 @@ class CallRecord(_Record):
     language: str = Field(
         "en", description="The language the call ended in (a profile language's code)."
     )
+    # Sent only when set, like the recording: most calls never change language.
+    language_switches: list[LanguageSwitch] = Field(
+        default_factory=list,
+        exclude_if=lambda v: not v,
+        description="Each change of language during the call, and what prompted it.",
+    )
     # Sent only when set: a record's first delivery is what it was before either existed.
     recording: RecordingEntry | None = Field(default=None, exclude_if=lambda v: v is None)
     revision: int = Field(
@@ -261,6 +290,7 @@ class AlertKind(enum.StrEnum):
     SMS_FAILED = "sms_failed"
     SMS_UNDELIVERED = "sms_undelivered"
     HANDOFF_UNANSWERED = "handoff_unanswered"
+    UNKNOWN_NUMBER = "unknown_number"
 
 
 class Alert(_Record):
@@ -292,12 +322,14 @@ def alert(
     severity: Severity = "warning",
     call_sid: str | None = None,
     user_email: str | None = None,
+    business: str | None = None,
     **details: Any,
 ) -> Alert:
     """Build an alert stamped now."""
     return Alert(
         record_id=new_record_id(),
         user_email=user_email,
+        business=business,
         alert=kind,
         severity=severity,
         message=message,

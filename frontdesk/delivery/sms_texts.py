@@ -38,6 +38,8 @@ class SmsText(BaseModel):
     body: str
     from_number: str | None = None
     messaging_service_sid: str | None = None
+    business: str | None = None
+    """The business whose call it follows (its alerts go to that business's dashboard)."""
 
 
 def placeholder_values(profile: AgentProfile, **known: str) -> dict[str, str]:

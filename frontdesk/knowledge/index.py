@@ -11,8 +11,12 @@ found side by side ("come out").
 
 Relevance: a word found in more than half of all passages cannot tell one from another
 (FTS5's BM25 gives it no weight either), so it does not count. A passage is returned
-only if it contains at least one word of the question that does; a question with none
-gets no passages at all, and the caller is offered a callback rather than a guess.
+only if it contains at least half (:data:`MIN_COVERAGE`) of the question's other words,
+each itself or one of its wider words. A word the business writes nowhere still
+counts, as one the passage lacks: it is what the question is about. So one word in
+common is not enough for a question about something else ("do you install ceiling
+fans?" is not answered by how EV chargers are installed), and a question no passage
+covers gets no passages at all: the caller is offered a callback rather than a guess.
 
 The index is built once and then only read. One connection serves every search under a
 lock, so searches may run on worker threads (``anyio.to_thread.run_sync``).
@@ -36,6 +40,8 @@ MAX_QUESTION_CHARS = 500
 MAX_QUESTION_WORDS = 12
 # A passage that has the caller's own word beats one that has only a wider word for it.
 WIDER_WORD_WEIGHT = 0.5
+MIN_COVERAGE = 0.5
+"""The share of a question's words a passage must contain to be returned at all."""
 _WORD = re.compile(r"[^\W_]+")
 _SCHEMA = """
 CREATE VIRTUAL TABLE passages USING fts5(
@@ -46,6 +52,8 @@ INSERT INTO passages(passages, rank) VALUES ('rank', 'bm25(1.0, 2.0, 1.0)');
 _COUNT = "SELECT count(*) FROM passages WHERE passages MATCH ?"
 _TERM = "SELECT rowid, rank FROM passages WHERE passages MATCH ?"
 _PASSAGE = "SELECT source, heading, body FROM passages WHERE rowid = ?"
+_COMMON: dict[int, float] = {}
+"""The weights of a word too common to tell passages apart: none (compared by identity)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +132,16 @@ class KnowledgeIndex:
         if not words or limit < 1:
             return []
         scores: dict[int, float] = {}
+        covered: dict[int, int] = {}
         weighed: dict[str, dict[int, float]] = {}
+
+        common: set[str] = set()
 
         def weights(term: str) -> dict[int, float]:
             if term not in weighed:
                 weighed[term] = self._weights(term)
+                if weighed[term] is _COMMON:
+                    common.add(term)
             return weighed[term]
 
         with self._lock:
@@ -139,10 +152,18 @@ class KnowledgeIndex:
                         best[rowid] = max(best.get(rowid, 0.0), WIDER_WORD_WEIGHT * weight)
                 for rowid, weight in best.items():
                     scores[rowid] = scores.get(rowid, 0.0) + weight
+                    covered[rowid] = covered.get(rowid, 0) + 1
             for phrase in question_phrases(question):
                 for rowid, weight in weights(phrase).items():
-                    scores[rowid] = scores.get(rowid, 0.0) + weight
-            ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
+                    if rowid in scores:
+                        scores[rowid] += weight
+            telling = [word for word, _ in words if word not in common]
+            relevant = {
+                rowid: score
+                for rowid, score in scores.items()
+                if covered[rowid] >= MIN_COVERAGE * len(telling)
+            }
+            ranked = sorted(relevant.items(), key=lambda item: (-item[1], item[0]))[:limit]
             passages = [self._passage(rowid, score) for rowid, score in ranked]
         return _within_budget(passages, max_chars)
 
@@ -155,7 +176,9 @@ class KnowledgeIndex:
         quoted = f'"{term}"'
         # Counting is several times cheaper than ranking: skip the common words first.
         (found_in,) = self._connection.execute(_COUNT, (quoted,)).fetchone()
-        if found_in == 0 or found_in > max(1, self.passage_count / 2):
+        if found_in > max(1, self.passage_count / 2):
+            return _COMMON
+        if found_in == 0:
             return {}
         return {rowid: -rank for rowid, rank in self._connection.execute(_TERM, (quoted,))}
 

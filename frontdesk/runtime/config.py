@@ -6,22 +6,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from frontdesk.knowledge.index import KnowledgeIndex
-from frontdesk.runtime.profile import AgentProfile, load_profile
+from frontdesk.runtime.businesses import Businesses, load_businesses
+from frontdesk.runtime.profile import AgentProfile
 from frontdesk.runtime.settings import Settings, load_settings
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
-    """Settings and the profile they point at, validated together."""
+    """Settings and the businesses they point at, validated together."""
 
     settings: Settings
     profile: AgentProfile
+    """The first business's profile (the only one without ``PROFILES_DIR``)."""
+    businesses: Businesses
     knowledge: KnowledgeIndex | None = None
-    """The profile's knowledge sources, indexed; ``None`` when it lists none."""
+    """The first profile's knowledge sources, indexed; ``None`` when it lists none."""
+
+    def secret_values(self) -> list[str]:
+        """Every secret of the settings and of the businesses, for redaction from logs."""
+        return [*self.settings.secret_values(), *self.businesses.secret_values()]
 
 
 def load_config(env_file: str | Path | None = None) -> Config:
-    """Read and validate the settings and the profile ``AGENT_PROFILE`` names; index its knowledge.
+    """Read and validate the settings and the businesses' profiles; index their knowledge.
+
+    The profiles are ``PROFILES_DIR``'s, or the one ``AGENT_PROFILE`` names.
 
     Reads files: run it off the event loop once calls are served.
 
@@ -30,6 +39,8 @@ def load_config(env_file: str | Path | None = None) -> Config:
             its knowledge files.
     """
     settings = load_settings(env_file)
-    profile = load_profile(settings.agent_profile)
-    knowledge = KnowledgeIndex.build(profile.knowledge) if profile.knowledge else None
-    return Config(settings=settings, profile=profile, knowledge=knowledge)
+    businesses = load_businesses(settings, env_file=env_file)
+    first = businesses.all[0]
+    return Config(
+        settings=settings, profile=first.profile, businesses=businesses, knowledge=first.knowledge
+    )

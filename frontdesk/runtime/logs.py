@@ -3,7 +3,8 @@
 Pipecat logs through loguru; its records are handed to the standard library so every
 line goes through the same handler. Inside a call, every line carries the call's
 ``call_sid`` (set with :func:`bind_call_sid`, read from a context variable, so tasks
-spawned by the call inherit it). A worker of ``serve --workers N`` tags every line with
+spawned by the call inherit it) and the id of the business it is for
+(:func:`bind_business`). A worker of ``serve --workers N`` tags every line with
 ``worker=N`` (:func:`set_worker`). Known secret values are scrubbed from every line.
 """
 
@@ -22,6 +23,20 @@ TEXT_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
 call_sid_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "frontdesk_call_sid", default=None
 )
+
+business_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "frontdesk_business", default=None
+)
+
+
+@contextlib.contextmanager
+def bind_business(business: str) -> Iterator[None]:
+    """Tag every log line written in this context (and its tasks) with the business's id."""
+    token = business_var.set(business)
+    try:
+        yield
+    finally:
+        business_var.reset(token)
 
 
 _worker: int | None = None
@@ -44,12 +59,14 @@ def bind_call_sid(call_sid: str) -> Iterator[None]:
 
 
 class CallContextFilter(logging.Filter):
-    """Adds ``record.call_sid`` from the context variable (``None`` outside a call)."""
+    """Adds ``record.call_sid`` and ``record.business`` from their context variables."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Tag the record; never drops it."""
         if not hasattr(record, "call_sid"):
             record.call_sid = call_sid_var.get()
+        if not hasattr(record, "business"):
+            record.business = business_var.get()
         return True
 
 
@@ -102,6 +119,9 @@ class TextFormatter(logging.Formatter):
         call_sid = getattr(record, "call_sid", None)
         if call_sid:
             record.message = f"call_sid={call_sid} {record.message}"
+        business = getattr(record, "business", None)
+        if business:
+            record.message = f"business={business} {record.message}"
         if _worker is not None:
             record.message = f"worker={_worker} {record.message}"
         return super().formatMessage(record)
@@ -121,6 +141,9 @@ class JsonFormatter(logging.Formatter):
         call_sid = getattr(record, "call_sid", None)
         if call_sid:
             entry["call_sid"] = call_sid
+        business = getattr(record, "business", None)
+        if business:
+            entry["business"] = business
         if _worker is not None:
             entry["worker"] = _worker
         if record.exc_info and not record.exc_text:

@@ -57,9 +57,15 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.calls_active = Gauge("frontdesk_calls_active", "Calls in progress.", registry=r)
+        # Per-call metrics carry the business's id: as many values as profiles.
+        self.calls_active = Gauge(
+            "frontdesk_calls_active", "Calls in progress, by business.", ["business"], registry=r
+        )
         self.calls_total = Counter(
-            "frontdesk_calls", "Finished calls by outcome.", ["outcome"], registry=r
+            "frontdesk_calls",
+            "Finished calls by business and outcome.",
+            ["business", "outcome"],
+            registry=r,
         )
         self.calls_rejected_total = Counter(
             "frontdesk_calls_rejected",
@@ -68,7 +74,10 @@ class Metrics:
             registry=r,
         )
         self.call_crashes_total = Counter(
-            "frontdesk_call_crashes", "Calls whose actor crashed.", registry=r
+            "frontdesk_call_crashes",
+            "Calls whose actor crashed, by business.",
+            ["business"],
+            registry=r,
         )
         self.twilio_rejected_total = Counter(
             "frontdesk_twilio_requests_rejected",
@@ -122,7 +131,10 @@ class Metrics:
             registry=r,
         )
         self.tts_failovers_total = Counter(
-            "frontdesk_tts_failovers", "Switches from one TTS provider to another.", registry=r
+            "frontdesk_tts_failovers",
+            "Switches from one TTS provider to another, by business.",
+            ["business"],
+            registry=r,
         )
         self.caller_lines_dropped_total = Counter(
             "frontdesk_caller_lines_dropped",
@@ -132,8 +144,8 @@ class Metrics:
         )
         self.turn_limit_total = Counter(
             "frontdesk_turn_limit_escalations",
-            "Calls escalated to a callback by a turn limit, by limit.",
-            ["limit"],
+            "Calls escalated to a callback by a turn limit, by business and limit.",
+            ["business", "limit"],
             registry=r,
         )
         self.event_loop_lag_seconds = Histogram(
@@ -150,6 +162,24 @@ class Metrics:
         self.draining = Gauge(
             "frontdesk_draining", "1 while the process drains before shutdown.", registry=r
         )
+        self.dependency_up = Gauge(
+            "frontdesk_dependency_up",
+            "1 if the dependency answered its last live check, 0 if not (absent before one).",
+            ["dependency"],
+            registry=r,
+        )
+        self.dependency_checked = Gauge(
+            "frontdesk_dependency_checked_timestamp_seconds",
+            "When the dependency was last checked (unix time).",
+            ["dependency"],
+            registry=r,
+        )
+
+    def add_business(self, business: str) -> None:
+        """Show the per-call metrics of ``business`` at zero before its first call."""
+        self.calls_active.labels(business)
+        self.call_crashes_total.labels(business)
+        self.tts_failovers_total.labels(business)
 
     def register(self, collector: Collector) -> None:
         """Add a collector whose values are read at scrape time."""

@@ -4,12 +4,13 @@ Operators change the business — name, services, service area, hours, emergency
 voices, extra prompt text, hand-off, recording and texts
 (:mod:`frontdesk.runtime.profile_features`) — without touching code. Validation names
 the field and the problem; unknown keys are refused; names are sanitised; text that
-reaches the LLM may not carry template or tool syntax.
+reaches the LLM loses control characters and may not carry template, tool or role syntax.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -28,7 +29,7 @@ from pydantic import (
 
 from frontdesk.knowledge.sources import PROFILE_FOLDER, KnowledgeSources
 from frontdesk.runtime.errors import SettingsError
-from frontdesk.runtime.profile_features import Handoff, Recording, Sms, SmsTemplates
+from frontdesk.runtime.profile_features import E164Number, Handoff, Recording, Sms, SmsTemplates
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -41,7 +42,27 @@ FORBIDDEN_TEXT = re.compile(
 )
 
 
+MAX_TEXT_CHARS = 1000
+"""The longest caller-facing or prompt text a profile may hold in one field."""
+MAX_LANGUAGES = 3
+"""The most languages one profile may serve callers in."""
+
+
+def strip_control_characters(value: str) -> str:
+    """``value`` without control and format characters (NUL, escapes, bidi overrides, ...).
+
+    Line breaks and tabs become spaces; anything else invisible is dropped, so what the
+    owner reads in the YAML is what the LLM and the caller get.
+    """
+    return "".join(
+        " " if char in "\t\n\r" else char
+        for char in value
+        if char in "\t\n\r" or unicodedata.category(char) not in ("Cc", "Cf")
+    )
+
+
 def _plain_text(value: str) -> str:
+    value = strip_control_characters(value)
     if FORBIDDEN_TEXT.search(value):
         raise ValueError("may not contain braces, angle brackets, backticks or tool/role markers")
     return " ".join(value.split())
@@ -55,7 +76,9 @@ def _name(value: str) -> str:
 
 
 Name = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_name)]
-PlainText = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_plain_text)]
+PlainText = Annotated[
+    str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_plain_text)
+]
 Zip = Annotated[str, Field(pattern=r"^\d{5}$")]
 HourMinute = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 
@@ -248,9 +271,38 @@ class Prompts(_Strict):
     out_of_area: PlainText | None = None
 
 
+BusinessId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")]
+
+
+class DashboardSection(_Strict):
+    """The business's own dashboard webhooks; its secret is named, never written here."""
+
+    jobs_url: str | None = None
+    calls_url: str | None = None
+    alerts_url: str | None = None
+    secret_env: EnvName
+    """The environment variable (or ``.env`` entry) holding the webhook secret."""
+    user_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+
+
+class BackendSection(_Strict):
+    """The business's own V2 backend."""
+
+    url: str
+
+
 class AgentProfile(_Strict):
     """Everything Frontdesk knows about the business it answers for."""
 
+    id: BusinessId | None = None
+    """The business's id in records, logs and metrics; else the file's name, less ``.yaml``."""
+    numbers: list[E164Number] = Field(default_factory=list, max_length=100)
+    """The Twilio numbers this business answers (with ``PROFILES_DIR``; one profile answers all)."""
+    dashboard: DashboardSection | None = None
+    """Its own dashboard; the deployment's ``DASHBOARD_*`` settings if unset."""
+    backend: BackendSection | None = None
+    """Its own backend; ``V2_BACKEND_URL`` if unset."""
     business_name: Name
     agent_name: Name
     greeting: PlainText
@@ -276,7 +328,7 @@ class AgentProfile(_Strict):
     handoff: Handoff = Field(default_factory=Handoff)
     recording: Recording = Field(default_factory=Recording)
     sms: Sms = Field(default_factory=Sms)
-    languages: list[Language] = Field(default_factory=list, max_length=3)
+    languages: list[Language] = Field(default_factory=list, max_length=MAX_LANGUAGES)
     """The languages callers are served in, the default first (English alone if empty)."""
 
     @model_validator(mode="after")

@@ -99,9 +99,12 @@ class Settings(BaseSettings):
     tts_breaker_failures: PositiveInt = 1
     tts_breaker_reset_seconds: PositiveFloat = 30.0
     dashboard_max_retry_seconds: PositiveFloat = 24 * 3600.0
+    live_check_interval_seconds: Annotated[float, Field(ge=0.0)] = 300.0
+    live_check_timeout_seconds: PositiveFloat = 5.0
     outbox_path: Path = Path("data/outbox.sqlite3")
     outbox_retention_days: PositiveFloat = 7.0
     agent_profile: Path = DEFAULT_PROFILE
+    profiles_dir: Path | None = None
     openai_model: str = "gpt-4.1-mini"
     deepgram_stt_model: str = "nova-3"
     inworld_tts_model: str = "inworld-tts-1"
@@ -319,6 +322,8 @@ def startup_warnings(settings: Settings) -> list[str]:
         warnings.append("DASHBOARD_WEBHOOK_SECRET is not set: dashboard records wait unsent")
     if settings.dashboard_user_email is None:
         warnings.append("DASHBOARD_USER_EMAIL is not set: records carry no user email")
+    if settings.profiles_dir is not None and "agent_profile" in settings.model_fields_set:
+        warnings.append("AGENT_PROFILE is ignored: the profiles in PROFILES_DIR are the businesses")
     if settings.inworld_voice_id is None:
         warnings.append(f"INWORLD_VOICE_ID is not set: using {DEFAULT_INWORLD_VOICE!r}")
     if settings.deepgram_tts_voice is None:

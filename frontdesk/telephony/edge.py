@@ -4,7 +4,10 @@
   this process's room (see :mod:`frontdesk.telephony.admission`) and answers with TwiML
   that connects it to our media stream with a stream token, or (at capacity, or
   draining) a polite busy message. Forged or unsigned requests get 403 and start
-  nothing; a replay for a call already admitted gets 409 and changes nothing.
+  nothing; a replay for a call already admitted gets 409 and changes nothing. The
+  number dialled picks the business (:mod:`frontdesk.telephony.routing`), named in the
+  stream's parameters (and so covered by its token); a number no business answers
+  hears a polite message and the deployment's dashboard an alert.
 - ``GET /twilio/stream`` — the media stream websocket. Its upgrade signature is checked
   when present (or required, by setting); its ``start`` must present a genuine, fresh
   token over its call and custom parameters, once, or the stream is closed with a log
@@ -65,6 +68,8 @@ from frontdesk.telephony.protocol import (
     connect_twiml,
     parse_stream_message,
 )
+from frontdesk.telephony.resume import read_resume, resume_parameters
+from frontdesk.telephony.routing import BUSINESS_PARAMETER, UNKNOWN_NUMBER_MESSAGE, CallRouting
 from frontdesk.telephony.signatures import (
     SIGNATURE_HEADER,
     public_base,
@@ -85,7 +90,6 @@ ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "cancele
 BUSY_MESSAGE = (
     "Thanks for calling. All of our lines are busy right now. Please call back in a few minutes."
 )
-RESUME_PARAMETER = "resume"
 HANDED_OFF_WAIT_SECONDS = 10.0
 """How long a dial's action waits for the handed-off call's record to be written (Twilio
 gives an action request 15 s)."""
@@ -117,18 +121,21 @@ class TelephonyEdge:
         deps: CallDeps,
         metrics: Metrics,
         refusal: Callable[[], str | None] = lambda: None,
+        routing: CallRouting | None = None,
         calls_in_progress: CallsInProgress | None = None,
         followups: FollowUps | None = None,
     ) -> None:
         """Create the edge; :meth:`install` adds its routes to the web app.
 
         ``refusal`` gives a reason to turn new calls away (say, an outbox that cannot
-        store their records), or ``None``. ``calls_in_progress`` is told of every call
-        from its start until its records are stored, so that a call this process dies
-        during is still recorded (by whichever process notices). ``followups`` is the
-        table of records awaiting Twilio's later callbacks (default: this process's own,
-        in memory; the server passes the machine's shared one).
+        store their records), or ``None``. ``routing`` picks each call's business; without
+        it every call gets ``deps`` as they are. ``calls_in_progress`` is told of every
+        call from its start until its records are stored, so that a call this process
+        dies during is still recorded (by whichever process notices). ``followups`` is
+        the table of records awaiting Twilio's later callbacks (default: this process's
+        own, in memory; the server passes the machine's shared one).
         """
+        self._routing = routing
         self._in_progress = calls_in_progress
         self._settings = settings
         self._refusal_reason = refusal
@@ -170,6 +177,18 @@ class TelephonyEdge:
             self._metrics.twilio_rejected_total.labels("voice", "replayed").inc()
             logger.warning("refused a replayed voice webhook for call %s", call_sid)
             raise web.HTTPConflict(text="this call was already answered")
+        business = None
+        if self._routing is not None:
+            business = self._routing.for_number(form.get("To", ""))
+            if business is None:
+                self._metrics.calls_rejected_total.labels("unknown_number").inc()
+                logger.warning(
+                    "call %s to %s: no business answers this number", call_sid, form.get("To")
+                )
+                self._routing.unknown_number(
+                    call_sid=call_sid, to=form.get("To", ""), caller=form.get("From", "")
+                )
+                return _twiml(busy_twiml(UNKNOWN_NUMBER_MESSAGE))
         reason = self._refusal(settings)
         if reason is not None:
             self._metrics.calls_rejected_total.labels(reason).inc()
@@ -179,6 +198,8 @@ class TelephonyEdge:
             "from": form.get("From", ""),
             "to": form.get("To", ""),
         }
+        if business is not None:
+            parameters[BUSINESS_PARAMETER] = business.id
         account = form.get("AccountSid") or settings.twilio_account_sid
         parameters[TOKEN_PARAMETER] = self._admission.reserve(call_sid, account, parameters)
         url = stream_url(request, settings.public_url)
@@ -223,11 +244,19 @@ class TelephonyEdge:
         if self._refusal(settings) == "draining":
             return _twiml(goodbye_twiml(UNANSWERED_GOODBYE))
         account = form.get("AccountSid") or settings.twilio_account_sid
-        parameters = {
-            "from": revised.from_number,
-            "to": revised.to_number,
-            RESUME_PARAMETER: f"handoff_{outcome.status}",
-        }
+        # The new stream's call starts from the lead this one collected (within Twilio's
+        # bound on stream parameters), so the callback it promises says what and where.
+        # The token is sized into that bound first, then issued over the final parameters.
+        binding = {"from": revised.from_number, "to": revised.to_number}
+        if revised.business is not None:
+            binding[BUSINESS_PARAMETER] = revised.business
+        sizing = self._admission.reserve(outcome.call_sid, account, binding)
+        parameters = resume_parameters(
+            revised,
+            reason=f"handoff_{outcome.status}",
+            binding={**binding, TOKEN_PARAMETER: sizing},
+        )
+        del parameters[TOKEN_PARAMETER]
         parameters[TOKEN_PARAMETER] = self._admission.reserve(outcome.call_sid, account, parameters)
         return _twiml(resume_twiml(stream_url(request, settings.public_url), parameters))
 
@@ -244,6 +273,7 @@ class TelephonyEdge:
             severity="critical" if record.handoff.trigger == "emergency" else "warning",
             call_sid=record.call_sid,
             user_email=settings.dashboard_user_email,
+            business=record.business,
             phone=record.lead.phone or record.from_number,
             number=record.handoff.number,
             dial_status=outcome.status,
@@ -429,14 +459,21 @@ class TelephonyEdge:
                 return False
             return True
 
+        deps = self._deps
+        if self._routing is not None:
+            business = self._routing.business(start.custom_parameters.get(BUSINESS_PARAMETER))
+            if business is None:
+                logger.warning("call %s: its stream names no business answering now", call.call_sid)
+                return None
+            deps = self._routing.deps_for(business, deps)
         inbox_send, inbox_receive = anyio.create_memory_object_stream[CallMessage](CALL_INBOX_SIZE)
         actor = CallActor(
             call=call,
-            deps=self._deps,
+            deps=deps,
             inbox=inbox_receive,
             send=send,
             caller_connected=lambda: not ws.closed,
-            resume=start.custom_parameters.get(RESUME_PARAMETER) or None,
+            resume=read_resume(start.custom_parameters),
             followups=self.followups,
             public_url=public_url,
         )

@@ -6,8 +6,9 @@
   ``<Response><Message>``. STOP gets an empty ``<Response/>``: Twilio's own filtering
   already confirms it to the sender.
 - ``POST /twilio/sms-status`` (the ``StatusCallback`` of each text Frontdesk sends, naming
-  the text and its call in the query): ``undelivered`` / ``failed`` dead-letter the text's
-  outbox record with Twilio's error code and raise an alert; other statuses are logged.
+  the text, its call and its business in the query): ``undelivered`` / ``failed``
+  dead-letter the text's outbox record with Twilio's error code and raise an alert for
+  that business; other statuses are logged.
 
 Both are signed like every Twilio webhook; a forged or unsigned request is 403 and
 changes nothing. A form Twilio would never send is 400.
@@ -52,6 +53,7 @@ class SmsRoutes:
         outbox: Outbox,
         submit: Callable[[list[Record]], Awaitable[None]],
         metrics: Metrics,
+        profile_for: Callable[[str], AgentProfile | None] = lambda number: None,
     ) -> None:
         """Create the routes.
 
@@ -62,7 +64,10 @@ class SmsRoutes:
             outbox: Where sent texts' records are (a failed delivery updates its record).
             submit: Commits alerts for the dashboard.
             metrics: For refused requests.
+            profile_for: The profile of the business answering a number, if one does
+                (a HELP reply speaks for the business texted; else ``profile``).
         """
+        self._profile_for = profile_for
         self._settings = settings
         self._profile = profile
         self._opt_outs = opt_outs
@@ -91,7 +96,7 @@ class SmsRoutes:
         logger.info("text keyword %s from a caller (state changed: %s)", text.keyword, changed)
         if text.keyword is not SmsKeyword.HELP:
             return _twiml(EMPTY_TWIML)
-        profile = self._profile()
+        profile = self._profile_for(text.to) or self._profile()
         values = placeholder_values(profile, business_phone=profile.sms.from_number or text.to)
         reply = render_sms(profile.sms.templates.help_reply, values)
         return _twiml(
@@ -123,6 +128,7 @@ class SmsRoutes:
                     f"a text to the caller did not arrive: {why}",
                     call_sid=call_sid,
                     user_email=self._settings().dashboard_user_email,
+                    business=request.query.get("business") or None,
                     record_id=text_id,
                     message_sid=report.message_sid,
                     to=report.to,
