@@ -567,11 +567,17 @@ async def _serve_machine(config: Config, env_file: str | None, count: int) -> in
 
 def _check_shared_files(config: Config) -> None:
     """Open (so check, and bring up to date) the SQLite files every worker shares."""
+    from frontdesk.delivery.calls_in_progress import CallsInProgress, ledger_path
     from frontdesk.delivery.outbox import Outbox, callbacks_path
+    from frontdesk.delivery.sms_optouts import OptOutLedger, opt_outs_path
+    from frontdesk.telephony.followups import FollowUps, followups_path
 
     path = config.settings.outbox_path
     for shared in (path, callbacks_path(path)):
         Outbox(shared).close()
+    CallsInProgress(ledger_path(path)).close()
+    FollowUps(followups_path(path)).close()
+    OptOutLedger(opt_outs_path(path)).close()
 
 
 def _outbox_command(
