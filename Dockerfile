@@ -23,4 +23,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"
 STOPSIGNAL SIGTERM
-CMD ["python", "main.py", "serve"]
+# One process per container: the platform scales with containers (docs/scaling.md).
+CMD ["python", "main.py", "serve", "--workers", "1"]

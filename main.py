@@ -9,15 +9,21 @@ each configured dependency once.
 Logging is configured before anything else, from ``LOG_LEVEL`` / ``LOG_FORMAT``, and
 again once the settings are validated. Signals: SIGTERM or SIGINT drains and stops
 (exit 0); a second one forces a fast exit; SIGHUP reloads the settings.
+
+``serve --workers N`` (default: one per core) with N > 1 runs a parent that supervises N
+worker processes on one port (:mod:`frontdesk.runtime.workers`) and forwards those
+signals to them; ``--workers 1`` is the single process, exactly as before.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +42,16 @@ from frontdesk.runtime.errors import (
 from frontdesk.runtime.gc_freeze import freeze_startup_objects
 from frontdesk.runtime.profile import AgentProfile
 from frontdesk.runtime.settings import masked, startup_warnings
+from frontdesk.runtime.workers import (
+    MachineHealth,
+    WorkerFailed,
+    WorkerPool,
+    default_workers,
+    die_with_parent,
+    report_status,
+    reserve_port,
+)
+from supervisor import RestartIntensity
 
 if TYPE_CHECKING:
     from frontdesk.app import Frontdesk
@@ -48,6 +64,10 @@ EXIT_BAD_SETTINGS = 2
 EXIT_ESCALATED = 3
 EXIT_INCOMPATIBLE = 4
 EXIT_FORCED = 130
+MAX_WORKERS = 256
+DRAIN_SLACK_SECONDS = 30.0
+"""Beyond SHUTDOWN_GRACE_SECONDS, what a draining worker may take before it is killed."""
+MAIN_PATH = str(Path(__file__).resolve())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     match args.command:
         case "serve":
-            return _serve_command(args.env_file)
+            return _serve_command(
+                args.env_file,
+                workers=args.workers,
+                worker=args.worker_index,
+                status_fd=args.status_fd,
+                parent_pid=args.parent_pid,
+            )
         case "check":
             return _check_command(args.env_file, live=args.live)
         case "demo":
@@ -113,6 +139,18 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--env-file", default=None, help="a .env file beneath the environment")
+        if name == "serve":
+            command.add_argument(
+                "--workers",
+                type=_worker_count,
+                default=None,
+                help="worker processes sharing PORT, supervised by this one (default: one per "
+                "core; 1: a single process)",
+            )
+            # Set by the parent of `serve --workers N` for each worker it starts.
+            command.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+            command.add_argument("--status-fd", type=int, default=None, help=argparse.SUPPRESS)
+            command.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
         if name == "check":
             command.add_argument(
                 "--live",
@@ -183,6 +221,16 @@ def _parser() -> argparse.ArgumentParser:
     outbox.add_argument("--env-file", default=None)
     _builder_commands(commands)
     return parser
+
+
+def _worker_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WORKERS}, not {count}")
+    return count
 
 
 def _builder_commands(commands: argparse._SubParsersAction) -> None:
@@ -346,22 +394,48 @@ def _print_knowledge(config: Config) -> None:
         print(f"    {source.title} ({shown}): {source.passages} passages")
 
 
-def _serve_command(env_file: str | None) -> int:
+def _serve_command(
+    env_file: str | None,
+    *,
+    workers: int | None = None,
+    worker: int | None = None,
+    status_fd: int | None = None,
+    parent_pid: int | None = None,
+) -> int:
+    if worker is not None:
+        logs.set_worker(worker)
     config = _load(env_file)
     if config is None:
         return EXIT_BAD_SETTINGS
-    for warning in startup_warnings(config.settings):
-        logger.warning("%s", warning)
-    if not _pipecat_compatible():
+    if worker is None:
+        for warning in startup_warnings(config.settings):
+            logger.warning("%s", warning)
+    count = workers if workers is not None else default_workers()
+    parent = worker is None and count > 1
+    # The parent never runs a call: each worker checks Pipecat (and exits 4 if it must,
+    # which stops the parent too), so the parent stays small.
+    if not parent and not _pipecat_compatible():
         return EXIT_INCOMPATIBLE
     try:
+        if parent:
+            # Open each shared file once before any worker does: a damaged one stops
+            # startup here, with one clear line, and new columns are added by one process.
+            _check_shared_files(config)
+            return anyio.run(_serve_machine, config, env_file, count, backend="asyncio")
+        if worker is not None and parent_pid is not None:
+            die_with_parent(parent_pid)
         # uvloop: every call's audio is callbacks, timers and socket writes on one loop.
         return anyio.run(
-            _serve, config, env_file, backend="asyncio", backend_options={"use_uvloop": True}
+            functools.partial(_serve, config, env_file, worker=worker, status_fd=status_fd),
+            backend="asyncio",
+            backend_options={"use_uvloop": True},
         )
     except RestartIntensityExceeded as exc:
         logger.critical("stopping: %s", exc)
         return EXIT_ESCALATED
+    except WorkerFailed as exc:
+        logger.critical("stopping: %s", exc)
+        return exc.exit_code
     except OutboxCorrupt as exc:
         logger.critical("cannot serve: %s", exc)
         return EXIT_FAILED
@@ -381,10 +455,12 @@ def _pipecat_compatible() -> bool:
     return True
 
 
-async def _serve(config: Config, env_file: str | None) -> int:
+async def _serve(
+    config: Config, env_file: str | None, *, worker: int | None = None, status_fd: int | None = None
+) -> int:
     from frontdesk.app import Frontdesk
 
-    frontdesk = Frontdesk(config, load_config=lambda: load_config(env_file))
+    frontdesk = Frontdesk(config, load_config=lambda: load_config(env_file), worker=worker)
     exit_code = EXIT_OK
     async with anyio.create_task_group() as tg:
 
@@ -396,6 +472,10 @@ async def _serve(config: Config, env_file: str | None) -> int:
             await tg.start(supervise)
             freeze_startup_objects()
             logger.info("frontdesk serving on port %s", frontdesk.web.port)
+            if worker is not None and status_fd is not None:
+                tg.start_soon(
+                    report_status, functools.partial(_worker_status, frontdesk), status_fd
+                )
             draining = False
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -411,6 +491,101 @@ async def _serve(config: Config, env_file: str | None) -> int:
                     break
     logger.info("frontdesk stopped")
     return exit_code
+
+
+def _worker_status(frontdesk: Frontdesk) -> dict[str, object]:
+    """What a worker tells its parent every second (see ``frontdesk.runtime.workers``)."""
+    failing = [check.name for check in frontdesk.web.readiness() if not check.ok]
+    return {
+        "worker": frontdesk.worker,
+        "pid": os.getpid(),
+        "ready": not failing,
+        "failing": failing,
+        "calls": frontdesk.supervisor.count("call"),
+        "max_calls": frontdesk.config.settings.max_concurrent_calls,
+        "lag_ms": round(frontdesk.loop_lag.recent_lag() * 1000.0, 1),
+    }
+
+
+async def _serve_machine(config: Config, env_file: str | None, count: int) -> int:
+    """The parent of ``count`` workers on one port: start, watch, forward signals, drain."""
+    settings = config.settings
+    holder = reserve_port(settings.host, settings.port)
+    port = holder.getsockname()[1]
+
+    def command(index: int, status_fd: int) -> list[str]:
+        argv = [sys.executable, MAIN_PATH, "serve", "--worker-index", str(index)]
+        argv += ["--status-fd", str(status_fd), "--parent-pid", str(os.getpid())]
+        return argv + (["--env-file", env_file] if env_file else [])
+
+    pool = WorkerPool(
+        count=count,
+        command=command,
+        env={**os.environ, "PORT": str(port)},
+        intensity=RestartIntensity(
+            max_restarts=settings.restart_max,
+            window_seconds=settings.restart_window_seconds,
+            clock=time.monotonic,
+        ),
+        drain_seconds=settings.shutdown_grace_seconds + DRAIN_SLACK_SECONDS,
+        permanent_exit_codes=(EXIT_BAD_SETTINGS, EXIT_INCOMPATIBLE),
+    )
+    health = MachineHealth(pool, host=settings.host, port=settings.admin_port)
+    exit_code = EXIT_OK
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def supervise(*, task_status: TaskStatus[None]) -> None:
+                await pool.run(task_status=task_status)
+                tg.cancel_scope.cancel()
+
+            async def forward_signals(*, task_status: TaskStatus[None]) -> None:
+                nonlocal exit_code
+                signums = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+                with anyio.open_signal_receiver(*signums) as signals:
+                    task_status.started()
+                    async for signum in signals:
+                        if signum == signal.SIGHUP:
+                            logger.info("SIGHUP received: every worker reloads")
+                            pool.reload()
+                        elif not pool.draining:
+                            logger.info(
+                                "%s received: draining every worker", signal.Signals(signum).name
+                            )
+                            pool.stop()
+                        else:
+                            logger.warning("second signal: killing every worker")
+                            exit_code = EXIT_FORCED
+                            pool.kill()
+
+            await tg.start(forward_signals)
+            await tg.start(health.run)
+            await tg.start(supervise)
+            logger.info(
+                "frontdesk machine serving on port %d with %d workers; machine health on port %s",
+                port,
+                count,
+                health.port,
+            )
+    finally:
+        holder.close()
+    logger.info("frontdesk stopped: every worker drained")
+    return exit_code
+
+
+def _check_shared_files(config: Config) -> None:
+    """Open (so check, and bring up to date) the SQLite files every worker shares."""
+    from frontdesk.delivery.calls_in_progress import CallsInProgress, ledger_path
+    from frontdesk.delivery.outbox import Outbox, callbacks_path
+    from frontdesk.delivery.sms_optouts import OptOutLedger, opt_outs_path
+    from frontdesk.telephony.followups import FollowUps, followups_path
+
+    path = config.settings.outbox_path
+    for shared in (path, callbacks_path(path)):
+        Outbox(shared).close()
+    CallsInProgress(ledger_path(path)).close()
+    FollowUps(followups_path(path)).close()
+    OptOutLedger(opt_outs_path(path)).close()
 
 
 def _outbox_command(

@@ -39,6 +39,39 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
+class RestartIntensity:
+    """OTP's restart intensity: at most ``max_restarts`` within a sliding window.
+
+    Shared by the supervisor (actors in one process) and the worker pool (worker
+    processes of one machine), so both escalate by the same rule.
+    """
+
+    def __init__(self, *, max_restarts: int, window_seconds: float, clock: Clock) -> None:
+        """Allow ``max_restarts`` within ``window_seconds`` of ``clock``."""
+        self.max_restarts = max_restarts
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._times: deque[float] = deque()
+
+    def restart(self, name: str) -> None:
+        """Count a restart of ``name``.
+
+        Raises:
+            RestartIntensityExceeded: This restart is one too many for the window.
+        """
+        now = self._clock()
+        self._times.append(now)
+        while self._times and now - self._times[0] > self.window_seconds:
+            self._times.popleft()
+        if len(self._times) > self.max_restarts:
+            message = (
+                f"{len(self._times)} restarts within {self.window_seconds:g}s "
+                f"(limit {self.max_restarts}); last: {name}"
+            )
+            logger.critical("restart intensity exceeded: %s; escalating", message)
+            raise RestartIntensityExceeded(message)
+
+
 class Restart(enum.StrEnum):
     """When a child is restarted (OTP's restart types)."""
 
@@ -156,8 +189,9 @@ class Supervisor:
             clock: Monotonic time source (tests pass their own).
             on_restart: Called with (child name, reason) on every restart.
         """
-        self._max_restarts = max_restarts
-        self._window = window_seconds
+        self._intensity = RestartIntensity(
+            max_restarts=max_restarts, window_seconds=window_seconds, clock=clock
+        )
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._stable_after = stable_after
@@ -165,7 +199,6 @@ class Supervisor:
         self._on_restart = on_restart
         self._children: dict[str, _Child] = {}
         self._order: list[str] = []
-        self._restart_times: deque[float] = deque()
         self._group_exits: dict[str, list[int]] = {}
         self._tg: TaskGroup | None = None
         self._stopped = anyio.Event()
@@ -384,17 +417,7 @@ class Supervisor:
                 return False
 
     def _count_restart(self, child: _Child, error: BaseException | None) -> None:
-        now = self._clock()
-        self._restart_times.append(now)
-        while self._restart_times and now - self._restart_times[0] > self._window:
-            self._restart_times.popleft()
-        if len(self._restart_times) > self._max_restarts:
-            message = (
-                f"{len(self._restart_times)} restarts within {self._window:g}s "
-                f"(limit {self._max_restarts}); last: {child.spec.name}"
-            )
-            logger.critical("restart intensity exceeded: %s; escalating", message)
-            raise RestartIntensityExceeded(message)
+        self._intensity.restart(child.spec.name)
         child.restarts += 1
         reason = "exited" if error is None else child.last_error or "crashed"
         if self._on_restart is not None:

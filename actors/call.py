@@ -707,7 +707,7 @@ class CallActor:
                 result = await self._deps.twilio.redirect(self.call.call_sid, twiml)
             if result is RedirectResult.REDIRECTED:
                 if self._followups is not None:
-                    self._followups.handing_off(self.call.call_sid)
+                    await self._followups.handing_off(self.call.call_sid)
                 # Twilio now rings the person and ends the stream: no goodbye, no hang-up.
                 self._hangup = HangupOutcome(value="not_attempted", detail="handed off", attempts=0)
                 self._ended_by = "handoff"
@@ -747,7 +747,7 @@ class CallActor:
             logger.warning("Twilio did not start the call's recording")
             return
         self.recorded = True
-        self._followups.expect_recording(self.call.call_sid)
+        await self._followups.expect_recording(self.call.call_sid)
 
     async def _look_up_caller(self) -> None:
         result = await self._deps.backend.lookup(self.call.from_number, self.call.call_sid)
@@ -951,7 +951,10 @@ class CallActor:
         await self._submit(records)
         if self._followups is not None:
             # Twilio may still report the hand-off's result or the recording: a revision.
-            self._followups.keep(call_record, recorded=self.recorded)
+            revised = await self._followups.keep(call_record, recorded=self.recorded)
+            if revised is not None:
+                # The recording reached another worker just after this record was built.
+                await self._deps.records.submit([revised])
         metrics.calls_total.labels(self._deps.business, call_record.outcome.value).inc()
         logger.info(
             "call finished: %s (%s, hang-up %s)", call_record.outcome.value, ended_by, hangup

@@ -54,7 +54,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 from prometheus_client.core import Metric
 
-from frontdesk.delivery.outbox import CallSummary, Outbox, OutboxRecord, UndeliveredView
+from frontdesk.delivery.outbox import CallSummary, Outbox, OutboxRecord, UndeliveredView, lease_left
 from frontdesk.delivery.records import Alert, AlertKind, alert
 from frontdesk.runtime.backoff import Backoff
 from frontdesk.runtime.businesses import Dashboard
@@ -214,7 +214,11 @@ class DashboardSync:
                         due = await anyio.to_thread.run_sync(
                             functools.partial(self._outbox.due, kind=kind)
                         )
-                        delivered = [await self._deliver(http, record) for record in due]
+                        delivered = [
+                            await self._deliver(http, record)
+                            for record in due
+                            if self._leased(record)
+                        ]
                         if not any(delivered):
                             break
             except OutboxUnwritable as exc:
@@ -297,12 +301,25 @@ class DashboardSync:
         records: list[OutboxRecord],
         refused: list[OutboxUnwritable],
     ) -> None:
-        """Deliver ``records`` in order; a disk that refuses stops them, noted in ``refused``."""
+        """Deliver ``records`` in order; a disk that refuses stops them, noted in ``refused``.
+
+        Records whose lease ran short are left for the next pass, which leases them
+        afresh at once (they are this worker's own).
+        """
         try:
             for record in records:
+                if not self._leased(record):
+                    return
                 await self._deliver(http, record)
         except OutboxUnwritable as exc:
             refused.append(exc)
+
+    def _leased(self, record: OutboxRecord) -> bool:
+        """Whether this worker's lease on ``record`` covers one more delivery attempt.
+
+        Past it, another worker may take the record: sending it too would make two.
+        """
+        return lease_left(record, self._clock()) > REQUEST_TIMEOUT_SECONDS + 1.0
 
     # ------------------------------------------------------------------------ disk
 

@@ -30,7 +30,7 @@ import httpx
 from anyio.abc import TaskStatus
 
 from actors.dashboard_sync import RETRY_BACKOFF
-from frontdesk.delivery.outbox import Outbox, OutboxRecord
+from frontdesk.delivery.outbox import Outbox, OutboxRecord, lease_left
 from frontdesk.delivery.records import AlertKind, Record, alert
 from frontdesk.delivery.sms import SmsKeyword, textable
 from frontdesk.delivery.sms_optouts import OptOutLedger
@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 KIND = "sms"
 IDLE_RECHECK_SECONDS = 30.0
 DISK_RETRY_SECONDS = 5.0
+LEASE_MARGIN_SECONDS = 30.0
+"""A text is sent only while this worker's lease on it has this long left (see the outbox)."""
 NO_ANSWER = "no answer"
 OPTED_OUT_CODE = 21610
 STATUS_PATH = "/twilio/sms-status"
@@ -104,6 +106,9 @@ class SmsSender:
         """Send what is due; how long until the next text is due."""
         due = await anyio.to_thread.run_sync(functools.partial(self._outbox.due, kind=KIND))
         for record in due:
+            # Past this worker's lease another worker may take the text: never send twice.
+            if lease_left(record, self._clock()) <= LEASE_MARGIN_SECONDS:
+                return 0.0
             await self._send(record)
         next_at = await anyio.to_thread.run_sync(
             functools.partial(self._outbox.next_due_at, kind=KIND)

@@ -45,7 +45,7 @@ from frontdesk.backend.contract import (
     LookupResult,
     PendingCallback,
 )
-from frontdesk.delivery.outbox import Outbox, OutboxRecord
+from frontdesk.delivery.outbox import Outbox, OutboxRecord, lease_left
 from frontdesk.delivery.records import AlertKind, Record, Severity, alert
 from frontdesk.runtime.backoff import Backoff
 from frontdesk.runtime.breaker import BreakerState, CircuitBreaker
@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_MAX_SECONDS = 300.0
 DISK_RETRY_SECONDS = 5.0
+RETRY_LEASE_MARGIN_SECONDS = 15.0
 RETRY_BACKOFF = Backoff(initial=2.0, ceiling=RETRY_MAX_SECONDS)
 RECORD_SUBMIT_TIMEOUT_SECONDS = 10.0
 
@@ -386,6 +387,9 @@ class V2Gateway:
                 # Callbacks the disk refused wait in memory: write them first.
                 await anyio.to_thread.run_sync(self._pending.flush)
                 for entry in await anyio.to_thread.run_sync(self._pending.due):
+                    # Past this worker's lease another worker may take the callback.
+                    if lease_left(entry, self._wall_clock()) <= RETRY_LEASE_MARGIN_SECONDS:
+                        break
                     await self._resend(entry)
                 next_at = await anyio.to_thread.run_sync(self._pending.next_due_at)
             except OutboxUnwritable as exc:

@@ -79,6 +79,7 @@ class WebActor:
         host: str,
         port: int,
         max_calls: Callable[[], int],
+        reuse_port: bool = False,
         max_request_bytes: int,
         development: bool,
         request_read_timeout: float = 10.0,
@@ -92,6 +93,8 @@ class WebActor:
             metrics: The registry served at ``/metrics``.
             host: Address to listen on.
             port: Port to listen on; 0 picks a free one (see :attr:`port`).
+            reuse_port: Share the port with the machine's other workers (SO_REUSEPORT:
+                the kernel spreads new connections across them).
             max_calls: The current call capacity (settings can change on reload).
             max_request_bytes: Largest request body accepted.
             development: Enables the loopback-only ``/debug`` routes.
@@ -104,6 +107,7 @@ class WebActor:
         self._metrics = metrics
         self._host = host
         self._requested_port = port
+        self._reuse_port = reuse_port
         self._max_calls = max_calls
         self._max_request_bytes = max_request_bytes
         self._development = development
@@ -139,7 +143,11 @@ class WebActor:
         )
         await runner.setup()
         try:
-            sock = _listen(self._host, self._requested_port if self.port is None else self.port)
+            sock = _listen(
+                self._host,
+                self._requested_port if self.port is None else self.port,
+                reuse_port=self._reuse_port,
+            )
             site = web.SockSite(runner, sock)
             await site.start()
             self.port = sock.getsockname()[1]
@@ -162,8 +170,12 @@ class WebActor:
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
 
+    def readiness(self) -> list[Check]:
+        """Every readiness check of this process, failing or not."""
+        return readiness_checks(self._supervisor, max_calls=self._max_calls(), extra=self._checks)
+
     async def _readyz(self, request: web.Request) -> web.Response:
-        checks = readiness_checks(self._supervisor, max_calls=self._max_calls(), extra=self._checks)
+        checks = self.readiness()
         failing = [c.name for c in checks if not c.ok]
         body = {
             "status": "unready" if failing else "ready",
@@ -187,10 +199,12 @@ class WebActor:
         return web.json_response({"killed": name})
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
         sock.listen(1024)

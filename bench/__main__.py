@@ -3,7 +3,7 @@
 ::
 
     python -m bench [--levels 1,10,25,50,100] [--baseline-levels 1,10,25,50]
-                    [--realistic] [--quick] [--faults]
+                    [--realistic] [--quick] [--faults] [--workers N]
 
 Default: the concurrency sweep against Frontdesk, the webhook and leak checks, the same
 sweep against the baseline bot (100 calls is left out for it by default: it saturates
@@ -11,6 +11,10 @@ well before). Writes ``bench/results/latest.json`` and ``latest.png`` and prints
 table with Frontdesk / baseline ratios and the issue's targets, met or missed.
 
 ``--quick``: levels 1 and 10, baseline 1, a 50-call leak check — a smoke run.
+``--workers N``: one process (``serve --workers 1``) against N worker processes on one
+port (``serve --workers N``, rows ``frontdesk-Nw`` and their ratio ``Nw/1w``), at 50
+and 100 calls unless ``--levels`` says otherwise; no baseline or leak check unless
+asked for; writes ``bench/results/workers.json`` and ``workers.png``.
 ``--faults``: only the fault run at 25 calls (:mod:`bench.faults`); writes
 ``bench/results/faults.json``. Logs of every process go to ``bench/results/logs/``.
 """
@@ -31,6 +35,7 @@ from bench.run import Options, run_benchmark
 QUICK_LEVELS = [1, 10]
 QUICK_BASELINE_LEVELS = [1]
 QUICK_LEAK_CALLS = 50
+WORKERS_LEVELS = [50, 100]
 
 
 def _levels(text: str) -> list[int]:
@@ -43,8 +48,18 @@ def _levels(text: str) -> list[int]:
     return levels
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; 0 when it ran (missed targets are results, not failures)."""
+def _workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text}") from exc
+    if count < 2:
+        raise argparse.ArgumentTypeError("--workers compares 1 worker with N: N must be 2 or more")
+    return count
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--levels", type=_levels, default=None, help="default 1,10,25,50,100")
     parser.add_argument(
@@ -56,21 +71,46 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--faults", action="store_true", help="only the fault run at 25 calls")
     parser.add_argument("--leak-calls", type=int, default=None, help="default 200 (0 to skip)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        help="also run serve --workers N and compare it with one process (levels 50,100)",
+    )
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    """What to run, from the parsed command line."""
+    if args.workers:
+        default_levels, default_baseline, default_leak = WORKERS_LEVELS, [], 0
+    elif args.quick:
+        default_levels, default_baseline, default_leak = (
+            QUICK_LEVELS,
+            QUICK_BASELINE_LEVELS,
+            QUICK_LEAK_CALLS,
+        )
+    else:
+        default_levels, default_baseline, default_leak = [1, 10, 25, 50, 100], [1, 10, 25, 50], 200
+    return Options(
+        levels=args.levels or default_levels,
+        baseline_levels=args.baseline_levels
+        if args.baseline_levels is not None
+        else default_baseline,
+        realistic=args.realistic,
+        leak_calls=args.leak_calls if args.leak_calls is not None else default_leak,
+        workers=args.workers,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when it ran (missed targets are results, not failures)."""
+    args = parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s bench: %(message)s", stream=sys.stderr
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    options = Options(
-        levels=args.levels or (QUICK_LEVELS if args.quick else [1, 10, 25, 50, 100]),
-        baseline_levels=args.baseline_levels
-        if args.baseline_levels is not None
-        else (QUICK_BASELINE_LEVELS if args.quick else [1, 10, 25, 50]),
-        realistic=args.realistic,
-        leak_calls=args.leak_calls
-        if args.leak_calls is not None
-        else (QUICK_LEAK_CALLS if args.quick else 200),
-    )
+    options = options_from(args)
     options.results_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     if args.faults:
@@ -86,14 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         evaluate_targets(report["levels"], report.get("webhook"), report.get("leak"))
     )
     report["notes"] = notes(report, options, quick=args.quick)
-    (options.results_dir / "latest.json").write_text(json.dumps(report, indent=2))
+    # A comparison of process counts keeps the usual sweep's results as they are.
+    stem = "workers" if options.workers else "latest"
+    (options.results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    print(render(report))
     from bench.plot import plot
 
-    plot(report, options.results_dir / "latest.png")
-    print(render(report))
+    plot(report, options.results_dir / f"{stem}.png")
     print(
         f"\nWall time {time.monotonic() - started:.0f} s; "
-        "bench/results/latest.json and latest.png written"
+        f"bench/results/{stem}.json and {stem}.png written"
     )
     return 0
 
@@ -136,6 +178,17 @@ def notes(report: dict, options: Options, *, quick: bool) -> list[str]:
                 f"Frontdesk at {row['concurrency']} calls: its own-share histogram observed "
                 f"{observed:.0f} turns where callers measured {turns}."
             )
+    if options.workers:
+        out.append(
+            f"frontdesk-{options.workers}w is serve --workers {options.workers}: that many "
+            "processes on one port, the kernel spreading calls across them. Its CPU and "
+            "memory are every worker's and the parent's together; its server-side "
+            "figures (own, srv late) are left out, since /metrics on the shared port is "
+            f"one worker's. {options.workers}w/1w below 1 for latency is the gain of "
+            "running the calls' audio on more than one event loop; with the world, the "
+            "load generators and both workers on the same cores, it is bounded by the "
+            "cores left over (box%)."
+        )
     out.append(
         "the baseline's emulated LLM repeats its greeting line on every turn (the emulator "
         "says a node's quoted sentence), so it speaks about as much audio per turn as Frontdesk."

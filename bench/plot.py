@@ -57,8 +57,14 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
         (axes[1][0], "Server CPU", "% of one core", [("server_cpu_percent", "", "-")], 1.0),
         (axes[1][1], "Server RSS (peak)", "MB", [("server_rss_mb_peak", "", "-")], 1.0),
     ]
+    styles = dict(STYLE)
+    for name in sorted(
+        {str(r["system"]) for r in rows if str(r["system"]).startswith("frontdesk-")}
+    ):
+        count = name.removeprefix("frontdesk-").removesuffix("w")
+        styles[name] = (f"Frontdesk, {count} workers", "tab:green")
     for axis, title, unit, series, scale in panels:
-        for system, (label, colour) in STYLE.items():
+        for system, (label, colour) in styles.items():
             for key, suffix, line in series:
                 xs, ys, answered = _series(rows, system, key, scale)
                 if not xs:

@@ -327,23 +327,44 @@ def ratio(frontdesk: float | None, baseline: float | None) -> float | None:
 def render_table(
     results: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, str]] = COLUMNS
 ) -> str:
-    """Per level: Frontdesk's row, the baseline's, and Frontdesk / baseline."""
+    """Per level: Frontdesk's row, the baseline's, and Frontdesk / baseline.
+
+    With a multi-worker run (systems ``frontdesk-2w`` ...), each such row follows
+    Frontdesk's, with its ratio to the single process (``2w/1w``).
+    """
     headers = ["calls", "system", *(h for h, _, _ in columns)]
     rows: list[list[str]] = []
     levels = sorted({int(r["concurrency"]) for r in results})
+    pools = sorted(
+        {str(r["system"]) for r in results if str(r["system"]).startswith("frontdesk-")},
+        key=lambda name: int(name.removeprefix("frontdesk-").removesuffix("w") or 0),
+    )
+
+    def add(level: int, name: str, row: Mapping[str, Any]) -> None:
+        rows.append([str(level), name, *(_cell(row.get(k), s, row, k) for _, k, s in columns)])
+
+    def compare(level: int, name: str, top: Mapping[str, Any], bottom: Mapping[str, Any]) -> None:
+        cells = []
+        for _, key, style in columns:
+            value = ratio(top.get(key), bottom.get(key))
+            cells.append("-" if style in ("int", "own") else _cell(value, "ratio"))
+        rows.append([str(level), name, *cells])
+
     for level in levels:
         frontdesk = _level(results, "frontdesk", level)
         baseline = _level(results, "baseline", level)
-        for name, row in (("frontdesk", frontdesk), ("baseline", baseline)):
+        if frontdesk:
+            add(level, "frontdesk", frontdesk)
+        for pool in pools:
+            row = _level(results, pool, level)
             if row:
-                cells = [_cell(row.get(k), s, row, k) for _, k, s in columns]
-                rows.append([str(level), name, *cells])
+                add(level, pool, row)
+                if frontdesk:
+                    compare(level, f"{pool.removeprefix('frontdesk-')}/1w", row, frontdesk)
+        if baseline:
+            add(level, "baseline", baseline)
         if frontdesk and baseline:
-            cells = []
-            for _, key, style in columns:
-                value = ratio(frontdesk.get(key), baseline.get(key))
-                cells.append("-" if style in ("int", "own") else _cell(value, "ratio"))
-            rows.append([str(level), "FD/base", *cells])
+            compare(level, "FD/base", frontdesk, baseline)
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]

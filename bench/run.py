@@ -46,7 +46,15 @@ from bench.report import (
     quantile_past_top_bucket,
 )
 from bench.sample import Sampler, scrape
-from bench.servers import ROOT, Service, base_env, start_baseline, start_frontdesk, start_world
+from bench.servers import (
+    ROOT,
+    Service,
+    base_env,
+    machine_readiness,
+    start_baseline,
+    start_frontdesk,
+    start_world,
+)
 from emulators.caller_webhooks import new_call_sid
 from emulators.runner import SETTLE_SECONDS as RUNNER_SETTLE_SECONDS
 from frontdesk.runtime.memory_trim import TRIM_INTERVAL_SECONDS
@@ -83,6 +91,8 @@ class Options:
     baseline_levels: list[int]
     realistic: bool = False
     leak_calls: int = 200
+    workers: int | None = None
+    """Also sweep ``serve --workers N`` (system ``frontdesk-Nw``) at the same levels."""
     results_dir: Path = ROOT / "bench" / "results"
 
 
@@ -218,10 +228,14 @@ async def wait_idle(server: Service) -> None:
     deadline = time.monotonic() + IDLE_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         try:
-            samples = await scrape(server.url)
+            if server.admin_url is not None:
+                # Every worker's calls: the shared port's /metrics is one worker's.
+                active = float((await machine_readiness(server))["calls"])
+            else:
+                active = counter_value(await scrape(server.url), ACTIVE_CALLS)
         except httpx.HTTPError:
             break
-        if counter_value(samples, ACTIVE_CALLS) == 0:
+        if active == 0:
             break
         await anyio.sleep(0.5)
     await anyio.sleep(QUIET_SECONDS)
@@ -237,6 +251,8 @@ async def run_wave(
 
     ``fresh_rss`` is the server's idle RSS before its first wave.
     """
+    # Server-side figures come from /metrics, which on a shared port is one worker's:
+    # for N workers only the caller side, CPU and memory (all workers summed) are shown.
     frontdesk = system == "frontdesk"
     logger.info("%s: %d concurrent calls", system, level)
     before = await scrape(server.url) if frontdesk else {}
@@ -246,7 +262,7 @@ async def run_wave(
         bench,
         server,
         wave_plan(level),
-        settle_seconds=SETTLE_SECONDS if frontdesk else 0.0,
+        settle_seconds=SETTLE_SECONDS if system.startswith("frontdesk") else 0.0,
         tag=f"{system}-{level}",
     )
     wave_ended = time.time()
@@ -254,7 +270,7 @@ async def run_wave(
     after = await scrape(server.url) if frontdesk else {}
     row: dict[str, Any] = {"system": system, "concurrency": level, **caller_side(calls)}
     row["calls_failed_expectations"] = (
-        sum(1 for c in calls if not c["passed"]) if frontdesk else None
+        sum(1 for c in calls if not c["passed"]) if system.startswith("frontdesk") else None
     )
     if frontdesk:
         own = bucket_deltas(
@@ -327,7 +343,7 @@ async def sweep(bench: Bench, server: Service, system: str, levels: list[int]) -
     fresh_rss = bench.sampler.sample().rss.get(server.name, 0)
     for level in levels:
         rows.append(await run_wave(bench, server, system, level, fresh_rss=fresh_rss))
-        if system == "frontdesk":
+        if system.startswith("frontdesk"):
             await wait_idle(server)
         else:
             await anyio.sleep(QUIET_SECONDS)
@@ -487,6 +503,10 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
             )
             try:
                 await _frontdesk_part(bench, options, report, webhook_load)
+                if options.workers:
+                    step = time.monotonic()
+                    report["levels"] += await _workers_part(bench, options, options.workers)
+                    bench.timings["workers_sweep_seconds"] = time.monotonic() - step
                 if options.leak_calls:
                     step = time.monotonic()
                     report["leak"] = await leak_check(bench, options.leak_calls)
@@ -510,6 +530,26 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
     return report
 
 
+async def _workers_part(bench: Bench, options: Options, workers: int) -> list[dict]:
+    """The same sweep against ``serve --workers N``, its own outbox, every process sampled."""
+    name = f"frontdesk-{workers}w"
+    server = await start_frontdesk(
+        bench.logs,
+        bench.env_file,
+        outbox=bench.workdir / f"outbox-{workers}w.sqlite3",
+        name=name,
+        workers=workers,
+    )
+    machine = await machine_readiness(server)
+    pids = [w["pid"] for w in machine["workers"] if w.get("pid")]
+    bench.sampler.track(name, server.pid, *pids)
+    try:
+        return await sweep(bench, server, name, options.levels)
+    finally:
+        await server.stop()
+        bench.sampler.untrack(name)
+
+
 async def _frontdesk_part(
     bench: Bench, options: Options, report: dict[str, Any], webhook_load: Any
 ) -> None:
@@ -521,6 +561,8 @@ async def _frontdesk_part(
     try:
         report["levels"] += await sweep(bench, server, "frontdesk", options.levels)
         bench.timings["frontdesk_sweep_seconds"] = time.monotonic() - step
+        if options.workers:
+            return  # a comparison of process counts: the webhook run is the usual sweep's
         logger.info("webhook: 200 requests/s for 10 s")
         report["webhook"] = await webhook_load(
             server.url,

@@ -43,6 +43,8 @@ class Service:
     url: str
     log_path: Path
     log_file: IO[bytes]
+    admin_url: str | None = None
+    """The machine's health of ``serve --workers N`` (N > 1): calls and worker pids."""
 
     @property
     def pid(self) -> int:
@@ -160,21 +162,48 @@ async def start_frontdesk(
     outbox: Path,
     name: str = "frontdesk",
     extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Service:
-    """``main.py serve`` against the world, on a free port, ready (``/readyz`` 200)."""
+    """``main.py serve --workers N`` against the world, on a free port, ready (``/readyz`` 200).
+
+    With ``workers`` > 1 the machine's health is on a free ``ADMIN_PORT`` too, and the
+    service is ready once the machine's ``/readyz`` is.
+    """
     port = free_port()
+    admin_port = free_port() if workers > 1 else None
     env = base_env() | {
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "OUTBOX_PATH": str(outbox),
         "LOG_LEVEL": "WARNING",
         "MAX_CONCURRENT_CALLS": "200",
+        # Measure what the server does under load, not where it would start saying busy.
+        "MAX_LOOP_LAG_MS": "0",
+        **({"ADMIN_PORT": str(admin_port)} if admin_port is not None else {}),
         **(extra_env or {}),
     }
-    argv = [sys.executable, str(ROOT / "main.py"), "serve", "--env-file", str(env_file)]
+    argv = [sys.executable, str(ROOT / "main.py"), "serve", "--workers", str(workers)]
+    argv += ["--env-file", str(env_file)]
     service = await _open(name, argv, env, logs / f"{name}.log", url=f"http://127.0.0.1:{port}")
+    if admin_port is not None:
+        service.admin_url = f"http://127.0.0.1:{admin_port}"
+        machine = Service(
+            name=name,
+            process=service.process,
+            url=service.admin_url,
+            log_path=service.log_path,
+            log_file=service.log_file,
+        )
+        await _wait_until(machine, "/readyz")
     await _wait_until(service, "/readyz")
     return service
+
+
+async def machine_readiness(service: Service) -> dict:
+    """The machine's ``/readyz`` body (``serve --workers N``): calls and each worker's pid."""
+    assert service.admin_url is not None
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        return (await client.get(f"{service.admin_url}/readyz")).json()
 
 
 async def start_baseline(logs: Path, env_file: Path) -> Service:

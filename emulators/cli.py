@@ -152,7 +152,15 @@ async def demo(*, out: TextIO = sys.stdout, linger: float = 0.0) -> int:
             }
             print(f"Frontdesk demo: {scenario.description}\n", file=out, flush=True)
             server = await anyio.open_process(
-                [sys.executable, str(ROOT / "main.py"), "serve", "--env-file", str(env_file)],
+                [
+                    sys.executable,
+                    str(ROOT / "main.py"),
+                    "serve",
+                    "--workers",
+                    "1",
+                    "--env-file",
+                    str(env_file),
+                ],
                 env=env,
                 cwd=str(ROOT),
                 stdout=None,

@@ -27,6 +27,7 @@ from frontdesk.call.apology import ApologyVoice
 from frontdesk.call.providers import Providers
 from frontdesk.call.vad import silero_session
 from frontdesk.console.routes import Console, ConsoleSources
+from frontdesk.delivery.calls_in_progress import CallsInProgress, LostCallSweeper, ledger_path
 from frontdesk.delivery.outbox import Outbox, callbacks_path
 from frontdesk.delivery.records import AlertKind, Record, alert
 from frontdesk.delivery.sms_optouts import OptOutLedger, opt_outs_path
@@ -41,6 +42,7 @@ from frontdesk.runtime.memory_trim import MemoryTrimmer
 from frontdesk.runtime.metrics import CallbackCollector, Metrics, counter, gauge
 from frontdesk.runtime.profile import AgentProfile
 from frontdesk.telephony.edge import TelephonyEdge
+from frontdesk.telephony.followups import FollowUps, followups_path
 from frontdesk.telephony.rest import TwilioAccount, TwilioRest
 from frontdesk.telephony.routing import CallRouting
 from frontdesk.telephony.sms_routes import SmsRoutes
@@ -110,14 +112,20 @@ class OutboxSink:
 class Frontdesk:
     """Every long-lived actor of one process and the supervisor that owns them."""
 
-    def __init__(self, config: Config, *, load_config: Callable[[], Config]) -> None:
+    def __init__(
+        self, config: Config, *, load_config: Callable[[], Config], worker: int | None = None
+    ) -> None:
         """Wire the actors.
 
         Args:
             config: Validated settings and agent profile.
             load_config: Re-reads them on reload (SIGHUP).
+            worker: This process's number among the machine's workers (``serve
+                --workers N``): it then shares its port with the others (SO_REUSEPORT)
+                and says which worker it is in ``frontdesk_worker_info``.
         """
         settings = config.settings
+        self.worker = worker
         self.metrics = Metrics()
         self.supervisor = Supervisor(
             max_restarts=settings.restart_max,
@@ -142,7 +150,9 @@ class Frontdesk:
         self.vad = VADBatcher(on_dropped=self.metrics.vad_windows_dropped_total.inc)
         self.loop_lag = LoopLagWatcher(self.metrics.event_loop_lag_seconds)
         self.memory_trim = MemoryTrimmer()
-        self.outbox = Outbox(settings.outbox_path)
+        # A worker's slot owns its leases: its replacement resumes them at once.
+        slot = f"worker-{worker}" if worker is not None else None
+        self.outbox = Outbox(settings.outbox_path, owner=slot)
         dashboard_inbox, dashboard_receive = anyio.create_memory_object_stream[DashboardMessage](
             DASHBOARD_INBOX_SIZE
         )
@@ -152,6 +162,13 @@ class Frontdesk:
             inbox=dashboard_receive,
             settings=lambda: self.config.settings,
             dashboards=self._dashboard_of,
+        )
+        self.calls_in_progress = CallsInProgress(ledger_path(settings.outbox_path))
+        self.followups = FollowUps(followups_path(settings.outbox_path))
+        self.lost_calls = LostCallSweeper(
+            self.calls_in_progress,
+            submit=self.records.submit,
+            user_email=lambda: self.config.settings.dashboard_user_email,
         )
         self.opt_outs = OptOutLedger(opt_outs_path(settings.outbox_path))
         self.sms_sender = SmsSender(
@@ -171,7 +188,7 @@ class Frontdesk:
             metrics=self.metrics,
             profile_for=self._profile_answering,
         )
-        self.pending_callbacks = Outbox(callbacks_path(settings.outbox_path))
+        self.pending_callbacks = Outbox(callbacks_path(settings.outbox_path), owner=slot)
         gateway_inbox, gateway_receive = anyio.create_memory_object_stream[GatewayMessage](
             GATEWAY_INBOX_SIZE
         )
@@ -220,6 +237,8 @@ class Frontdesk:
             metrics=self.metrics,
             refusal=self._refusal,
             routing=self.routing,
+            calls_in_progress=self.calls_in_progress,
+            followups=self.followups,
         )
         self.dependency_watch = DependencyWatch(
             settings=lambda: self.config.settings,
@@ -246,14 +265,22 @@ class Frontdesk:
             metrics=self.metrics,
             host=settings.host,
             port=settings.port,
+            reuse_port=worker is not None,
             max_calls=lambda: self.config.settings.max_concurrent_calls,
             max_request_bytes=settings.max_request_bytes,
             request_read_timeout=settings.request_read_timeout_seconds,
             development=not settings.production,
             routes=[self.telephony.install, self.sms_routes.install, self.console.install],
-            checks=[self._breaker_checks, self._outbox_checks, self.dependency_watch.readiness],
+            checks=[
+                self._breaker_checks,
+                self._outbox_checks,
+                self.dependency_watch.readiness,
+                self._load_checks,
+            ],
         )
         self.metrics.register(CallbackCollector(self._supervisor_metrics))
+        if worker is not None:
+            self.metrics.register(CallbackCollector(self._worker_metrics))
         self.metrics.register(CallbackCollector(self.dashboard_sync.metric_families))
 
     def children(self) -> list[ChildSpec]:
@@ -272,6 +299,7 @@ class Frontdesk:
                 shutdown_timeout=10.0,
             ),
             ChildSpec(name="sms_sender", run=self.sms_sender.run, restart=Restart.PERMANENT),
+            ChildSpec(name="lost_calls", run=self.lost_calls.run, restart=Restart.PERMANENT),
             ChildSpec(
                 name="dependency_watch", run=self.dependency_watch.run, restart=Restart.PERMANENT
             ),
@@ -291,6 +319,8 @@ class Frontdesk:
                 await self.apology.aclose()
             self.outbox.close()
             self.pending_callbacks.close()
+            self.calls_in_progress.close()
+            self.followups.close()
             self.opt_outs.close()
 
     def drain(self) -> None:
@@ -334,6 +364,11 @@ class Frontdesk:
         for breaker in (self.tts_breaker, *self.gateway.breakers()):
             breakers.add_metric([breaker.name], BREAKER_VALUES[breaker.state])
         return [up, restarts, exits, breakers]
+
+    def _worker_metrics(self) -> Iterable[Metric]:
+        info = gauge("frontdesk_worker_info", "Which worker of the machine answered.", ["worker"])
+        info.add_metric([str(self.worker)], 1.0)
+        return [info]
 
     def _voice_breaker_changed(
         self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState
@@ -426,7 +461,24 @@ class Frontdesk:
         """Why new calls are turned away right now, beyond capacity and draining."""
         if self.outbox.unwritable is not None or self.pending_callbacks.unwritable is not None:
             return "outbox_unwritable"
+        if not self._load_checks()[0].ok:
+            return "overloaded"
         return None
+
+    def _load_checks(self) -> list[Check]:
+        # Busy before overload: a loop running late makes every call's audio late, long
+        # before the call count reaches MAX_CONCURRENT_CALLS.
+        limit_ms = self.config.settings.max_loop_lag_ms
+        lag_ms = self.loop_lag.recent_lag() * 1000.0
+        ok = limit_ms <= 0 or lag_ms < limit_ms
+        shown = f"event loop {lag_ms:.0f} ms late (median of the last 5 s)"
+        return [
+            Check(
+                name="load",
+                ok=ok,
+                detail=f"{shown} (busy from {limit_ms:g} ms)" if limit_ms > 0 else shown,
+            )
+        ]
 
     def _breaker_checks(self) -> list[Check]:
         # An open breaker degrades service (callbacks instead of bookings, the fallback

@@ -50,8 +50,12 @@ class Stack:
 
 
 @asynccontextmanager
-async def stack(directory: Path, **settings: str) -> AsyncIterator[Stack]:
-    """Start a world and a server pointed at it; ``settings`` override the server's."""
+async def stack(directory: Path, *, workers: int = 1, **settings: str) -> AsyncIterator[Stack]:
+    """Start a world and a server pointed at it; ``settings`` override the server's.
+
+    ``workers`` > 1 runs ``serve --workers N``: the machine's health is on a free
+    ``ADMIN_PORT``, and the server is yielded once its first worker listens.
+    """
     async with EmulatorWorld(chars_per_second=FAST_SPEECH) as world:
         env_file = directory / "world.env"
         world.write_env_file(env_file)
@@ -62,7 +66,11 @@ async def stack(directory: Path, **settings: str) -> AsyncIterator[Stack]:
             "PORT": "0",
             "OUTBOX_PATH": str(directory / "outbox.sqlite3"),
             "IDLE_REPROMPT_SECONDS": "2",
+            "ADMIN_PORT": "0",
+            # Many servers share a test machine: loop lag there is not one server's load.
+            "MAX_LOOP_LAG_MS": "0",
             **settings,
         }
-        async with running_server(env, args=("--env-file", str(env_file))) as (server, log):
+        args = ("--workers", str(workers), "--env-file", str(env_file))
+        async with running_server(env, args=args) as (server, log):
             yield Stack(world=world, server=server, log=log, env={**world.env(), **env})

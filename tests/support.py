@@ -37,6 +37,9 @@ def base_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
         "V2_BACKEND_URL": "http://127.0.0.1:9",
         "OUTBOX_PATH": str(tmp_path / "outbox.sqlite3"),
+        # A test machine runs many servers at once: its loop lag says nothing of a call's
+        # load. The tests of the load check turn it on.
+        "MAX_LOOP_LAG_MS": "0",
         **SECRETS,
     }
     env.update(overrides)
@@ -139,7 +142,12 @@ class LineReader:
 async def running_server(
     env: dict[str, str], *, args: tuple[str, ...] = ()
 ) -> AsyncIterator[tuple[ServerProcess, LineReader]]:
-    """Start ``main.py serve`` and yield once it is listening; kill it on exit."""
+    """Start ``main.py serve`` and yield once it is listening; kill it on exit.
+
+    One process (``--workers 1``) unless ``args`` ask for more workers.
+    """
+    if "--workers" not in args:
+        args = ("--workers", "1", *args)
     process = await anyio.open_process(
         [sys.executable, str(ROOT / "main.py"), "serve", *args],
         env=env,

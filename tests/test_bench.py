@@ -280,3 +280,40 @@ def test_caller_lines_lost_are_read_from_frontdesks_own_log_lines(tmp_path) -> N
         handler.close()
 
     assert lost_caller_lines(tmp_path) == {"CA1": Counter({PASSED_OVER: 1, CALL_ENDED: 1})}
+
+
+# ------------------------------------------------------------ 1 worker vs N workers
+
+
+def test_workers_compares_one_process_with_n_at_50_and_100_calls_by_default():
+    from bench.__main__ import options_from, parser
+
+    options = options_from(parser().parse_args(["--workers", "2"]))
+    custom = options_from(parser().parse_args(["--workers", "3", "--levels", "5"]))
+    plain = options_from(parser().parse_args([]))
+
+    assert (options.workers, options.levels, options.baseline_levels, options.leak_calls) == (
+        2,
+        [50, 100],
+        [],
+        0,
+    )
+    assert (custom.workers, custom.levels) == (3, [5])
+    assert plain.workers is None and plain.levels == [1, 10, 25, 50, 100]
+    for wrong in ("1", "two"):
+        with pytest.raises(SystemExit):
+            parser().parse_args(["--workers", wrong])
+
+
+def test_the_table_shows_n_workers_beside_one_with_their_ratio():
+    row = {"calls": 50, "turn_latency_p95": 0.8, "server_cpu_percent": 90.0}
+    results = [
+        {"system": "frontdesk", "concurrency": 50, **row},
+        {"system": "frontdesk-2w", "concurrency": 50, **row, "turn_latency_p95": 0.4},
+    ]
+    columns = [("turn p95", "turn_latency_p95", "ms"), ("CPU%", "server_cpu_percent", "f0")]
+
+    table = render_table(results, columns).splitlines()
+
+    assert [line.split()[1] for line in table[1:]] == ["frontdesk", "frontdesk-2w", "2w/1w"]
+    assert table[3].split()[2:] == ["0.50x", "1.00x"]

@@ -53,6 +53,14 @@ async def test_a_stream_needs_the_token_of_a_call_announced_by_a_signed_webhook(
             await attack(
                 victim.stream_url, captured, start(victim.call_sid, r.account_sid, caller_chosen)
             ),
+            # The announced call's own token, with a parameter changed on the way.
+            await attack(
+                victim.stream_url,
+                captured,
+                start(
+                    victim.call_sid, r.account_sid, {**victim.parameters, "from": "+19005550100"}
+                ),
+            ),
         ]
         ready = await r.get("/readyz")
         metrics = await r.metrics()
@@ -69,12 +77,12 @@ async def test_a_stream_needs_the_token_of_a_call_announced_by_a_signed_webhook(
         record = await r.record(victim.call_sid)
         every_call = r.world.dashboard.received("calls")
 
-    assert received == [0] * 11, "a refused stream is closed before the bot says a word"
-    assert (refused(metrics, "no_token"), refused(metrics, "bad_token")) == (9, 2)
+    assert received == [0] * 12, "a refused stream is closed before the bot says a word"
+    assert (refused(metrics, "no_token"), refused(metrics, "bad_token")) == (9, 3)
     assert readiness(ready)["capacity"] == "0 of 2 calls"
     assert attempts_after_attacks == [], "a refused stream must never hang anything up"
     assert sum("call started" in line for line in r.stack.server.lines) == 1
-    assert sum("refused a media stream" in line for line in r.stack.server.lines) == 12
+    assert sum("refused a media stream" in line for line in r.stack.server.lines) == 13
     assert greeted
     assert again == 0
     assert record is not None

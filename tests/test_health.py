@@ -9,11 +9,13 @@ import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from twilio.request_validator import RequestValidator
 
 from frontdesk.app import Frontdesk
 from frontdesk.runtime.config import load_config
+from frontdesk.runtime.loop_lag import LOAD_WINDOW_SECONDS
 from supervisor import ChildSpec, Restart
-from tests.support import base_env
+from tests.support import SECRETS, base_env, hold_up_the_loop
 
 pytestmark = pytest.mark.anyio
 
@@ -204,3 +206,35 @@ async def test_debug_routes_do_not_exist_in_production(tmp_path, monkeypatch):
         response = await http.post("/debug/actors/config/kill")
 
     assert response.status_code == 404
+
+
+async def test_a_loop_running_late_turns_new_calls_away_long_before_capacity(tmp_path, monkeypatch):
+    async with serving(tmp_path, monkeypatch, MAX_LOOP_LAG_MS="200") as (_, http):
+        calm = await http.get("/readyz")
+        await anyio.sleep(LOAD_WINDOW_SECONDS + 0.5)  # a whole window of ordinary wake-ups
+        hold_up_the_loop(2.0)  # one long pause is not load: readiness holds
+        paused = await http.get("/readyz")
+        for _ in range(14):  # over the 5 s window
+            # Sustained: every wake-up of the loop comes late, as under a load of calls.
+            hold_up_the_loop(0.4)
+            await anyio.sleep(0.01)
+        late = await http.get("/readyz")
+        base = str(http.base_url).rstrip("/")
+        form = {"CallSid": "CA" + "6" * 32, "From": "+14155550123", "To": "+14155550100"}
+        signature = RequestValidator(SECRETS["TWILIO_AUTH_TOKEN"]).compute_signature(
+            f"{base}/twilio/voice", form
+        )
+        answer = await http.post(
+            "/twilio/voice", data=form, headers={"X-Twilio-Signature": signature}
+        )
+        metrics = (await http.get("/metrics")).text
+
+    assert calm.status_code == 200
+    assert paused.status_code == 200, paused.json()["checks"]
+    assert late.status_code == 503 and late.json()["failing"] == ["load"]
+    load = {c["name"]: c["detail"] for c in late.json()["checks"]}["load"]
+    assert "ms late (median of the last 5 s) (busy from 200 ms)" in load
+    capacity = {c["name"]: c["detail"] for c in late.json()["checks"]}["capacity"]
+    assert capacity == "0 of 50 calls", "no call runs: the load alone says busy"
+    assert "<Say" in answer.text and "<Stream" not in answer.text
+    assert metric_value(metrics, "frontdesk_calls_rejected_total", reason="overloaded") == 1

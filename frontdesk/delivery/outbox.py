@@ -19,19 +19,44 @@ Opening checks the file's integrity (``PRAGMA quick_check``): a damaged file rai
 
 All methods that touch the file are blocking; actors call them through
 ``anyio.to_thread``. One connection is shared under a lock. :meth:`Outbox.stats` and
-:meth:`Outbox.hold` never touch the file: counts are kept in memory, so a ``/metrics``
+:meth:`Outbox.hold` never touch the file: counts are kept in memory (and re-read from
+the file every few seconds, since other processes change it too), so a ``/metrics``
 scrape or a breaker alert never waits for an fsync.
+
+**One outbox for the machine, shared by every worker** (``serve --workers N``). Each
+process opens the same file; SQLite's WAL mode lets them all read while one writes, and
+a write waits (bounded) for another's. :meth:`Outbox.due` does not just read what is
+due, it *leases* it: in one write transaction it takes the due records that nobody
+holds (or whose lease has run out) and stamps them with this instance's owner id and a
+lease of :data:`LEASE_SECONDS`. So a record is in the hands of exactly one worker at a
+time; marking it delivered, for retry or dead ends the lease; closing the outbox hands
+back what it still held; and the leases of a worker killed with ``kill -9`` simply run
+out, after which a surviving (or the restarted) worker delivers those records. The one
+record a killed worker may have had in flight is sent again — the dashboard keeps one
+copy per idempotency key, so it still arrives once. A consumer must not start a
+delivery its lease cannot cover (:attr:`OutboxRecord.lease_until`).
+
+Why one shared file rather than one outbox per worker drained by the others: a record
+never depends on which worker wrote it or on that worker coming back; a call's records
+keep their order (the earliest pending record of a call and kind blocks the later ones
+whichever worker holds it); ``main.py outbox list|retry|purge`` and the metrics see one
+file; and a restart with fewer workers leaves no file behind. The cost is one more
+small write per delivery pass (the lease, not fsynced: losing one in a crash only means
+the record is leased again), and writers taking turns on one file, which at a few
+records per call is far from a limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -50,6 +75,11 @@ STATUSES: tuple[Status, ...] = ("pending", "delivered", "dead")
 MAX_HELD_RECORDS = 10_000
 """Records kept in memory while the disk refuses them (about 25 MB of call records)."""
 PRUNE_BATCH = 2_000
+LEASE_SECONDS = 60.0
+"""How long a record handed out by :meth:`Outbox.due` is this instance's alone."""
+BUSY_TIMEOUT_SECONDS = 15.0
+"""How long a write waits for another process's write to the same file."""
+COUNTS_REFRESH_SECONDS = 2.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -63,7 +93,9 @@ CREATE TABLE IF NOT EXISTS records (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
     last_error TEXT,
-    delivered_at REAL
+    delivered_at REAL,
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS records_due ON records (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS records_call ON records (call_sid, kind, status, seq);
@@ -75,6 +107,9 @@ _FIRST_OF_CALL = (
     "AND earlier.kind = records.kind AND earlier.call_sid = records.call_sid "
     "AND earlier.seq < records.seq)"
 )
+# Nobody holds the record, this instance does, or the holder's lease ran out.
+_FREE = "(lease_owner IS NULL OR lease_owner = ? OR lease_until <= ?)"
+_LEASE_COLUMNS = (("lease_owner", "TEXT"), ("lease_until", "REAL NOT NULL DEFAULT 0"))
 _INSERT = (
     "INSERT OR IGNORE INTO records "
     "(record_id, kind, call_sid, body, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)"
@@ -102,6 +137,9 @@ class OutboxRecord:
     attempts: int
     next_attempt_at: float
     last_error: str | None
+    lease_until: float = 0.0
+    """Until when this instance holds the record (handed out by :meth:`Outbox.due`);
+    0 when it could not be leased (the disk refuses writes)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,8 +200,13 @@ class Outbox:
         *,
         clock: Callable[[], float] = time.time,
         max_held: int = MAX_HELD_RECORDS,
+        owner: str | None = None,
     ) -> None:
         """Open (or create) the outbox at ``path`` and check its integrity.
+
+        ``owner`` names this instance's leases; by default it is unique. A worker of
+        ``serve --workers N`` passes its slot (``worker-2``), so the worker restarted in
+        that slot takes back at once what its killed predecessor held.
 
         Raises:
             OutboxCorrupt: The file is not a sound SQLite database.
@@ -178,8 +221,13 @@ class Outbox:
         self._held: deque[Row] = deque()
         self._unwritable: str | None = None
         self._dropped = 0
+        self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        """Whose leases this instance's are: unique per process and instance."""
+        self._counted_at = 0.0
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(
+                path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS
+            )
             self._check_integrity()
             # Only takes effect on a new file (before WAL mode writes its header); older
             # files are converted by the first prune.
@@ -187,6 +235,7 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._add_lease_columns()
             self._load_counts()
         except sqlite3.Error as exc:
             self._raise_translated(exc)
@@ -195,7 +244,15 @@ class Outbox:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Write what is held, if the disk takes it now, and close the database."""
+        """Write what is held, if the disk takes it now, hand back leases, and close."""
+        with self._lock, contextlib.suppress(sqlite3.Error, OutboxUnwritable, OutboxCorrupt):
+            self._transaction(
+                lambda: self._db.execute(
+                    "UPDATE records SET lease_until = 0 "
+                    "WHERE lease_owner = ? AND status = 'pending'",
+                    (self.owner,),
+                )
+            )
         if self._held:
             try:
                 self.flush()
@@ -293,22 +350,45 @@ class Outbox:
     # -------------------------------------------------------------------- reading
 
     def due(self, *, kind: str | None = None, limit: int = 100) -> list[OutboxRecord]:
-        """Pending records whose next attempt is due, oldest first.
+        """Lease and return pending records whose next attempt is due, oldest first.
 
         Only each call's earliest pending record of a kind is handed out: a call's later
-        record never overtakes an earlier one that is still failing.
+        record never overtakes an earlier one that is still failing. Records another
+        instance (another worker) holds are left alone until its lease runs out; those
+        returned are this instance's until :attr:`OutboxRecord.lease_until` or until
+        they are marked.
         """
-        if kind is None:
-            return self._select(
-                f"WHERE status = 'pending' AND next_attempt_at <= ? AND {_FIRST_OF_CALL} "
-                "ORDER BY seq LIMIT ?",
-                (self._clock(), limit),
-            )
-        return self._select(
-            f"WHERE status = 'pending' AND kind = ? AND next_attempt_at <= ? AND {_FIRST_OF_CALL} "
-            "ORDER BY seq LIMIT ?",
-            (kind, self._clock(), limit),
-        )
+        now = self._clock()
+        where = f"status = 'pending' AND next_attempt_at <= ? AND {_FREE} AND {_FIRST_OF_CALL}"
+        params: tuple = (now, self.owner, now)
+        if kind is not None:
+            where += " AND kind = ?"
+            params += (kind,)
+        until = now + LEASE_SECONDS
+        with self._lock:
+            self._refresh_counts(now)
+            # A lease need not survive a power cut (it would only be taken again), so
+            # it is written without waiting for the disk.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+
+                def lease() -> list[OutboxRecord]:
+                    taken = self._select(f"WHERE {where} ORDER BY seq LIMIT ?", (*params, limit))
+                    self._db.executemany(
+                        "UPDATE records SET lease_owner = ?, lease_until = ? WHERE seq = ?",
+                        [(self.owner, until, r.seq) for r in taken],
+                    )
+                    return taken
+
+                taken = self._transaction(lease)
+            except OutboxUnwritable:
+                # A full disk cannot even take a lease: hand the records out unleased
+                # (``lease_until`` 0) so they still reach the dashboard; at worst two
+                # workers send one, and the dashboard keeps one copy per key.
+                return self._select(f"WHERE {where} ORDER BY seq LIMIT ?", (*params, limit))
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+        return [dataclasses.replace(r, lease_until=until) for r in taken]
 
     def pending(self, *, kind: str | None = None) -> list[OutboxRecord]:
         """Every pending record (of ``kind``), oldest first."""
@@ -324,14 +404,16 @@ class Outbox:
 
     def next_due_at(self, *, kind: str | None = None) -> float | None:
         """When the next deliverable record (of ``kind``) is due, if any is pending."""
+        # A record another instance holds is due to us when its lease runs out.
         query = (
-            "SELECT MIN(next_attempt_at) FROM records "
-            f"WHERE status = 'pending' AND {_FIRST_OF_CALL}"
+            "SELECT MIN(CASE WHEN lease_owner IS NOT NULL AND lease_owner != ? "
+            "AND lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END) "
+            f"FROM records WHERE status = 'pending' AND {_FIRST_OF_CALL}"
         )
-        params: tuple = ()
+        params: tuple = (self.owner,)
         if kind is not None:
             query += " AND kind = ?"
-            params = (kind,)
+            params += (kind,)
         with self._lock:
             row = self._db.execute(query, params).fetchone()
         return row[0] if row and row[0] is not None else None
@@ -418,15 +500,15 @@ class Outbox:
             record_id,
             "delivered",
             "SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, "
-            "last_error = NULL WHERE record_id = ?",
+            "last_error = NULL, lease_until = 0 WHERE record_id = ?",
             (self._clock(), record_id),
         )
 
     def mark_retry(self, record_id: str, *, at: float, error: str, count: bool = True) -> None:
         """The attempt failed transiently (or could not be made); try again at ``at``."""
         self._update(
-            "SET attempts = attempts + ?, next_attempt_at = ?, last_error = ? "
-            "WHERE record_id = ? AND status = 'pending'",
+            "SET attempts = attempts + ?, next_attempt_at = ?, last_error = ?, "
+            "lease_until = 0 WHERE record_id = ? AND status = 'pending'",
             (1 if count else 0, at, error[:2000], record_id),
         )
 
@@ -435,7 +517,8 @@ class Outbox:
         self._move(
             record_id,
             "dead",
-            "SET status = 'dead', attempts = attempts + 1, last_error = ? WHERE record_id = ?",
+            "SET status = 'dead', attempts = attempts + 1, last_error = ?, lease_owner = NULL, "
+            "lease_until = 0 WHERE record_id = ?",
             (error[:2000], record_id),
         )
 
@@ -458,7 +541,8 @@ class Outbox:
             self._transaction(
                 lambda: self._db.executemany(
                     "UPDATE records SET status = 'pending', next_attempt_at = ?, attempts = 0, "
-                    "created_at = ? WHERE status = 'dead' AND record_id = ?",
+                    "created_at = ?, lease_until = 0 "
+                    "WHERE status = 'dead' AND record_id = ?",
                     [(now, now, rid) for rid in ids],
                 )
             )
@@ -581,7 +665,28 @@ class Outbox:
                 f"failed its integrity check ({shown}); run `python main.py outbox salvage`",
             )
 
+    def _add_lease_columns(self) -> None:
+        """Bring a file made before leases up to date (once, whichever process is first)."""
+
+        def add() -> None:
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+            for name, declaration in _LEASE_COLUMNS:
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE records ADD COLUMN {name} {declaration}")
+
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+        if any(name not in present for name, _ in _LEASE_COLUMNS):
+            self._transaction(add)
+
+    def _refresh_counts(self, now: float) -> None:
+        """Re-read the counts other processes changed too (caller holds the lock)."""
+        if now - self._counted_at < COUNTS_REFRESH_SECONDS:
+            return
+        with self._counts_lock:
+            self._load_counts()
+
     def _load_counts(self) -> None:
+        self._counted_at = self._clock()
         counts = dict(
             self._db.execute("SELECT status, COUNT(*) FROM records GROUP BY status").fetchall()
         )
@@ -662,11 +767,12 @@ class Outbox:
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, record_id, kind, call_sid, body, created_at, status, attempts, "
-                f"next_attempt_at, last_error FROM records {where}",
+                f"next_attempt_at, last_error, lease_until FROM records {where}",
                 params,
             ).fetchall()
         return [
             OutboxRecord(
+                lease_until=r[10] or 0.0,
                 seq=r[0],
                 record_id=r[1],
                 kind=r[2],
@@ -680,6 +786,11 @@ class Outbox:
             )
             for r in rows
         ]
+
+
+def lease_left(record: OutboxRecord, now: float) -> float:
+    """Seconds this instance still holds ``record`` (infinite for an unleased record)."""
+    return float("inf") if not record.lease_until else record.lease_until - now
 
 
 def callbacks_path(outbox_path: Path) -> Path:

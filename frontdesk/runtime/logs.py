@@ -4,7 +4,8 @@ Pipecat logs through loguru; its records are handed to the standard library so e
 line goes through the same handler. Inside a call, every line carries the call's
 ``call_sid`` (set with :func:`bind_call_sid`, read from a context variable, so tasks
 spawned by the call inherit it) and the id of the business it is for
-(:func:`bind_business`). Known secret values are scrubbed from every line.
+(:func:`bind_business`). A worker of ``serve --workers N`` tags every line with
+``worker=N`` (:func:`set_worker`). Known secret values are scrubbed from every line.
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ def bind_business(business: str) -> Iterator[None]:
         yield
     finally:
         business_var.reset(token)
+
+
+_worker: int | None = None
+
+
+def set_worker(worker: int | None) -> None:
+    """Tag every line this process writes from now on with its worker number."""
+    global _worker
+    _worker = worker
 
 
 @contextlib.contextmanager
@@ -112,6 +122,8 @@ class TextFormatter(logging.Formatter):
         business = getattr(record, "business", None)
         if business:
             record.message = f"business={business} {record.message}"
+        if _worker is not None:
+            record.message = f"worker={_worker} {record.message}"
         return super().formatMessage(record)
 
 
@@ -132,6 +144,8 @@ class JsonFormatter(logging.Formatter):
         business = getattr(record, "business", None)
         if business:
             entry["business"] = business
+        if _worker is not None:
+            entry["worker"] = _worker
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

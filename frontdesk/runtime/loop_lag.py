@@ -6,13 +6,21 @@ fixed interval over and over and records how much longer each sleep took than as
 The same measurement drives :class:`LoopClock`, the clock for timeouts that judge
 whether something *outside* the process has gone quiet: it does not run while the loop
 is late, so an overloaded process does not blame a provider for its own slowness.
+:meth:`LoopLagWatcher.recent_lag` is the median lag of the wake-ups of the last
+:data:`LOAD_WINDOW_SECONDS`: the load figure readiness turns busy on, before overload.
+The median, not the mean: one long pause (a garbage collection, startup work) is one
+late wake-up and says nothing of the load; a loop that is overloaded wakes late every
+time. Until the watcher has watched one whole window it reports no lag: a handful of
+wake-ups right after startup is no sample of the load.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import takewhile
 
 import anyio
 from anyio.abc import TaskStatus
@@ -21,6 +29,7 @@ from prometheus_client import Histogram
 INTERVAL_SECONDS = 0.05
 RECENT_SAMPLES = 1200
 """Lag samples kept for the operator console: a minute at the default interval."""
+LOAD_WINDOW_SECONDS = 5.0
 
 
 class LoopClock:
@@ -58,12 +67,39 @@ class LoopClock:
 class LoopLagWatcher:
     """A supervised actor that measures event-loop lag into a histogram and a clock."""
 
-    def __init__(self, histogram: Histogram, *, interval: float = INTERVAL_SECONDS) -> None:
+    def __init__(
+        self,
+        histogram: Histogram,
+        *,
+        interval: float = INTERVAL_SECONDS,
+        window: float = LOAD_WINDOW_SECONDS,
+    ) -> None:
         self._histogram = histogram
         self.clock = LoopClock()
         self._interval = interval
         self.recent: deque[tuple[float, float]] = deque(maxlen=RECENT_SAMPLES)
         """The latest (monotonic time, lag) samples, oldest first."""
+        self._window = window
+        self._watching_since: float | None = None
+
+    def recent_lag(self, now: float | None = None) -> float:
+        """Median lag, in seconds, of the wake-ups within the last window (0 without any)."""
+        now = time.monotonic() if now is None else now
+        since = self._watching_since
+        if since is None or now - since < self._window:
+            return 0.0
+        window = [
+            lag
+            for at, lag in takewhile(lambda s: now - s[0] <= self._window, reversed(self.recent))
+        ]
+        return statistics.median(window) if window else 0.0
+
+    def observe(self, now: float, lag: float) -> None:
+        """Take one measurement of ``lag`` seconds made at monotonic ``now``."""
+        if self._watching_since is None:
+            self._watching_since = now - lag - self._interval
+        self._histogram.observe(lag)
+        self.recent.append((now, lag))
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Measure until cancelled."""
@@ -73,9 +109,7 @@ class LoopLagWatcher:
                 self.clock.expect(time.monotonic() + self._interval)
                 await anyio.sleep(self._interval)
                 now = time.monotonic()
-                lag = self.clock.woke(now)
-                self._histogram.observe(lag)
-                self.recent.append((now, lag))
+                self.observe(now, self.clock.woke(now))
         finally:
             # A watcher that is gone must not leave the clock standing still.
             self.clock.woke(time.monotonic())

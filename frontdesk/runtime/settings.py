@@ -77,9 +77,11 @@ class Settings(BaseSettings):
     log_conversation: bool | None = None
     host: str = "0.0.0.0"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    admin_port: Annotated[int, Field(ge=0, le=65535)] = 8081
     public_url: Annotated[str | None, Field(validate_default=True)] = None
     request_read_timeout_seconds: PositiveFloat = 10.0
     max_concurrent_calls: PositiveInt = 50
+    max_loop_lag_ms: Annotated[float, Field(ge=0)] = 150.0
     max_request_bytes: PositiveInt = 64 * 1024
     max_turns_per_state: PositiveInt = 5
     max_turns_per_call: PositiveInt = 30

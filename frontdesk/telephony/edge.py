@@ -1,27 +1,29 @@
 """The telephony edge: Twilio's webhooks and media streams, served by the web actor.
 
-- ``POST /twilio/voice`` — checks Twilio's signature, then reserves the call (see
-  :mod:`frontdesk.telephony.admission`) and answers with TwiML that connects it to our
-  media stream with a stream token, or (at capacity, or draining) a polite busy message.
-  Forged or unsigned requests get 403 and start nothing; a replay for a call already
-  admitted gets 409 and changes nothing. The number dialled picks the business
-  (:mod:`frontdesk.telephony.routing`), named in the stream's parameters; a number no
-  business answers hears a polite message and the deployment's dashboard an alert.
+- ``POST /twilio/voice`` — checks Twilio's signature, then counts the call against
+  this process's room (see :mod:`frontdesk.telephony.admission`) and answers with TwiML
+  that connects it to our media stream with a stream token, or (at capacity, or
+  draining) a polite busy message. Forged or unsigned requests get 403 and start
+  nothing; a replay for a call already admitted gets 409 and changes nothing. The
+  number dialled picks the business (:mod:`frontdesk.telephony.routing`), named in the
+  stream's parameters (and so covered by its token); a number no business answers
+  hears a polite message and the deployment's dashboard an alert.
 - ``GET /twilio/stream`` — the media stream websocket. Its upgrade signature is checked
-  when present (or required, by setting); its ``start`` must present the token of a
-  reserved call, once, or the stream is closed with a log line and a metric — and
-  nothing is hung up. Then the supervisor spawns a temporary CallActor; afterwards
-  every message is parsed here first: caller audio, held to Twilio's size and pace
-  (:mod:`frontdesk.telephony.limits`), goes straight into the call's pipeline, marks and
-  key presses to its transport, and anything malformed or out of order is logged,
-  counted and skipped — it never reaches the call.
+  when present (or required, by setting); its ``start`` must present a genuine, fresh
+  token over its call and custom parameters, once, or the stream is closed with a log
+  line and a metric — and nothing is hung up. The token stands alone, so any worker
+  process of the machine can take any call's stream. Then the supervisor spawns a
+  temporary CallActor; afterwards every message is parsed here first: caller audio,
+  held to Twilio's size and pace (:mod:`frontdesk.telephony.limits`), goes straight
+  into the call's pipeline, marks and key presses to its transport, and anything
+  malformed or out of order is logged, counted and skipped — it never reaches the call.
 - ``POST /twilio/status`` — call status callbacks; an ended status for a running call
   of the same account ends it.
 - ``POST /twilio/dial-action`` — how a hand-off's ``<Dial>`` ended. A person took the
   call: the call's record gets its next revision (who, how long) and Twilio is told to
   hang up once they are done. Nobody did: the revision and an alert go to the dashboard,
-  and the answer brings the caller back on a new stream, reserved and tokened exactly
-  like one announced by ``/twilio/voice``, whose call hears the callback promise.
+  and the answer brings the caller back on a new stream, tokened exactly like one
+  announced by ``/twilio/voice``, whose call hears the callback promise.
 - ``POST /twilio/whisper`` — the one sentence the person answering hears first.
 - ``POST /twilio/recording`` — a recording's status; a completed one reaches the call's
   record (or its next revision, if the record could not wait for it).
@@ -54,6 +56,7 @@ from actors.call import (
     InjectCrash,
 )
 from frontdesk.call.pipeline import CallInfo
+from frontdesk.delivery.calls_in_progress import CallsInProgress
 from frontdesk.delivery.records import Alert, AlertKind, CallRecord, alert
 from frontdesk.runtime.errors import CallbackFormError, MediaStreamError
 from frontdesk.runtime.logs import bind_call_sid
@@ -136,14 +139,21 @@ class TelephonyEdge:
         metrics: Metrics,
         refusal: Callable[[], str | None] = lambda: None,
         routing: CallRouting | None = None,
+        calls_in_progress: CallsInProgress | None = None,
+        followups: FollowUps | None = None,
     ) -> None:
         """Create the edge; :meth:`install` adds its routes to the web app.
 
         ``refusal`` gives a reason to turn new calls away (say, an outbox that cannot
         store their records), or ``None``. ``routing`` picks each call's business; without
-        it every call gets ``deps`` as they are.
+        it every call gets ``deps`` as they are. ``calls_in_progress`` is told of every
+        call from its start until its records are stored, so that a call this process
+        dies during is still recorded (by whichever process notices). ``followups`` is
+        the table of records awaiting Twilio's later callbacks (default: this process's
+        own, in memory; the server passes the machine's shared one).
         """
         self._routing = routing
+        self._in_progress = calls_in_progress
         self._settings = settings
         self._refusal_reason = refusal
         self._supervisor = supervisor
@@ -154,7 +164,7 @@ class TelephonyEdge:
         )
         self._calls: dict[str, _LiveCall] = {}
         self._skipped: dict[str, int] = {}
-        self.followups = FollowUps()
+        self.followups = followups if followups is not None else FollowUps()
         self.started: deque[float] = deque(maxlen=STARTS_KEPT)
         """When recent calls started (monotonic), oldest first."""
 
@@ -239,16 +249,14 @@ class TelephonyEdge:
             self._metrics.calls_rejected_total.labels(reason).inc()
             logger.warning("turning call %s away: %s", call_sid, reason)
             return _twiml(busy_twiml(BUSY_MESSAGE))
-        token = self._admission.reserve(
-            call_sid, form.get("AccountSid") or settings.twilio_account_sid
-        )
         parameters = {
             "from": form.get("From", ""),
             "to": form.get("To", ""),
-            TOKEN_PARAMETER: token,
         }
         if business is not None:
             parameters[BUSINESS_PARAMETER] = business.id
+        account = form.get("AccountSid") or settings.twilio_account_sid
+        parameters[TOKEN_PARAMETER] = self._admission.reserve(call_sid, account, parameters)
         url = stream_url(request, settings.public_url)
         return _twiml(connect_twiml(url, parameters))
 
@@ -279,7 +287,7 @@ class TelephonyEdge:
         except CallbackFormError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         await self._handed_off_call_written(outcome.call_sid)
-        revised = self.followups.dial_ended(outcome)
+        revised = await self.followups.dial_ended(outcome)
         if revised is None:
             logger.warning("dial action for call %s, which was not handed off", outcome.call_sid)
             raise web.HTTPNotFound(text="no hand-off of this call is awaiting its result")
@@ -291,13 +299,20 @@ class TelephonyEdge:
         if self._refusal(settings) == "draining":
             return _twiml(goodbye_twiml(UNANSWERED_GOODBYE))
         account = form.get("AccountSid") or settings.twilio_account_sid
-        token = self._admission.reserve(outcome.call_sid, account)
         # The new stream's call starts from the lead this one collected (within Twilio's
         # bound on stream parameters), so the callback it promises says what and where.
-        binding = {"from": revised.from_number, "to": revised.to_number, TOKEN_PARAMETER: token}
+        # The token is sized into that bound first, then issued over the final parameters.
+        binding = {"from": revised.from_number, "to": revised.to_number}
         if revised.business is not None:
             binding[BUSINESS_PARAMETER] = revised.business
-        parameters = resume_parameters(revised, reason=f"handoff_{outcome.status}", binding=binding)
+        sizing = self._admission.reserve(outcome.call_sid, account, binding)
+        parameters = resume_parameters(
+            revised,
+            reason=f"handoff_{outcome.status}",
+            binding={**binding, TOKEN_PARAMETER: sizing},
+        )
+        del parameters[TOKEN_PARAMETER]
+        parameters[TOKEN_PARAMETER] = self._admission.reserve(outcome.call_sid, account, parameters)
         return _twiml(resume_twiml(stream_url(request, settings.public_url), parameters))
 
     async def _handed_off_call_written(self, call_sid: str) -> None:
@@ -343,7 +358,7 @@ class TelephonyEdge:
                 "recording %s of call %s: %s", report.recording_sid, report.call_sid, report.status
             )
             return web.Response(status=204)
-        known, revised = self.followups.recording_arrived(report)
+        known, revised = await self.followups.recording_arrived(report)
         if not known:
             logger.warning("recording callback for unknown call %s", report.call_sid)
             raise web.HTTPNotFound(text="no such recorded call")
@@ -416,8 +431,10 @@ class TelephonyEdge:
                 self._refused(refusal, f"call {start.call_sid}")
                 return ws
             assert frame is not None
+            await self._began(start)
             live = await self._spawn(start, ws, _callback_base(request, settings))
             if live is None:
+                await self._ended(start.call_sid)
                 self._refused(Refusal.UNAVAILABLE, f"call {start.call_sid}")
                 return ws
             try:
@@ -430,6 +447,8 @@ class TelephonyEdge:
                 if self._calls.get(start.call_sid) is live:
                     del self._calls[start.call_sid]
                     self._deps.twilio.unbind(start.call_sid)
+                # The call's records are in the outbox now.
+                await self._ended(start.call_sid)
         finally:
             with anyio.move_on_after(2, shield=True):
                 await ws.close()
@@ -441,8 +460,21 @@ class TelephonyEdge:
             return Refusal.DUPLICATE
         if start.account_sid not in settings.twilio_auth_tokens:
             return Refusal.ACCOUNT
-        token = start.custom_parameters.get(TOKEN_PARAMETER)
-        return self._admission.admit(start.call_sid, start.account_sid, token)
+        return self._admission.admit(start.call_sid, start.account_sid, start.custom_parameters)
+
+    async def _began(self, start: StreamStart) -> None:
+        if self._in_progress is not None:
+            await anyio.to_thread.run_sync(
+                self._in_progress.begin,
+                start.call_sid,
+                start.custom_parameters.get("from", ""),
+                start.custom_parameters.get("to", ""),
+            )
+
+    async def _ended(self, call_sid: str) -> None:
+        if self._in_progress is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._in_progress.end, call_sid)
 
     def _refused(self, refusal: Refusal, detail: str) -> None:
         self._metrics.streams_refused_total.labels(refusal.value).inc()

@@ -20,6 +20,10 @@ from frontdesk.runtime.errors import MediaStreamError
 SID_PATTERN = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
 MAX_MEDIA_PAYLOAD_BYTES = 8000  # one second of μ-law; Twilio sends 160 bytes per message
 DTMF_DIGITS = frozenset("0123456789*#")
+MAX_CUSTOM_PARAMETERS = 32
+MAX_PARAMETER_NAME_CHARS = 64
+MAX_PARAMETER_VALUE_CHARS = 256
+"""What a ``start`` keeps of its custom parameters; more is cut (and so fails the token)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +155,10 @@ def _start(message: dict[str, Any]) -> StreamStart:
         stream_sid=sids["streamSid"],
         call_sid=sids["callSid"],
         account_sid=sids["accountSid"],
-        custom_parameters={str(k)[:64]: str(v)[:256] for k, v in list(params.items())[:32]},
+        custom_parameters={
+            str(k)[:MAX_PARAMETER_NAME_CHARS]: str(v)[:MAX_PARAMETER_VALUE_CHARS]
+            for k, v in list(params.items())[:MAX_CUSTOM_PARAMETERS]
+        },
         encoding=str(media_format.get("encoding", "audio/x-mulaw")),
         sample_rate=sample_rate,
     )
