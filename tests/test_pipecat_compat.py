@@ -56,13 +56,15 @@ def test_a_missing_attribute_is_named_with_the_installed_versions():
 
 
 def test_serve_refuses_to_start_on_a_pipecat_without_what_the_seam_needs(tmp_path: Path):
-    # The real server's startup, on a Pipecat whose ParallelPipeline lost a method.
+    # The real server's startup, on a Pipecat whose ParallelPipeline lost a method. One
+    # process: with N workers each worker checks for itself and the parent passes its
+    # exit code on (tests/test_worker_pool.py).
     program = (
         "import sys\n"
         "from pipecat.pipeline.parallel_pipeline import ParallelPipeline\n"
         "del ParallelPipeline._parallel_push_frame\n"
         "import main\n"
-        "sys.exit(main.main(['serve']))\n"
+        "sys.exit(main.main(['serve', '--workers', '1']))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", program],
