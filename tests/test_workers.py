@@ -75,8 +75,13 @@ async def test_two_workers_share_one_port_and_a_killed_one_loses_no_record(tmp_p
         dashboard.faults.clear()
 
         every_call = [*finished, *open_calls]
+        killed = [sid for sid in open_calls if where[sid] == victim]
+        # The crashed calls' alerts are records of their own: wait for them as well.
         arrived = await r.dashboard.until(
-            lambda: {b["call_sid"] for b in dashboard.latest("calls")} >= set(every_call),
+            lambda: (
+                {b["call_sid"] for b in dashboard.latest("calls")} >= set(every_call)
+                and crash_alerts(dashboard.received("alerts")) >= set(killed)
+            ),
             EVERY_RECORD_SECONDS,
         )
         records = dashboard.received("calls")
@@ -88,7 +93,6 @@ async def test_two_workers_share_one_port_and_a_killed_one_loses_no_record(tmp_p
         with anyio.fail_after(60):
             code = await running.server.process.wait()
 
-    killed = [sid for sid in open_calls if where[sid] == victim]
     survived = [sid for sid in open_calls if where[sid] != victim]
     by_call: dict[str, list[dict]] = {}
     for entry in records:
@@ -102,10 +106,13 @@ async def test_two_workers_share_one_port_and_a_killed_one_loses_no_record(tmp_p
     assert len(keys) == len(set(keys))
     assert killed and all(by_call[sid][0]["body"]["outcome"] == "error" for sid in killed)
     assert all(by_call[sid][0]["body"]["outcome"] != "error" for sid in survived)
-    assert {a["body"]["call_sid"] for a in alerts if a["body"]["alert"] == "call_crashed"} >= set(
-        killed
-    )
+    assert crash_alerts(alerts) >= set(killed)
     restarted = {w["worker"]: w["restarts"] for w in after["workers"]}
     assert restarted[victim] == 1 and after["status"] == "ready"
     assert any('frontdesk_worker_info{worker="' in text for text in worker_metrics)
     assert code == 0, "the parent exits 0 once every worker drained"
+
+
+def crash_alerts(alerts: list[dict]) -> set[str]:
+    """The calls named by the ``call_crashed`` alerts the dashboard received."""
+    return {a["body"]["call_sid"] for a in alerts if a["body"]["alert"] == "call_crashed"}
