@@ -15,9 +15,10 @@ between one tool call and a short spoken text, roughly as a good receptionist LL
    from the node's user text (see :func:`extract`), call it, with the optional
    arguments that could be read too. A tool that needs no arguments is called when the
    caller's newest line says one of its :data:`TRIGGERS` (``prefer_callback`` on "can
-   someone call me back?"), or, when it is the only tool offered, at once (after any
-   text its node asks to say). A caller asking for a person gets the transfer tool
-   when one is offered, before a callback tool the same words would also select.
+   someone call me back?"), or, when it is the only tool offered besides the transfer
+   tool (on offer everywhere), at once (after any text its node asks to say). A caller
+   asking for a person gets the transfer tool when one is offered, before a callback
+   tool the same words would also select.
 4. Failing that, ask for the first missing required argument of the first tool, with a
    fixed phrase per argument (:data:`ASK_PHRASES`).
 5. With no tools: say the quoted sentence the node's instructions ask for
@@ -235,7 +236,7 @@ def _respond(messages: list[dict[str, Any]], tools: Sequence[dict[str, Any]] | N
     if question is not None:
         return Reply(tool_call=ToolChoice(name=QUESTION_TOOL, arguments={"question": question}))
     lines = node.lines()
-    for tool in sorted(offered, key=lambda t: "transfer" not in t.name.split("_")):
+    for tool in sorted(offered, key=lambda t: not _is_transfer(t)):
         if not tool.required:
             if _triggered(tool, lines[-1] if lines else None):
                 return Reply(tool_call=ToolChoice(name=tool.name, arguments=_optional(tool, node)))
@@ -243,16 +244,24 @@ def _respond(messages: list[dict[str, Any]], tools: Sequence[dict[str, Any]] | N
         arguments = _fill(tool, node)
         if arguments is not None:
             return Reply(tool_call=ToolChoice(name=tool.name, arguments=arguments))
-    if len(offered) == 1 and not offered[0].required:
+    # The transfer tool is on offer in every node and taken only when asked for, so it
+    # does not make a node's one step look like a choice.
+    flow = [t for t in offered if not _is_transfer(t)]
+    if len(flow) == 1 and not flow[0].required:
         return Reply(
             text=_scripted_text(node.instructions),
-            tool_call=ToolChoice(name=offered[0].name, arguments=_optional(offered[0], node)),
+            tool_call=ToolChoice(name=flow[0].name, arguments=_optional(flow[0], node)),
         )
     if offered:
         missing = _missing(offered[0], node)
         if missing:
             return Reply(text=ask_phrase(missing[0]))
     return Reply(text=_scripted_text(node.instructions) or "Okay.")
+
+
+def _is_transfer(tool: _Tool) -> bool:
+    """Whether ``tool`` puts the caller through to a person."""
+    return "transfer" in tool.name.split("_")
 
 
 def is_business_question(line: str) -> bool:

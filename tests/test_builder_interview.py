@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -130,6 +130,15 @@ def check(profile: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def pre_launch_test(profile: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``main.py try`` on ``profile``, offline: it needs no settings."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "try", str(profile)],
+        cwd=cwd, env={"PATH": os.environ.get("PATH", ""), "HOME": str(cwd)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
 @pytest.mark.anyio
 async def test_the_assistant_reads_the_description_and_the_profile_passes_check(
     emulator: OpenAIEmulator, profiles: Path, monkeypatch: pytest.MonkeyPatch
@@ -170,6 +179,13 @@ async def test_the_assistant_reads_the_description_and_the_profile_passes_check(
     assert done.returncode == 0, done.stderr
     assert "Volt Brothers Electric" in done.stdout
     assert "(America/Denver)" in done.stdout
+
+    # The profile the interview wrote passes the pre-launch test, adapted to it.
+    tried = pre_launch_test(profiles / "volt.yaml", profiles.parent)
+    assert tried.returncode == 0, tried.stdout + tried.stderr
+    assert "Report card: Volt Brothers Electric" in tried.stdout
+    assert "PASS  emergency_electrical" in tried.stdout
+    assert "passed: ready for a live call" in tried.stdout
 
 
 @pytest.mark.anyio
@@ -438,20 +454,16 @@ def test_an_existing_env_file_is_never_overwritten(profiles: Path) -> None:
     assert (profiles.parent / ".env.acme.missing").is_file()
 
 
-def test_the_pre_launch_test_is_offered_and_a_missing_command_is_explained(profiles: Path):
-    calls: list[list[str]] = []
+def test_the_pre_launch_test_is_offered_at_the_end_and_its_card_shown(profiles: Path) -> None:
+    console = ScriptedConsole(
+        {"business's name": "Acme Plumbing", "ZIP codes": "94110", "pre-launch test": "y"}
+    )
+    choices = replace(options(profiles, name="acme"), offer_try=True)
 
-    def runner(command: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-        calls.append(command)
-        return subprocess.CompletedProcess(
-            command, 2, "", "main.py: error: argument command: invalid choice: 'try'"
-        )
+    assert interview.run(console, choices, None) == 0
 
-    console = ScriptedConsole({"pre-launch test": "y"})
-    interview._offer_try(console, profiles / "acme.yaml", runner)
-
-    assert calls == [[sys.executable, str(ROOT / "main.py"), "try", str(profiles / "acme.yaml")]]
-    assert "not part of this version yet" in console.text()
+    assert "Report card: Acme Plumbing" in console.text()
+    assert "passed: ready for a live call" in console.text()
 
 
 def test_new_runs_from_the_command_line_with_answers_on_stdin(profiles: Path) -> None:

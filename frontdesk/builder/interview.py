@@ -321,12 +321,6 @@ def _offer_try(
     except subprocess.TimeoutExpired:
         console.say(f"The pre-launch test did not finish within {TRY_TIMEOUT_SECONDS:g} s.")
         return
-    if done.returncode == 2 and "invalid choice: 'try'" in done.stderr:
-        console.say(
-            "The pre-launch test (python main.py try) is not part of this version yet; "
-            "check the profile with: python main.py check"
-        )
-        return
     console.say(done.stdout.rstrip())
     if done.returncode != 0:
         console.say(done.stderr.rstrip())
