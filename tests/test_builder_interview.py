@@ -109,6 +109,7 @@ def electrician_script() -> dict[str, str | list[str]]:
         "Systems to connect": "backend",
         "backend's https URL": PUBLIC_BACKEND,
         "Number to put callers through": "+1 303 555 0100",
+        "Twilio numbers callers dial": "+1 720 555 0100, +17205550101",
     }
 
 
@@ -169,6 +170,7 @@ async def test_the_assistant_reads_the_description_and_the_profile_passes_check(
     assert profile.hours.weekly["sat"] is not None and profile.hours.weekly["sun"] is None
     assert "sparks" in profile.emergency.keywords  # the electrical trade's defaults
     assert profile.handoff.targets[0].number == "+13035550100"
+    assert profile.numbers == ["+17205550100", "+17205550101"]
     assert "Capacity for 120 calls a day of 3 minutes" in console.text()
     missing = (profiles.parent / ".env.volt.missing").read_text()
     assert f"V2_BACKEND_URL={PUBLIC_BACKEND}" in missing

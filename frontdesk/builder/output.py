@@ -137,6 +137,7 @@ def profile_data(ctx: Context, name: str) -> dict[str, Any]:
             title, number = f"{base} {number}", number + 1
         titles.add(title)
         data["knowledge"].append({"title": title, "path": str(inside)})
+    data["numbers"] = ctx.value("numbers") or []
     data["handoff"] = _handoff(ctx, data.get("handoff") or {})
     chosen = ctx.value("integrations") or []
     sms = dict(data.get("sms") or {})

@@ -146,6 +146,10 @@ def _number(raw: str, ctx: Context) -> str | None:
     return value
 
 
+def _numbers(raw: str, ctx: Context) -> list[str]:
+    return [number for item in answers.items(raw) if (number := _number(item, ctx))]
+
+
 def _url(raw: str, ctx: Context) -> str | None:
     value = raw.strip()
     if not value:
@@ -423,6 +427,17 @@ QUESTIONS: list[Question] = [
             or ENGLISH_DEFAULTS["callback_promise"]
         ),
         read=_text(200),
+    ),
+    Question(
+        id="numbers",
+        label="numbers callers dial",
+        prompt=(
+            "The business's Twilio numbers callers dial, comma-separated (+1...; needed when "
+            "one deployment answers for several businesses, Enter: none)"
+        ),
+        default=lambda ctx: ", ".join(ctx.old("numbers") or []),
+        read=_numbers,
+        optional=True,
     ),
     Question(
         id="office_number",
