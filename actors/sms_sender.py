@@ -151,6 +151,7 @@ class SmsSender:
                 at=self._clock() + RETRY_BACKOFF.delay(record.attempts),
                 error=NO_ANSWER,
                 count=False,
+                keep_lease=True,
             )
         )
         result = await self._twilio.send_sms(

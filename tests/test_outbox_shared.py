@@ -64,6 +64,32 @@ def test_a_marked_record_is_free_again_and_a_closed_outbox_hands_back_its_leases
     assert ids(after_close) == [retried.record_id, kept.record_id]
 
 
+def test_a_note_written_before_an_attempt_keeps_the_record_leased_during_it(tmp_path):
+    # A text is noted "no answer yet" before it is posted to Twilio, so that a process
+    # dying mid-post asks Twilio before sending again; that note must not hand the text
+    # to another worker while the post is still under way.
+    clock = FakeClock()
+    path = tmp_path / "outbox.sqlite3"
+    first, second = Outbox(path, clock=clock), Outbox(path, clock=clock)
+    try:
+        text = notices(1)[0]
+        first.put([text])
+        first.due()
+        first.mark_retry(
+            text.record_id, at=clock.now + 1, error="no answer", count=False, keep_lease=True
+        )
+        clock.now += 5  # the post takes a while; the note's retry time has passed
+        during_the_post = second.due()
+        clock.now += LEASE_SECONDS
+        after_the_lease = second.due()
+    finally:
+        first.close()
+        second.close()
+
+    assert during_the_post == []
+    assert ids(after_the_lease) == [text.record_id], "a dead sender's text is taken over"
+
+
 def test_a_calls_later_record_waits_for_its_earlier_one_whichever_worker_holds_it(tmp_path):
     clock = FakeClock()
     path = tmp_path / "outbox.sqlite3"

@@ -504,11 +504,25 @@ class Outbox:
             (self._clock(), record_id),
         )
 
-    def mark_retry(self, record_id: str, *, at: float, error: str, count: bool = True) -> None:
-        """The attempt failed transiently (or could not be made); try again at ``at``."""
+    def mark_retry(
+        self,
+        record_id: str,
+        *,
+        at: float,
+        error: str,
+        count: bool = True,
+        keep_lease: bool = False,
+    ) -> None:
+        """The attempt failed transiently (or could not be made); try again at ``at``.
+
+        With ``keep_lease`` the record stays leased to this process: a note written
+        *before* an attempt (what to do if the process dies during it) must not free
+        the record for another worker while the attempt is still under way.
+        """
+        lease = "" if keep_lease else ", lease_until = 0"
         self._update(
-            "SET attempts = attempts + ?, next_attempt_at = ?, last_error = ?, "
-            "lease_until = 0 WHERE record_id = ? AND status = 'pending'",
+            "SET attempts = attempts + ?, next_attempt_at = ?, last_error = ?"
+            f"{lease} WHERE record_id = ? AND status = 'pending'",
             (1 if count else 0, at, error[:2000], record_id),
         )
 
