@@ -402,6 +402,9 @@ def _serve_command(
     status_fd: int | None = None,
     parent_pid: int | None = None,
 ) -> int:
+    # Until the signal receivers are open, a reload request must not kill the process
+    # (SIGHUP's default): one sent while it starts is dropped; send it again once it serves.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if worker is not None:
         logs.set_worker(worker)
     config = _load(env_file)

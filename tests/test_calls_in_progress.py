@@ -9,6 +9,7 @@ import pytest
 
 from frontdesk.delivery.calls_in_progress import (
     STALE_SECONDS,
+    AlreadyInProgress,
     CallsInProgress,
     LostCallSweeper,
     lost_call_records,
@@ -39,7 +40,7 @@ async def test_a_dead_processs_calls_are_recorded_once_by_each_survivor_that_swe
     try:
         for ledger in (dead, first, second):
             ledger.heartbeat()
-        dead.begin(CALL, "+14155550123", "+14155550100")
+        dead.begin(CALL, "+14155550123", "+14155550100", "bayside")
         dead.begin(ENDED, "+14155550124", "+14155550100")
         dead.end(ENDED)
         while_alive = [await s.sweep() for s in sweepers]
@@ -70,6 +71,8 @@ async def test_a_dead_processs_calls_are_recorded_once_by_each_survivor_that_swe
     )
     schema = json.loads((SCHEMA_DIR / "call.schema.json").read_text())
     jsonschema.validate(call, schema)
+    notice = json.loads(next(r.body for r in stored if r.kind == "alert"))
+    assert call["business"] == notice["business"] == "bayside", "to the business's own dashboard"
     assert {r.record_id for r in records[0]} == {r.record_id for r in stored}, (
         "record ids come from the call SID"
     )
@@ -93,3 +96,24 @@ def test_a_call_recorded_by_its_own_process_is_never_swept(tmp_path):
 
     assert still_alive == []
     assert after_end == []
+
+
+def test_a_second_stream_for_a_call_another_live_process_holds_is_refused(tmp_path):
+    clock = FakeClock()
+    path = tmp_path / "outbox-calls.sqlite3"
+    holder, other = CallsInProgress(path, clock=clock), CallsInProgress(path, clock=clock)
+    try:
+        holder.heartbeat()
+        other.heartbeat()
+        holder.begin(CALL, "+14155550123", "+14155550100")
+        with pytest.raises(AlreadyInProgress):
+            other.begin(CALL, "+14155550123", "+14155550100")
+        clock.now += STALE_SECONDS + 1  # the holder died
+        other.heartbeat()
+        other.begin(CALL, "+14155550123", "+14155550100")  # taken over, not refused
+        swept = other.lost()
+    finally:
+        holder.close()
+        other.close()
+
+    assert swept == [], "a call taken over is not also recorded as lost"

@@ -20,6 +20,8 @@ WORKER = """
 import json, os, signal, sys, time
 index, fd, behaviour = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 status = {"worker": index, "pid": os.getpid(), "ready": True, "calls": 0, "max_calls": 5}
+if behaviour == "starting":  # still loading: no status yet, SIGHUP's default ends it
+    time.sleep(60)
 os.write(fd, json.dumps(status).encode() + b"\\n")
 if behaviour.startswith("exit"):
     sys.exit(int(behaviour[4:]))
@@ -83,3 +85,18 @@ def test_a_status_line_is_parsed_or_ignored():
     assert good == WorkerStatus(worker=2, pid=7, ready=False, failing=("load",))
     assert WorkerStatus.parse(b"not json") is None
     assert WorkerStatus.parse(b'{"pid": 7}') is None
+
+
+async def test_a_reload_leaves_a_worker_that_is_still_starting_alone():
+    starting = pool("starting", count=1)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(starting.run)
+        with anyio.fail_after(30):
+            while not starting.statuses()[0][1]:  # noqa: ASYNC110 (no event for "process up")
+                await anyio.sleep(0.05)
+        starting.reload()
+        await anyio.sleep(0.5)
+        alive = starting.statuses()
+        starting.stop()
+
+    assert alive[0][1] is not None and alive[0][3] == 0, "not killed, not restarted"

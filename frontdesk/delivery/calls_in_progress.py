@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS calls (
     owner TEXT NOT NULL,
     from_number TEXT NOT NULL,
     to_number TEXT NOT NULL,
-    started_at REAL NOT NULL
+    started_at REAL NOT NULL,
+    business TEXT
 );
 CREATE TABLE IF NOT EXISTS owners (
     owner TEXT PRIMARY KEY,
@@ -68,6 +69,11 @@ class LostCall:
     from_number: str
     to_number: str
     started_at: float
+    business: str | None = None
+
+
+class AlreadyInProgress(Exception):
+    """Another process of the machine holds a call with this SID (a replayed stream)."""
 
 
 def ledger_path(outbox_path: Path) -> Path:
@@ -92,14 +98,39 @@ class CallsInProgress:
         # whole machine's calls anyway.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        if "business" not in columns:  # a ledger from before businesses
+            self._db.execute("ALTER TABLE calls ADD COLUMN business TEXT")
 
-    def begin(self, call_sid: str, from_number: str, to_number: str) -> None:
-        """``call_sid`` started here."""
+    def begin(
+        self, call_sid: str, from_number: str, to_number: str, business: str | None = None
+    ) -> None:
+        """``call_sid`` started here.
+
+        Raises:
+            AlreadyInProgress: A live process of the machine holds that call already —
+                a second stream for it is a replay, refused machine-wide. A row left by
+                a dead process is taken over (its sweep will not record the call).
+        """
+        stale = self._clock() - STALE_SECONDS
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?)",
-                (call_sid, self.owner, from_number, to_number, self._clock()),
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                holder = self._db.execute(
+                    "SELECT owner FROM calls WHERE call_sid = ? AND owner != ? AND owner IN "
+                    "(SELECT owner FROM owners WHERE heartbeat_at >= ?)",
+                    (call_sid, self.owner, stale),
+                ).fetchone()
+                if holder is not None:
+                    raise AlreadyInProgress(call_sid)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?)",
+                    (call_sid, self.owner, from_number, to_number, self._clock(), business),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def end(self, call_sid: str) -> None:
         """``call_sid``'s records are in the outbox."""
@@ -121,13 +152,20 @@ class CallsInProgress:
         cutoff = self._clock() - stale_after
         with self._lock:
             rows = self._db.execute(
-                "SELECT call_sid, owner, from_number, to_number, started_at FROM calls "
+                "SELECT call_sid, owner, from_number, to_number, started_at, business FROM calls "
                 "WHERE owner != ? AND owner NOT IN "
                 "(SELECT owner FROM owners WHERE heartbeat_at >= ?)",
                 (self.owner, cutoff),
             ).fetchall()
         return [
-            LostCall(call_sid=r[0], owner=r[1], from_number=r[2], to_number=r[3], started_at=r[4])
+            LostCall(
+                call_sid=r[0],
+                owner=r[1],
+                from_number=r[2],
+                to_number=r[3],
+                started_at=r[4],
+                business=r[5],
+            )
             for r in rows
         ]
 
@@ -173,7 +211,7 @@ def lost_call_records(call: LostCall, *, user_email: str | None) -> list[Record]
         ended_by="error",
         hangup="not_attempted",
         error=LOST_ERROR,
-    )
+    ).model_copy(update={"business": call.business})
     notice = alert(
         AlertKind.CALL_CRASHED,
         f"call {call.call_sid} was cut off: the process handling it stopped; call the caller back",
@@ -181,6 +219,7 @@ def lost_call_records(call: LostCall, *, user_email: str | None) -> list[Record]
         call_sid=call.call_sid,
         user_email=user_email,
         phone=call.from_number,
+        business=call.business,
     )
     # Ids from the call SID: a call swept twice (two workers at once) is one record.
     return [

@@ -256,8 +256,16 @@ class WorkerPool:
         self._signal_all(signal.SIGTERM)
 
     def reload(self) -> None:
-        """Every worker reloads its settings (SIGHUP)."""
-        self._signal_all(signal.SIGHUP)
+        """Every serving worker reloads its settings (SIGHUP).
+
+        A worker still starting is left alone — SIGHUP would end it before it can
+        handle the signal, and it is reading the newest settings anyway.
+        """
+        for worker in self._workers:
+            process = worker.process
+            if worker.status is not None and process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGHUP)
 
     def kill(self) -> None:
         """Stop every worker now (SIGKILL); their records are safe on disk."""

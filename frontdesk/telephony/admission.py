@@ -13,12 +13,13 @@ names, that no parameter was changed on the way (a tampered one is refused as
 its own when Twilio's websocket-upgrade signature is absent.
 
 A token is admitted once *by the process that saw it*: each process remembers the
-tokens it admitted until they expire. A captured token replayed to *another* worker of
-the same machine within the freshness window would be admitted there too; that is an
-accepted risk, because the token travels only between Twilio and us over TLS, it is
-bound to one call SID (the second stream is a duplicate of a call whose audio comes from
-Twilio, and cannot choose the call's numbers or context), and closing it would need
-state shared by every worker on the stream's path.
+tokens it admitted until they expire. Across the machine's workers, a second stream for
+a call another live worker holds is refused as a ``duplicate`` (the machine's ledger of
+calls in progress, :mod:`frontdesk.delivery.calls_in_progress`). What stays open is a
+captured token replayed to another worker after its call ended and within the token's
+minute: that is an accepted risk — the token travels only between Twilio and us over
+TLS, it is bound to one call SID and cannot change the call's numbers or context, and
+the call it names is over.
 
 The voice webhook also keeps a local *reservation* of the call, lapsing after
 :data:`RESERVATION_SECONDS`. It is a capacity hint only — a call answered here whose

@@ -56,8 +56,9 @@ from actors.call import (
     InjectCrash,
 )
 from frontdesk.call.pipeline import CallInfo
-from frontdesk.delivery.calls_in_progress import CallsInProgress
+from frontdesk.delivery.calls_in_progress import AlreadyInProgress, CallsInProgress
 from frontdesk.delivery.records import Alert, AlertKind, CallRecord, alert
+from frontdesk.runtime.businesses import Business
 from frontdesk.runtime.errors import CallbackFormError, MediaStreamError
 from frontdesk.runtime.logs import bind_call_sid
 from frontdesk.runtime.mailbox import Reply
@@ -106,6 +107,9 @@ BUSY_MESSAGE = (
     "Thanks for calling. All of our lines are busy right now. Please call back in a few minutes."
 )
 HANDED_OFF_WAIT_SECONDS = 10.0
+RELOAD_WAIT_SECONDS = 5.0
+"""How long a stream naming a business this process does not know waits for its reload."""
+RELOAD_POLL_SECONDS = 0.2
 """How long a dial's action waits for the handed-off call's record to be written (Twilio
 gives an action request 15 s)."""
 HANGUP_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>'
@@ -431,7 +435,9 @@ class TelephonyEdge:
                 self._refused(refusal, f"call {start.call_sid}")
                 return ws
             assert frame is not None
-            await self._began(start)
+            if not await self._began(start):
+                self._refused(Refusal.DUPLICATE, f"call {start.call_sid} is in progress elsewhere")
+                return ws
             live = await self._spawn(start, ws, _callback_base(request, settings))
             if live is None:
                 await self._ended(start.call_sid)
@@ -462,14 +468,38 @@ class TelephonyEdge:
             return Refusal.ACCOUNT
         return self._admission.admit(start.call_sid, start.account_sid, start.custom_parameters)
 
-    async def _began(self, start: StreamStart) -> None:
-        if self._in_progress is not None:
+    async def _business_of(self, start: StreamStart, to_number: str) -> Business | None:
+        """The business a stream's call is for, by its ``business`` parameter or number.
+
+        With several workers, the one that answered the webhook may have reloaded a
+        moment before this one: a business it added is waited for (bounded by
+        :data:`RELOAD_WAIT_SECONDS`) rather than the caller refused.
+        """
+        assert self._routing is not None
+        named = start.custom_parameters.get(BUSINESS_PARAMETER)
+        with anyio.move_on_after(RELOAD_WAIT_SECONDS):
+            while True:
+                business = self._routing.business(named) or self._routing.for_number(to_number)
+                if business is not None or not named:
+                    return business
+                await anyio.sleep(RELOAD_POLL_SECONDS)
+        return None
+
+    async def _began(self, start: StreamStart) -> bool:
+        """List the call in the machine's ledger; ``False`` if another process holds it."""
+        if self._in_progress is None:
+            return True
+        try:
             await anyio.to_thread.run_sync(
                 self._in_progress.begin,
                 start.call_sid,
                 start.custom_parameters.get("from", ""),
                 start.custom_parameters.get("to", ""),
+                start.custom_parameters.get(BUSINESS_PARAMETER) or self._deps.business,
             )
+        except AlreadyInProgress:
+            return False
+        return True
 
     async def _ended(self, call_sid: str) -> None:
         if self._in_progress is not None:
@@ -516,7 +546,7 @@ class TelephonyEdge:
 
         deps = self._deps
         if self._routing is not None:
-            business = self._routing.business(start.custom_parameters.get(BUSINESS_PARAMETER))
+            business = await self._business_of(start, call.to_number)
             if business is None:
                 logger.warning("call %s: its stream names no business answering now", call.call_sid)
                 return None
