@@ -286,3 +286,24 @@ def test_naming_a_language_wins_over_what_was_heard_and_the_record_says_why():
     ]
     call(KeyPressed(digit="9"))
     assert call.c.language_switches[-1].cue == "keypad"
+
+
+def test_a_language_s_own_sign_off_and_turn_limit_line_replace_the_built_in_ones():
+    data = SHIPPED.model_dump(mode="json")
+    spanish = next(lang for lang in data["languages"] if lang["code"] == "es")
+    spanish["goodbye"] = "Gracias por preferir Bayside. ¡Que le vaya bien!"
+    spanish["turn_limit_line"] = "Mejor le pido a una persona del equipo que le llame."
+    own = AgentProfile.model_validate(data)
+
+    booked = prompts.booked_goodbye(
+        own, technician="Sam", window="el lunes", address=None, language="es"
+    )
+    looping = prompts.turn_limit_goodbye(own, "es")
+    english = prompts.callback_goodbye(own, "en")
+
+    assert booked.endswith("Gracias por preferir Bayside. ¡Que le vaya bien!")
+    assert looping.startswith("Mejor le pido a una persona del equipo que le llame.")
+    assert looping.endswith("¡Que le vaya bien!")
+    assert english.endswith(f"Thanks for calling {own.business_name}. Goodbye!"), (
+        "English untouched"
+    )

@@ -130,12 +130,11 @@ def booked_goodbye(
         who = f"{technician} irá" if technician else "Un técnico irá"
         return (
             f"Listo, ya quedó agendado. {who} {window} a {address or 'su domicilio'}. "
-            f"Gracias por llamar a {profile.business_name}. ¡Hasta luego!"
+            + sign_off(profile, "es", "¡Hasta luego!")
         )
     who = f"{technician} will" if technician else "A technician will"
-    return (
-        f"You're all set. {who} come out {window} to {address or 'your address'}. "
-        f"Thanks for calling {profile.business_name}. Goodbye!"
+    return f"You're all set. {who} come out {window} to {address or 'your address'}. " + sign_off(
+        profile, "en", "Goodbye!"
     )
 
 
@@ -153,21 +152,19 @@ def nobody_picked_up(profile: AgentProfile, language: str = "en") -> str:
 def resumed_goodbye(profile: AgentProfile, language: str = "en") -> str:
     """The goodbye once the callback for a hand-off nobody took is on its way."""
     if language == "es":
-        return f"Gracias por llamar a {profile.business_name}. ¡Adiós!"
-    return f"Thanks for calling {profile.business_name}. Goodbye!"
+        return sign_off(profile, "es", "¡Adiós!")
+    return sign_off(profile, "en", "Goodbye!")
 
 
 def callback_goodbye(profile: AgentProfile, language: str = "en") -> str:
     """The goodbye once a callback is promised."""
     promise = profile.language(language).callback_promise or profile.callback_promise
     if language == "es":
-        return (
-            f"Alguien de nuestro equipo le devolverá la llamada {promise}. "
-            f"Gracias por llamar a {profile.business_name}. ¡Hasta luego!"
+        return f"Alguien de nuestro equipo le devolverá la llamada {promise}. " + sign_off(
+            profile, "es", "¡Hasta luego!"
         )
-    return (
-        f"Someone from our team will call you back {promise}. "
-        f"Thanks for calling {profile.business_name}. Goodbye!"
+    return f"Someone from our team will call you back {promise}. " + sign_off(
+        profile, "en", "Goodbye!"
     )
 
 
@@ -188,13 +185,11 @@ def turn_limit_goodbye(profile: AgentProfile, language: str = "en") -> str:
     """The goodbye once the call went round in circles for too long."""
     promise = profile.language(language).callback_promise or profile.callback_promise
     if language == "es":
-        return (
-            f"{line(TURN_LIMIT_LINE, language)} Le llamarán {promise}. "
-            f"Gracias por llamar a {profile.business_name}. Hasta luego."
+        return f"{turn_limit_line(profile, language)} Le llamarán {promise}. " + sign_off(
+            profile, "es", "Hasta luego."
         )
-    return (
-        f"{TURN_LIMIT_LINE} They'll call {promise}. "
-        f"Thanks for calling {profile.business_name}. Goodbye."
+    return f"{turn_limit_line(profile, language)} They'll call {promise}. " + sign_off(
+        profile, "en", "Goodbye."
     )
 
 
@@ -235,6 +230,21 @@ SPANISH: dict[str, str] = {
 }
 """Every fixed line in Spanish, by its English text."""
 FIXED_LINES: dict[str, dict[str, str]] = {"es": SPANISH}
+
+
+def sign_off(profile: AgentProfile, language: str, farewell: str) -> str:
+    """The sentence that ends a goodbye: the profile's own in ``language``, if it gives one."""
+    own = profile.language(language).goodbye
+    if own:
+        return own
+    if language == "es":
+        return f"Gracias por llamar a {profile.business_name}. {farewell}"
+    return f"Thanks for calling {profile.business_name}. {farewell}"
+
+
+def turn_limit_line(profile: AgentProfile, language: str) -> str:
+    """What a caller hears at the turn limit: the profile's own in ``language``, if given."""
+    return profile.language(language).turn_limit_line or line(TURN_LIMIT_LINE, language)
 
 
 def line(text: str, language: str) -> str:

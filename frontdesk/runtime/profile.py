@@ -240,6 +240,10 @@ class Language(_Strict):
     greeting: PlainText | None = None
     safety_message: PlainText | None = None
     callback_promise: PlainText | None = None
+    goodbye: PlainText | None = None
+    """The sign-off that ends every goodbye (``Thanks for calling {business}. Goodbye!``)."""
+    turn_limit_line: PlainText | None = None
+    """What a caller hears when the call goes round in circles, before the callback."""
     voices: Voices = Field(default_factory=Voices)
     dtmf_key: Annotated[str, Field(pattern=r"^[0-9*#]$")] | None = None
     sms_templates: SmsTemplates | None = None
