@@ -271,12 +271,7 @@ class Frontdesk:
             request_read_timeout=settings.request_read_timeout_seconds,
             development=not settings.production,
             routes=[self.telephony.install, self.sms_routes.install, self.console.install],
-            checks=[
-                self._breaker_checks,
-                self._outbox_checks,
-                self.dependency_watch.readiness,
-                self._load_checks,
-            ],
+            checks=self._check_sources(),
         )
         self.metrics.register(CallbackCollector(self._supervisor_metrics))
         if worker is not None:
@@ -441,8 +436,17 @@ class Frontdesk:
         return readiness_checks(
             self.supervisor,
             max_calls=self.config.settings.max_concurrent_calls,
-            extra=[self._breaker_checks, self._outbox_checks, self.dependency_watch.readiness],
+            extra=self._check_sources(),
         )
+
+    def _check_sources(self) -> list[Callable[[], list[Check]]]:
+        """Where readiness checks come from beyond the actors' own (``/readyz``, console)."""
+        return [
+            self._breaker_checks,
+            self._outbox_checks,
+            self.dependency_watch.readiness,
+            self._load_checks,
+        ]
 
     def _outbox_checks(self) -> list[Check]:
         # A disk that refuses the outbox's writes would lose new calls' records: unready.

@@ -300,3 +300,69 @@ async def test_the_businesses_page_shows_each_business_and_its_latest_report_car
     assert "No report card yet" in before.text and "Prices" in before.text
     assert "books_a_visit" in after.text and "no $89" in after.text
     assert "&lt;b&gt;asks_price&lt;/b&gt;" in after.text
+
+
+async def test_wrong_tokens_sent_all_at_once_are_still_limited(tmp_path, monkeypatch):
+    # Twenty logins whose headers all arrive before any body: each is checked against
+    # the limit again once its body is in, so they cannot each try a token.
+    async with console(tmp_path, monkeypatch, CONSOLE_TOKEN=TOKEN) as (frontdesk, http):
+        form = await http.get("/console")
+        nonce = re.search(r'name="login_nonce" value="([^"]+)"', form.text).group(1)
+        body = f"token=not-the-token-at-all&login_nonce={nonce}".encode()
+        head = (
+            "POST /console/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Cookie: fd_console_login={nonce}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        streams = [await anyio.connect_tcp("127.0.0.1", frontdesk.web.port) for _ in range(20)]
+        for stream in streams:
+            await stream.send(head)
+        await anyio.sleep(0.5)  # every request is now waiting for its body
+        for stream in streams:
+            await stream.send(body)
+        answers = []
+        for stream in streams:
+            with anyio.fail_after(10):
+                status_line = (await stream.receive(4096)).split(b"\r\n", 1)[0]
+            answers.append(int(status_line.split()[1]))
+            await stream.aclose()
+
+    assert answers.count(401) == 5 and answers.count(429) == 15, answers
+
+
+async def test_a_cookie_or_csrf_token_in_other_characters_is_refused_not_an_error(
+    tmp_path, monkeypatch
+):
+    async with console(tmp_path, monkeypatch, CONSOLE_TOKEN=TOKEN) as (_, http):
+        odd_cookie = await http.get(
+            "/console/api/now", headers={"Cookie": "fd_console=1.a.\u00e9t\u00e9".encode()}
+        )
+        await log_in(http)
+        odd_csrf = await http.post("/console/outbox/retry", data={"record_id": "r1", "csrf": "é"})
+
+    assert (odd_cookie.status_code, odd_csrf.status_code) == (401, 403)
+
+
+async def test_a_logged_out_session_cookie_no_longer_opens_the_console(tmp_path, monkeypatch):
+    async with console(tmp_path, monkeypatch, CONSOLE_TOKEN=TOKEN) as (_, http):
+        await log_in(http)
+        copied = http.cookies.get("fd_console")
+        page = await http.get("/console/now")
+        await http.post("/console/logout", data={"csrf": csrf_of(page.text)})
+        http.cookies.clear()
+        http.cookies.set("fd_console", copied, domain="127.0.0.1", path="/console")
+        replayed = await http.get("/console/api/now")
+
+    assert page.status_code == 200 and replayed.status_code == 401
+
+
+def test_phone_numbers_in_a_provider_s_error_are_masked_unless_shown():
+    from frontdesk.console.views import mask_numbers_in
+
+    error = "HTTP 400: Invalid 'To' Phone Number: +1 (415) 555-0123 (21211)"
+
+    assert mask_numbers_in(error, show=False) == (
+        "HTTP 400: Invalid 'To' Phone Number: •••••••0123 (21211)"
+    )
+    assert mask_numbers_in(error, show=True) == error

@@ -3,8 +3,10 @@
 The one secret is ``CONSOLE_TOKEN``. Logging in with it sets a session cookie
 ``<expiry>.<nonce>.<mac>``, an HMAC-SHA256 under a key derived from the token, so
 changing the token ends every session. Each session's CSRF token is an HMAC of its
-nonce: a state-changing request must carry it in its form. Wrong tokens are counted
-per remote address in a bounded table; past the limit the address waits.
+nonce: a state-changing request must carry it in its form. Logging out revokes the
+session in this process (its nonce is remembered, bounded, until it would expire).
+Wrong tokens are counted per remote address in a bounded table; past the limit the
+address waits.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ LOGIN_FAILURES_ALLOWED = 5
 LOGIN_WINDOW_SECONDS = 60.0
 ADDRESSES_TRACKED = 4096
 """Remote addresses whose recent failures are remembered; the oldest are forgotten."""
+REVOKED_KEPT = 4096
+"""Logged-out sessions remembered until they expire; past this, the oldest are forgotten."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +47,7 @@ class SessionKeys:
         self._token = hashlib.sha256(token.encode()).digest()
         self._ttl = ttl
         self._clock = clock
+        self._revoked: OrderedDict[str, float] = OrderedDict()
 
     @property
     def ttl(self) -> float:
@@ -64,7 +69,7 @@ class SessionKeys:
         if not cookie or cookie.count(".") != 2:
             return None
         expires, nonce, mac = cookie.split(".")
-        if not hmac.compare_digest(mac, self._mac(f"{expires}.{nonce}")):
+        if not _same(mac, self._mac(f"{expires}.{nonce}")) or nonce in self._revoked:
             return None
         try:
             expires_at = float(int(expires))
@@ -74,16 +79,32 @@ class SessionKeys:
             return None
         return Session(nonce=nonce, expires_at=expires_at)
 
+    def revoke(self, session: Session) -> None:
+        """End ``session`` now (logging out): its cookie is refused from here on."""
+        now = self._clock()
+        for nonce, expires_at in list(self._revoked.items()):
+            if expires_at > now:
+                break
+            del self._revoked[nonce]
+        self._revoked[session.nonce] = session.expires_at
+        while len(self._revoked) > REVOKED_KEPT:
+            self._revoked.popitem(last=False)
+
     def csrf(self, session: Session) -> str:
         """The CSRF token of ``session``."""
         return self._mac(f"csrf.{session.nonce}")
 
     def csrf_ok(self, session: Session, offered: str | None) -> bool:
         """Whether ``offered`` is ``session``'s CSRF token."""
-        return offered is not None and hmac.compare_digest(offered, self.csrf(session))
+        return offered is not None and _same(offered, self.csrf(session))
 
     def _mac(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _same(offered: str, expected: str) -> bool:
+    """Constant-time equality of a client's string with ours (any characters it sent)."""
+    return hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 class LoginThrottle:

@@ -228,12 +228,12 @@ class Console:
         self._check_transport(request)
         remote = request.remote or "unknown"
         if self._throttle.blocked(remote):
-            # Logged once, with the failure that reached the limit: no flood of lines.
-            logger.debug("console login from %s refused: too many wrong tokens", remote)
-            return web.Response(
-                status=429, text="too many attempts; wait a minute", headers=SECURITY_HEADERS
-            )
+            return _too_many_attempts(remote)
         form = await request.post()
+        # Again once the body is in: logins sent together all passed the check above
+        # before any of them had failed.
+        if self._throttle.blocked(remote):
+            return _too_many_attempts(remote)
         nonce = form.get("login_nonce")
         if not isinstance(nonce, str) or nonce != request.cookies.get(LOGIN_COOKIE):
             logger.warning("console login from %s refused: no valid login form token", remote)
@@ -264,7 +264,8 @@ class Console:
         raise response
 
     async def _logout(self, request: web.Request) -> web.Response:
-        await self._require_csrf(request)
+        keys, session, _ = await self._require_csrf(request)
+        keys.revoke(session)
         response = web.HTTPSeeOther("/console")
         response.del_cookie(COOKIE, path="/console")
         raise response
@@ -408,7 +409,7 @@ class Console:
         view = await self._ask_dashboard(
             lambda reply: ListUndelivered(limit=UNDELIVERED_SHOWN, reply=reply), "outbox"
         )
-        return views.outbox_page(view)
+        return views.outbox_page(view, show=self._settings().console_show_transcripts)
 
     async def _outbox_page(self, request: web.Request) -> web.Response:
         keys, session = self._require(request)
@@ -542,3 +543,11 @@ def read_report_card(profile_path: Path) -> dict[str, Any] | None:
                     why = "; ".join(str(r) for r in reasons) if isinstance(reasons, list) else ""
                     results.append((key, str(name), str(verdict), why))
     return {"path": str(path), "error": None, "facts": facts, "results": results}
+
+
+def _too_many_attempts(remote: str) -> web.Response:
+    # Logged once, with the failure that reached the limit: no flood of lines.
+    logger.debug("console login from %s refused: too many wrong tokens", remote)
+    return web.Response(
+        status=429, text="too many attempts; wait a minute", headers=SECURITY_HEADERS
+    )

@@ -11,6 +11,7 @@ placeholder.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,17 @@ ENDPOINTS = {
     "alert": "dashboard alerts",
     "sms": "Twilio messages",
 }
+
+
+_PHONE_NUMBER = re.compile(r"(?:\+\d{1,3}[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}\b|\+\d{8,15}\b")
+"""A phone number in free text: E.164, or North American with its usual separators."""
+
+
+def mask_numbers_in(text: str, *, show: bool) -> str:
+    """``text`` (a provider's error, say) with every phone number in it masked, unless ``show``."""
+    if show:
+        return text
+    return _PHONE_NUMBER.sub(lambda m: mask_number(m.group(0), show=False), text)
 
 
 def mask_number(number: str | None, *, show: bool) -> str:
@@ -312,7 +324,13 @@ def call_page(
     """One call's page from every record the outbox keeps of it."""
     calls = [r for r in records if r.kind == "call"]
     listed = [
-        (r.kind, str(r.status), clock_time(r.created_at), r.last_error or "") for r in records
+        (
+            r.kind,
+            str(r.status),
+            clock_time(r.created_at),
+            mask_numbers_in(r.last_error or "", show=show),
+        )
+        for r in records
     ]
     texts = [
         (r.created_at, str(_body(r).get("purpose", "text")), str(r.status))
@@ -425,7 +443,7 @@ class OutboxPage:
     dead: list[UndeliveredRow]
 
 
-def outbox_page(view: UndeliveredView) -> OutboxPage:
+def outbox_page(view: UndeliveredView, *, show: bool) -> OutboxPage:
     """Counts per endpoint and the newest pending and dead records, with their last error."""
     kinds = [*KINDS, *sorted({k for k, _ in view.counts} - set(KINDS))]
 
@@ -436,7 +454,7 @@ def outbox_page(view: UndeliveredView) -> OutboxPage:
             call_sid=record.call_sid or "",
             attempts=record.attempts,
             queued=clock_time(record.created_at),
-            last_error=record.last_error or "",
+            last_error=mask_numbers_in(record.last_error or "", show=show),
         )
 
     return OutboxPage(
