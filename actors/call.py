@@ -91,7 +91,7 @@ from frontdesk.telephony.followups import FollowUps
 from frontdesk.telephony.protocol import mark_message
 from frontdesk.telephony.rest import HangupOutcome, RedirectResult, TwilioRest
 from frontdesk.telephony.resume import Resume
-from frontdesk.telephony.twiml import handoff_twiml, whisper_url
+from frontdesk.telephony.twiml import dial_action_url, handoff_twiml, whisper_url
 
 logger = logging.getLogger(__name__)
 
@@ -697,7 +697,12 @@ class CallActor:
         base = public_url.rstrip("/")
         twiml = handoff_twiml(
             number=intent.number,
-            action_url=f"{base}/twilio/dial-action",
+            action_url=dial_action_url(
+                base,
+                trigger=intent.trigger,
+                business=self._deps.business,
+                phone=self.conversation.lead.phone or self.call.from_number,
+            ),
             ring_seconds=intent.ring_seconds,
             whisper_url=whisper_url(base, intent.whisper) if intent.whisper else None,
         )

@@ -106,6 +106,35 @@ async def test_a_dial_action_for_a_call_never_handed_off_is_404_and_logged(r: Ri
     await logged(r, rf"dial action for call {call_sid}, which was not handed off")
 
 
+async def test_a_hand_off_another_machine_made_still_promises_a_callback_and_alerts(r: Rig):
+    # Behind a load balancer Twilio's action request can reach a process that did not
+    # hold the call; the hand-off's own signed query says who to call back.
+    call_sid = new_call_sid()
+    query = urlencode({"trigger": "emergency", "business": "default", "phone": "+14155550177"})
+    response = await post(
+        r, f"/twilio/dial-action?{query}", dial_action(call_sid, "busy", r.account_sid)
+    )
+    arrived = await r.dashboard.until(
+        lambda: any(
+            a["body"].get("call_sid") == call_sid for a in r.world.dashboard.received("alerts")
+        ),
+        LOG_WAIT_SECONDS,
+    )
+
+    assert response.status_code == 200
+    assert "nobody could pick up" in response.text and "<Stream" not in response.text
+    assert arrived
+    (notice,) = [
+        a["body"] for a in r.world.dashboard.received("alerts") if a["body"]["call_sid"] == call_sid
+    ]
+    assert (notice["alert"], notice["severity"], notice["business"]) == (
+        "handoff_unanswered",
+        "critical",
+        "default",
+    )
+    assert notice["details"]["phone"] == "+14155550177"
+
+
 async def test_the_whisper_speaks_the_summary_its_signed_url_carries(r: Rig):
     path = "/twilio/whisper?" + urlencode({"summary": "Dana Whitfield, a leaking water heater."})
 

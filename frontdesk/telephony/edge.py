@@ -292,6 +292,8 @@ class TelephonyEdge:
             raise web.HTTPBadRequest(text=str(exc)) from None
         await self._handed_off_call_written(outcome.call_sid)
         revised = await self.followups.dial_ended(outcome)
+        if revised is None and request.query.get("trigger"):
+            return await self._dial_action_held_elsewhere(request, outcome, settings)
         if revised is None:
             logger.warning("dial action for call %s, which was not handed off", outcome.call_sid)
             raise web.HTTPNotFound(text="no hand-off of this call is awaiting its result")
@@ -322,6 +324,38 @@ class TelephonyEdge:
     async def _handed_off_call_written(self, call_sid: str) -> None:
         """Wait (bounded) for a handed-off call still finishing to write its record."""
         await self.followups.written(call_sid, timeout=HANDED_OFF_WAIT_SECONDS)
+
+    async def _dial_action_held_elsewhere(
+        self, request: web.Request, outcome: DialOutcome, settings: Settings
+    ) -> web.Response:
+        """A hand-off this process did not make: its record is another machine's.
+
+        Behind a load balancer, Twilio's ``action`` request may reach a process other than
+        the one that held the call. The signed query of the action URL still says who to
+        call back, so an unanswered caller hears the promise and the business is alerted;
+        only the record's hand-off result stays with the machine that wrote it.
+        """
+        query = request.query
+        logger.warning(
+            "dial action for call %s, handed off by another machine: %s",
+            outcome.call_sid,
+            outcome.status,
+        )
+        if outcome.connected:
+            return _twiml(HANGUP_TWIML)
+        notice = alert(
+            AlertKind.HANDOFF_UNANSWERED,
+            f"nobody took call {outcome.call_sid} put through to a person ({outcome.status}); "
+            "the caller was promised a callback",
+            severity="critical" if query.get("trigger") == "emergency" else "warning",
+            call_sid=outcome.call_sid,
+            user_email=settings.dashboard_user_email,
+            business=query.get("business") or None,
+            phone=query.get("phone", ""),
+            dial_status=outcome.status,
+        )
+        await self._deps.records.submit([notice])
+        return _twiml(goodbye_twiml(UNANSWERED_GOODBYE))
 
     def _unanswered(self, record: CallRecord, outcome: DialOutcome, settings: Settings) -> Alert:
         assert record.handoff is not None

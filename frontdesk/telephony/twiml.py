@@ -62,6 +62,19 @@ def handoff_twiml(
     return str(response.to_xml())
 
 
+def dial_action_url(base_url: str, *, trigger: str, business: str, phone: str) -> str:
+    """The ``<Dial action>`` URL of a hand-off, with the call's business, trigger and phone.
+
+    It is our ``/twilio/dial-action``. Like the whisper's, the query travels in the URL
+    Twilio signs. It lets a process that does not hold the call (another machine behind
+    the load balancer) still keep the caller's promise: a callback, and an alert to the
+    business naming whom to call.
+    """
+    _absolute(base_url, "base_url")
+    query = urlencode({"trigger": trigger, "business": business, "phone": phone})
+    return f"{base_url.rstrip('/')}/twilio/dial-action?{query}"
+
+
 def whisper_url(base_url: str, summary: str) -> str:
     """The whisper URL for ``summary``: our ``/twilio/whisper`` with the sentence in its query.
 
