@@ -109,6 +109,7 @@ def electrician_script() -> dict[str, str | list[str]]:
         "Systems to connect": "backend",
         "backend's https URL": PUBLIC_BACKEND,
         "Number to put callers through": "+1 303 555 0100",
+        "On-call number for emergencies": "+1 303 555 0199",
         "Twilio numbers callers dial": "+1 720 555 0100, +17205550101",
     }
 
@@ -187,6 +188,8 @@ async def test_the_assistant_reads_the_description_and_the_profile_passes_check(
     assert tried.returncode == 0, tried.stdout + tried.stderr
     assert "Report card: Volt Brothers Electric" in tried.stdout
     assert "PASS  emergency_electrical" in tried.stdout
+    assert "put through to On call (+13035550199)" in tried.stdout  # the on-call number
+    assert "PASS  asks_for_a_person" in tried.stdout
     assert "passed: ready for a live call" in tried.stdout
 
 
