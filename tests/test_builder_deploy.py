@@ -6,8 +6,10 @@ nothing here needs Docker, Fly or the network.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -102,9 +104,40 @@ def test_fly_toml_parses_with_a_health_check_and_a_kill_timeout_that_drains_call
     assert (check["method"], check["path"]) == ("GET", "/readyz")
     assert config["mounts"]["destination"] == "/app/data"
     assert config["env"]["OUTBOX_PATH"].startswith(config["mounts"]["destination"] + "/")
-    assert (ROOT / config["build"]["dockerfile"]).resolve() == (out / "Dockerfile").resolve()
+    # flyctl resolves build.dockerfile against the fly.toml's own folder.
+    assert config["build"]["dockerfile"] == "Dockerfile"
+    assert (out / config["build"]["dockerfile"]).resolve() == (out / "Dockerfile").resolve()
     # Fly drains a shared-CPU machine 5 minutes at most: 645 s needs a dedicated one.
     assert config["vm"][0]["cpu_kind"] == "performance"
+
+
+def generated_dir() -> Path:
+    folder = ROOT / "deploy" / "generated"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_fly_deploy_builds_the_repository_with_the_dockerfile_beside_the_fly_toml(tmp_path):
+    # A fake fly records its arguments and folder; resolve them as flyctl does. The files
+    # go where they go by default, inside the repository (deploy/generated/, ignored).
+    seen = tmp_path / "seen"
+    out = Path(tempfile.mkdtemp(prefix="test-", dir=generated_dir()))
+    try:
+        record = f'pwd > "{seen}"\nfor a in "$@"; do echo "$a" >> "{seen}"; done'
+        done = run_deploy(tmp_path, "--target", "fly", "--out", str(out), tools={"fly": record})
+
+        assert done.returncode == 0, done.stdout + done.stderr
+        cwd, *args = seen.read_text().splitlines()
+        assert args[:3] == ["deploy", "--config", str(out / "fly.toml")]
+        config_path = Path(cwd) / args[2]
+        # The build context: the working directory argument, else the folder fly runs in.
+        context = Path(cwd) / (args[3] if len(args) > 3 else ".")
+        assert context.resolve() == ROOT.resolve()
+        dockerfile = tomllib.loads(config_path.read_text())["build"]["dockerfile"]
+        assert (config_path.parent / dockerfile).resolve() == (out / "Dockerfile").resolve()
+        assert (context / "main.py").is_file() and (context / "frontdesk").is_dir()
+    finally:
+        shutil.rmtree(out)
 
 
 def test_a_short_drain_fits_a_shared_cpu_fly_machine(tmp_path: Path) -> None:

@@ -119,7 +119,9 @@ def plan(target: str, out: Path, env: Mapping[str, str], *, app: str = "frontdes
             ]
             tool = "docker"
         case "fly":
-            files["fly.toml"] = _fly(calls, dockerfile_path, app)
+            # flyctl resolves build.dockerfile against the fly.toml's folder; the build
+            # context is the working directory it is given: the repository root.
+            files["fly.toml"] = _fly(calls, "Dockerfile", app)
             commands = [["fly", "deploy", "--config", str(out / "fly.toml"), str(ROOT)]]
             tool = "fly"
         case _:
@@ -200,7 +202,8 @@ kill_timeout = {calls.drain_seconds}
   {vm}
 
 [build]
-  # Relative to the repository root, the folder `fly deploy` is given.
+  # Relative to this file's folder (where fly resolves it); the build context is the
+  # repository root, the working directory `fly deploy` is given.
   dockerfile = "{dockerfile}"
 
 [env]
