@@ -6,6 +6,7 @@ nothing here needs Docker, Fly or the network.
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import subprocess
 import sys
@@ -242,3 +243,30 @@ def test_every_target_writes_the_repositorys_image(target: str, tmp_path: Path) 
 def test_an_unknown_target_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown target"):
         deploy.plan("heroku", Path("out"), {})
+
+
+def ignored_by_docker(path: str) -> bool:
+    """Whether the image build leaves ``path`` out (the .dockerignore rules this repo uses)."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(
+        fnmatch.fnmatchcase(prefix, pattern.replace("**/", "*/"))
+        or (pattern.startswith("**/") and fnmatch.fnmatchcase(prefix, pattern[3:]))
+        for pattern in patterns
+        for prefix in prefixes
+    )
+
+
+def test_the_image_holds_a_generated_profile_and_its_knowledge_but_no_drafts_or_reports():
+    # The image copies the repository (COPY . .) into /app, where AGENT_PROFILE is relative.
+    assert "COPY . ." in (ROOT / "Dockerfile").read_text()
+    assert not ignored_by_docker("profiles/volt.yaml")
+    assert not ignored_by_docker("profiles/knowledge/volt/faq.md")
+    assert ignored_by_docker("profiles/.drafts/volt.json")
+    assert ignored_by_docker("profiles/.reports/volt.json")
+    assert ignored_by_docker(".env.volt.missing")

@@ -23,8 +23,9 @@ import yaml
 from emulators.calls import CallRegistry
 from emulators.faults import Fault, FaultKind
 from emulators.openai import OpenAIEmulator
-from frontdesk.builder import interview
+from frontdesk.builder import interview, output
 from frontdesk.builder.assistant import Assistant
+from frontdesk.builder.questions import Context
 from frontdesk.runtime.profile import load_profile
 from frontdesk.runtime.settings import DEFAULT_PROFILE
 from tests.support import ROOT
@@ -521,3 +522,19 @@ async def test_a_confirmed_description_wins_over_the_edited_profiles_values(
     assert profile.business_name == "Bayside Plumbing & Heating"
     assert profile.hours.timezone == "America/Los_Angeles"
     assert [s.id for s in profile.services] == ["plumbing", "hvac", "electrical"]
+
+
+def test_the_missing_settings_name_a_profile_in_the_repository_as_the_image_does(tmp_path):
+    # The server runs from the repository root (/app in the image): a relative path there.
+    ctx = Context(
+        profile_folder=ROOT / "profiles", answers={"calls_per_day": "50", "call_minutes": "3"}
+    )
+    target = tmp_path / ".env.volt.missing"
+
+    output.write_missing_settings(ctx, ROOT / "profiles" / "volt.yaml", target)
+    output.write_missing_settings(ctx, tmp_path / "elsewhere" / "volt.yaml", tmp_path / "b")
+
+    assert "\nAGENT_PROFILE=profiles/volt.yaml\n" in target.read_text()
+    assert (
+        f"\nAGENT_PROFILE={tmp_path / 'elsewhere' / 'volt.yaml'}\n" in (tmp_path / "b").read_text()
+    )
