@@ -265,6 +265,12 @@ def _builder_commands(commands: argparse._SubParsersAction) -> None:
         help="wait before the first retry (doubling, capped)",
     )
     target.add_argument("--env-file", default=".env", help="read PUBLIC_URL and call limits here")
+    target.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="the profile the deployment answers with (default: AGENT_PROFILE of the env file)",
+    )
 
 
 def _new_command(args: argparse.Namespace) -> int:
@@ -299,10 +305,13 @@ def _deploy_command(args: argparse.Namespace) -> int:
 
     out = args.out or deploy.ROOT / "deploy" / "generated" / args.target
     backoff = Backoff(initial=args.retry_seconds, ceiling=max(args.retry_seconds, 30.0))
+    env = settings_in_use(Path(args.env_file))
+    if args.profile is not None:
+        env["AGENT_PROFILE"] = str(args.profile.resolve())
     return deploy.deploy(
         args.target,
         out,
-        settings_in_use(Path(args.env_file)),
+        env,
         dry_run=args.dry_run,
         say=print,
         attempts=max(1, args.attempts),

@@ -270,3 +270,35 @@ def test_the_image_holds_a_generated_profile_and_its_knowledge_but_no_drafts_or_
     assert ignored_by_docker("profiles/.drafts/volt.json")
     assert ignored_by_docker("profiles/.reports/volt.json")
     assert ignored_by_docker(".env.volt.missing")
+
+
+def test_the_profile_in_the_repository_is_passed_to_the_container_by_its_path_there(tmp_path):
+    # The env file names it as `new` writes it; --profile names it from anywhere.
+    done = run_deploy(
+        tmp_path, "--target", "fly", "--dry-run", "--out", str(tmp_path / "out"),
+        env_lines="AGENT_PROFILE=profiles/examples/electrician.yaml\n",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert 'AGENT_PROFILE = "profiles/examples/electrician.yaml"' in done.stdout
+
+    out = tmp_path / "compose"
+    electrician = ROOT / "profiles" / "examples" / "electrician.yaml"
+    done = run_deploy(
+        tmp_path, "--target", "compose", "--out", str(out), "--profile", str(electrician)
+    )
+    assert done.returncode == 0, done.stderr
+    compose = yaml.safe_load((out / "compose.yaml").read_text())
+    environment = compose["services"]["frontdesk"]["environment"]
+    assert environment["AGENT_PROFILE"] == "profiles/examples/electrician.yaml"
+    assert (ROOT / environment["AGENT_PROFILE"]).is_file()
+
+    done = run_deploy(
+        tmp_path, "--target", "docker", "--out", str(out), "--profile", str(electrician)
+    )
+    assert "-e AGENT_PROFILE=profiles/examples/electrician.yaml " in done.stdout
+
+    # A profile outside the repository is not in the image: said, and not passed.
+    outside = tmp_path / "volt.yaml"
+    done = run_deploy(tmp_path, "--target", "fly", "--out", str(out), "--profile", str(outside))
+    assert f"AGENT_PROFILE {outside} is outside the repository" in done.stdout
+    assert "AGENT_PROFILE" not in tomllib.loads((out / "fly.toml").read_text())["env"]
