@@ -243,6 +243,9 @@ def _builder_commands(commands: argparse._SubParsersAction) -> None:
         "--profiles-dir", type=Path, default=None, help="where profiles live (default profiles/)"
     )
     new.add_argument("--no-try", action="store_true", help="do not offer the pre-launch test")
+    new.add_argument(
+        "--env-file", default=".env", help="settings read for defaults and the OpenAI key"
+    )
     estimate = commands.add_parser("estimate", help="calls at once, cores and memory from traffic")
     estimate.add_argument("--calls-per-day", type=int, default=50)
     estimate.add_argument("--minutes", type=float, default=4.0, help="average call length")
@@ -276,14 +279,17 @@ def _builder_commands(commands: argparse._SubParsersAction) -> None:
 def _new_command(args: argparse.Namespace) -> int:
     from frontdesk.builder import interview
     from frontdesk.builder.assistant import Assistant
+    from frontdesk.builder.output import settings_in_use
 
     options = interview.Options(
         name=args.profile,
         resume=args.resume,
         profiles_dir=args.profiles_dir or interview.Options().profiles_dir,
+        env_file=Path(args.env_file),
         offer_try=not args.no_try,
     )
-    return interview.run(interview.Terminal(), options, Assistant.from_environment())
+    assistant = Assistant.from_environment(settings_in_use(Path(args.env_file)))
+    return interview.run(interview.Terminal(), options, assistant)
 
 
 def _estimate_command(calls_per_day: int, minutes: float, blocking: float) -> int:

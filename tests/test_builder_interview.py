@@ -487,6 +487,35 @@ def test_new_runs_from_the_command_line_with_answers_on_stdin(profiles: Path) ->
     assert (profiles.parent / ".env.acme.missing").is_file()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("env_file", [None, "settings/world.env"], ids=["dotenv", "env_file"])
+async def test_new_reads_the_openai_key_and_address_from_the_env_file(
+    emulator: OpenAIEmulator, profiles: Path, env_file: str | None
+) -> None:
+    settings = profiles.parent / (env_file or ".env")
+    settings.parent.mkdir(exist_ok=True)
+    settings.write_text(f"OPENAI_API_KEY=sk-test\nOPENAI_BASE_URL={emulator.url}/v1\n")
+    answers = "\n".join([ELECTRICIAN, "y"] + [""] * 60) + "\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    flags = ["--env-file", env_file] if env_file else []
+
+    def new() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "main.py"), "new", "--profile", "volt",
+             "--profiles-dir", str(profiles), "--no-try", *flags],
+            input=answers, cwd=profiles.parent, env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+
+    done = await anyio.to_thread.run_sync(new)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert emulator.requests, "the assistant was never asked"
+    assert emulator.requests[-1]["messages"][-1]["content"] == ELECTRICIAN
+    assert "I understood:" in done.stdout
+    assert load_profile(profiles / "volt.yaml").business_name == "Volt Brothers Electric"
+
+
 def test_end_of_input_saves_progress_like_ctrl_c(profiles: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "new", "--profile", "acme",
