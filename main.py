@@ -68,12 +68,18 @@ MAX_WORKERS = 256
 DRAIN_SLACK_SECONDS = 30.0
 """Beyond SHUTDOWN_GRACE_SECONDS, what a draining worker may take before it is killed."""
 MAIN_PATH = str(Path(__file__).resolve())
+QUIET_COMMANDS = frozenset({"new", "try", "check", "estimate", "deploy"})
+"""Commands a person reads as they run: the HTTP clients' own INFO lines are noise there."""
+CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "twilio", "urllib3", "aiohttp.client")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command named in ``argv`` and return the process exit code."""
     logs.configure(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "text"))
     args = _parser().parse_args(argv)
+    if args.command in QUIET_COMMANDS:
+        for name in CLIENT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     match args.command:
         case "serve":
             return _serve_command(
