@@ -27,7 +27,8 @@ async def test_new_asks_the_assistant_without_printing_its_http_requests(tmp_pat
     (tmp_path / "profiles").mkdir()
     answers = "\n".join(["Volt Brothers Electric in Denver, ZIP 80202, wiring", "y"] + [""] * 60)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "LOG_"))}
-    async with OpenAIEmulator(calls=CallRegistry()) as emulator:
+    emulator = OpenAIEmulator(calls=CallRegistry())
+    async with emulator:
         (tmp_path / ".env").write_text(
             f"OPENAI_API_KEY=sk-test\nOPENAI_BASE_URL={emulator.url}/v1\n"
         )
