@@ -567,3 +567,20 @@ def test_the_missing_settings_name_a_profile_in_the_repository_as_the_image_does
     assert (
         f"\nAGENT_PROFILE={tmp_path / 'elsewhere' / 'volt.yaml'}\n" in (tmp_path / "b").read_text()
     )
+
+
+def test_a_second_language_brings_the_trades_emergency_words_in_it(profiles: Path) -> None:
+    console = ScriptedConsole(
+        {"business's name": "Volt Electric", "Trades": "electrical", "ZIP codes": "80202",
+         "Languages callers": "en, es", "Systems to connect": "-"}
+    )  # fmt: skip
+
+    assert interview.run(console, options(profiles, name="volt"), None) == 0
+
+    assert "Words that mean an emergency in Spanish" in console.text()
+    profile = load_profile(profiles / "volt.yaml")
+    assert profile.emergency.detect("There are sparks coming out of an outlet.") == "sparks"
+    assert profile.emergency.detect("Hay chispas y humo saliendo del enchufe") is not None
+    tried = pre_launch_test(profiles / "volt.yaml", profiles.parent)
+    assert tried.returncode == 0, tried.stdout + tried.stderr
+    assert "PASS  emergency_electrical_in_es" in tried.stdout

@@ -121,7 +121,7 @@ def profile_data(ctx: Context, name: str) -> dict[str, Any]:
             "service_area": {"zips": ctx.value("zips") or [], "cities": ctx.value("cities") or []},
             "hours": {"timezone": ctx.value("timezone"), "weekly": weekly},
             "emergency": {
-                "keywords": ctx.value("emergency_keywords"),
+                "keywords": emergency_keywords(ctx),
                 "safety_message": ctx.value("safety_message"),
             },
             "callback_promise": ctx.value("callback_promise"),
@@ -154,6 +154,14 @@ def profile_data(ctx: Context, name: str) -> dict[str, Any]:
         recording["announce"] = ctx.value("recording_announce")
     data["recording"] = recording
     return data
+
+
+def emergency_keywords(ctx: Context) -> list[str]:
+    """The emergency words: the answered ones, then each other language's, once each."""
+    words = list(ctx.value("emergency_keywords") or [])
+    for code in ctx.languages()[1:]:
+        words += ctx.value(f"{code}_emergency_keywords") or []
+    return list(dict.fromkeys(words))
 
 
 def _title(path: Path) -> str:

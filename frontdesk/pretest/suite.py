@@ -3,12 +3,13 @@
 :func:`adapt` writes the shipped scenarios' calls again for the business a profile
 describes: its greeting, each of its services, a ZIP inside and one outside its service
 area, its opening hours (the booked window must fall inside them), the emergencies of
-its trades, its knowledge files (a question they answer, one they do not), and each of
-its languages, and — when it has someone to put callers through to — a caller asking for
-a person. Each :class:`TextScenario` carries expectations
-of the same kinds as ``scenarios/*.yaml`` — states reached in order, the outcome, a tool
-called with given arguments, phrases the bot said or never said, who ended the call —
-and :func:`judge` checks a finished call against them, giving a reason for each miss.
+its trades (and one said in each other language), its knowledge files (a question they
+answer, one they do not), each of its languages, and — when it has someone to put
+callers through to — a caller asking for a person. Each :class:`TextScenario` carries
+expectations of the same kinds as ``scenarios/*.yaml`` — states reached in order, the
+outcome, a tool called with given arguments, phrases the bot said or never said, who
+ended the call — and :func:`judge` checks a finished call against them, giving a reason
+for each miss.
 
 Emergency lines are written per trade (what a caller of a plumber, an electrician or a
 heating company says in an emergency), not from the profile's keyword list, so a list
@@ -53,6 +54,14 @@ TRADE_EMERGENCIES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
 }
 """Per trade: words in a service that say the business does it, and a caller's emergency."""
+TRADE_EMERGENCIES_SPOKEN: dict[str, dict[str, str]] = {
+    "es": {
+        "plumbing": "Se reventó un tubo y el sótano se está inundando.",
+        "electrical": "Hay chispas y humo saliendo del enchufe.",
+        "gas heating": "Huele a gas cerca de la caldera.",
+    }
+}
+"""The same emergencies as a caller says them in each other language the suite speaks."""
 ASKS_FOR_A_PERSON = "Can I talk to a real person please?"
 UNANSWERABLE = "Do you sell solar panels?"
 """A question no home-services business's knowledge answers."""
@@ -196,33 +205,49 @@ def adapt(profile: AgentProfile, at: datetime | None = None) -> list[TextScenari
         )
     )
     on_call = profile.handoff.choose("emergency", at, profile.hours).target if at else None
-    for trade in trades(profile):
-        line = TRADE_EMERGENCIES[trade][1]
-        safety = _first_sentence(profile.emergency.safety_message)
+    spoken = {language.code: language for language in profile.spoken()}
+    emergencies = [
+        (trade, TRADE_EMERGENCIES[trade][1], profile.spoken()[0].code, "")
+        for trade in trades(profile)
+    ]
+    for code in list(spoken)[1:]:
+        # One emergency per other language: the first trade's, as its callers say it.
+        lines = TRADE_EMERGENCIES_SPOKEN.get(code, {})
+        said = next(((t, lines[t]) for t in trades(profile) if t in lines), None)
+        if said is not None:
+            emergencies.append((said[0], said[1], code, f"_in_{code}"))
+    for trade, line, code, suffix in emergencies:
+        safety = _first_sentence(spoken[code].safety_message or profile.emergency.safety_message)
+        in_language = f" in {spoken[code].name}" if suffix else ""
         if on_call is not None:
             about = (
-                f"Emergency ({trade}): the safety message first, then the caller is put "
-                f"through to {on_call.name} ({on_call.number})."
+                f"Emergency ({trade}){in_language}: the safety message first, then the caller "
+                f"is put through to {on_call.name} ({on_call.number})."
             )
             expect = Expect(
                 outcome="handed_off",
                 states=("greeting", "emergency", "handoff"),
-                bot_said=(safety, "put you through"),
+                bot_said=(safety,),
                 callback=True,
                 ended_by="handoff",
+                language=code if suffix else None,
             )
         else:
-            about = f"Emergency ({trade}): the safety message first, then an urgent callback."
+            about = (
+                f"Emergency ({trade}){in_language}: the safety message first, then an urgent "
+                "callback."
+            )
             expect = Expect(
                 outcome="emergency",
                 states=("greeting", "emergency"),
                 bot_said=(safety,),
                 callback=True,
                 ended_by="bot",
+                language=code if suffix else None,
             )
         suite.append(
             TextScenario(
-                name=f"emergency_{trade.replace(' ', '_')}",
+                name=f"emergency_{trade.replace(' ', '_')}{suffix}",
                 about=about,
                 lines=(line,),
                 expect=expect,
