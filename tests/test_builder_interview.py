@@ -577,7 +577,7 @@ def test_a_second_language_brings_the_trades_emergency_words_in_it(profiles: Pat
 
     assert interview.run(console, options(profiles, name="volt"), None) == 0
 
-    assert "Words that mean an emergency in Spanish" in console.text()
+    assert "More words that mean an emergency, in Spanish" in console.text()
     profile = load_profile(profiles / "volt.yaml")
     assert profile.emergency.detect("There are sparks coming out of an outlet.") == "sparks"
     assert profile.emergency.detect("Hay chispas y humo saliendo del enchufe") is not None

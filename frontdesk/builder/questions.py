@@ -311,6 +311,9 @@ def _extra_language(code: str) -> Callable[[Context], bool]:
 
 def _language_keywords(code: str) -> Callable[[Context], str]:
     def default(ctx: Context) -> str:
+        spoken = [language.get("code") for language in ctx.old("languages") or []]
+        if ctx.old("emergency", "keywords") and code in spoken:
+            return ""  # an edited profile's words in this language are in the list above
         words = [w for trade in ctx.trades() for w in trade.keywords(code)]
         return ", ".join(dict.fromkeys(words))
 
@@ -325,10 +328,11 @@ def _language_questions() -> list[Question]:
             Question(
                 id=f"{code}_emergency_keywords",
                 label=f"{names[code]} emergency words",
-                prompt=f"Words that mean an emergency in {names[code]} (comma-separated)",
+                prompt=f"More words that mean an emergency, in {names[code]} (comma-separated)",
                 default=_language_keywords(code),
                 read=lambda raw, ctx: [clean_text(word) for word in answers.items(raw)],
                 when=_extra_language(code),
+                optional=True,
             )
         )
         for text, label, limit in (
