@@ -68,12 +68,18 @@ MAX_WORKERS = 256
 DRAIN_SLACK_SECONDS = 30.0
 """Beyond SHUTDOWN_GRACE_SECONDS, what a draining worker may take before it is killed."""
 MAIN_PATH = str(Path(__file__).resolve())
+QUIET_COMMANDS = frozenset({"new", "try", "check", "estimate", "deploy"})
+"""Commands a person reads as they run: the HTTP clients' own INFO lines are noise there."""
+CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "twilio", "urllib3", "aiohttp.client")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command named in ``argv`` and return the process exit code."""
     logs.configure(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "text"))
     args = _parser().parse_args(argv)
+    if args.command in QUIET_COMMANDS:
+        for name in CLIENT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     match args.command:
         case "serve":
             return _serve_command(
@@ -243,6 +249,9 @@ def _builder_commands(commands: argparse._SubParsersAction) -> None:
         "--profiles-dir", type=Path, default=None, help="where profiles live (default profiles/)"
     )
     new.add_argument("--no-try", action="store_true", help="do not offer the pre-launch test")
+    new.add_argument(
+        "--env-file", default=".env", help="settings read for defaults and the OpenAI key"
+    )
     estimate = commands.add_parser("estimate", help="calls at once, cores and memory from traffic")
     estimate.add_argument("--calls-per-day", type=int, default=50)
     estimate.add_argument("--minutes", type=float, default=4.0, help="average call length")
@@ -265,19 +274,28 @@ def _builder_commands(commands: argparse._SubParsersAction) -> None:
         help="wait before the first retry (doubling, capped)",
     )
     target.add_argument("--env-file", default=".env", help="read PUBLIC_URL and call limits here")
+    target.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="the profile the deployment answers with (default: AGENT_PROFILE of the env file)",
+    )
 
 
 def _new_command(args: argparse.Namespace) -> int:
     from frontdesk.builder import interview
     from frontdesk.builder.assistant import Assistant
+    from frontdesk.builder.output import settings_in_use
 
     options = interview.Options(
         name=args.profile,
         resume=args.resume,
         profiles_dir=args.profiles_dir or interview.Options().profiles_dir,
+        env_file=Path(args.env_file),
         offer_try=not args.no_try,
     )
-    return interview.run(interview.Terminal(), options, Assistant.from_environment())
+    assistant = Assistant.from_environment(settings_in_use(Path(args.env_file)))
+    return interview.run(interview.Terminal(), options, assistant)
 
 
 def _estimate_command(calls_per_day: int, minutes: float, blocking: float) -> int:
@@ -299,10 +317,13 @@ def _deploy_command(args: argparse.Namespace) -> int:
 
     out = args.out or deploy.ROOT / "deploy" / "generated" / args.target
     backoff = Backoff(initial=args.retry_seconds, ceiling=max(args.retry_seconds, 30.0))
+    env = settings_in_use(Path(args.env_file))
+    if args.profile is not None:
+        env["AGENT_PROFILE"] = str(args.profile.resolve())
     return deploy.deploy(
         args.target,
         out,
-        settings_in_use(Path(args.env_file)),
+        env,
         dry_run=args.dry_run,
         say=print,
         attempts=max(1, args.attempts),

@@ -6,8 +6,11 @@ nothing here needs Docker, Fly or the network.
 
 from __future__ import annotations
 
+import fnmatch
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -102,9 +105,40 @@ def test_fly_toml_parses_with_a_health_check_and_a_kill_timeout_that_drains_call
     assert (check["method"], check["path"]) == ("GET", "/readyz")
     assert config["mounts"]["destination"] == "/app/data"
     assert config["env"]["OUTBOX_PATH"].startswith(config["mounts"]["destination"] + "/")
-    assert (ROOT / config["build"]["dockerfile"]).resolve() == (out / "Dockerfile").resolve()
+    # flyctl resolves build.dockerfile against the fly.toml's own folder.
+    assert config["build"]["dockerfile"] == "Dockerfile"
+    assert (out / config["build"]["dockerfile"]).resolve() == (out / "Dockerfile").resolve()
     # Fly drains a shared-CPU machine 5 minutes at most: 645 s needs a dedicated one.
     assert config["vm"][0]["cpu_kind"] == "performance"
+
+
+def generated_dir() -> Path:
+    folder = ROOT / "deploy" / "generated"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_fly_deploy_builds_the_repository_with_the_dockerfile_beside_the_fly_toml(tmp_path):
+    # A fake fly records its arguments and folder; resolve them as flyctl does. The files
+    # go where they go by default, inside the repository (deploy/generated/, ignored).
+    seen = tmp_path / "seen"
+    out = Path(tempfile.mkdtemp(prefix="test-", dir=generated_dir()))
+    try:
+        record = f'pwd > "{seen}"\nfor a in "$@"; do echo "$a" >> "{seen}"; done'
+        done = run_deploy(tmp_path, "--target", "fly", "--out", str(out), tools={"fly": record})
+
+        assert done.returncode == 0, done.stdout + done.stderr
+        cwd, *args = seen.read_text().splitlines()
+        assert args[:3] == ["deploy", "--config", str(out / "fly.toml")]
+        config_path = Path(cwd) / args[2]
+        # The build context: the working directory argument, else the folder fly runs in.
+        context = Path(cwd) / (args[3] if len(args) > 3 else ".")
+        assert context.resolve() == ROOT.resolve()
+        dockerfile = tomllib.loads(config_path.read_text())["build"]["dockerfile"]
+        assert (config_path.parent / dockerfile).resolve() == (out / "Dockerfile").resolve()
+        assert (context / "main.py").is_file() and (context / "frontdesk").is_dir()
+    finally:
+        shutil.rmtree(out)
 
 
 def test_a_short_drain_fits_a_shared_cpu_fly_machine(tmp_path: Path) -> None:
@@ -209,3 +243,62 @@ def test_every_target_writes_the_repositorys_image(target: str, tmp_path: Path) 
 def test_an_unknown_target_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown target"):
         deploy.plan("heroku", Path("out"), {})
+
+
+def ignored_by_docker(path: str) -> bool:
+    """Whether the image build leaves ``path`` out (the .dockerignore rules this repo uses)."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(
+        fnmatch.fnmatchcase(prefix, pattern.replace("**/", "*/"))
+        or (pattern.startswith("**/") and fnmatch.fnmatchcase(prefix, pattern[3:]))
+        for pattern in patterns
+        for prefix in prefixes
+    )
+
+
+def test_the_image_holds_a_generated_profile_and_its_knowledge_but_no_drafts_or_reports():
+    # The image copies the repository (COPY . .) into /app, where AGENT_PROFILE is relative.
+    assert "COPY . ." in (ROOT / "Dockerfile").read_text()
+    assert not ignored_by_docker("profiles/volt.yaml")
+    assert not ignored_by_docker("profiles/knowledge/volt/faq.md")
+    assert ignored_by_docker("profiles/.drafts/volt.json")
+    assert ignored_by_docker("profiles/.reports/volt.json")
+    assert ignored_by_docker(".env.volt.missing")
+
+
+def test_the_profile_in_the_repository_is_passed_to_the_container_by_its_path_there(tmp_path):
+    # The env file names it as `new` writes it; --profile names it from anywhere.
+    done = run_deploy(
+        tmp_path, "--target", "fly", "--dry-run", "--out", str(tmp_path / "out"),
+        env_lines="AGENT_PROFILE=profiles/examples/electrician.yaml\n",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert 'AGENT_PROFILE = "profiles/examples/electrician.yaml"' in done.stdout
+
+    out = tmp_path / "compose"
+    electrician = ROOT / "profiles" / "examples" / "electrician.yaml"
+    done = run_deploy(
+        tmp_path, "--target", "compose", "--out", str(out), "--profile", str(electrician)
+    )
+    assert done.returncode == 0, done.stderr
+    compose = yaml.safe_load((out / "compose.yaml").read_text())
+    environment = compose["services"]["frontdesk"]["environment"]
+    assert environment["AGENT_PROFILE"] == "profiles/examples/electrician.yaml"
+    assert (ROOT / environment["AGENT_PROFILE"]).is_file()
+
+    done = run_deploy(
+        tmp_path, "--target", "docker", "--out", str(out), "--profile", str(electrician)
+    )
+    assert "-e AGENT_PROFILE=profiles/examples/electrician.yaml " in done.stdout
+
+    # A profile outside the repository is not in the image: said, and not passed.
+    outside = tmp_path / "volt.yaml"
+    done = run_deploy(tmp_path, "--target", "fly", "--out", str(out), "--profile", str(outside))
+    assert f"AGENT_PROFILE {outside} is outside the repository" in done.stdout
+    assert "AGENT_PROFILE" not in tomllib.loads((out / "fly.toml").read_text())["env"]

@@ -23,8 +23,9 @@ import yaml
 from emulators.calls import CallRegistry
 from emulators.faults import Fault, FaultKind
 from emulators.openai import OpenAIEmulator
-from frontdesk.builder import interview
+from frontdesk.builder import interview, output
 from frontdesk.builder.assistant import Assistant
+from frontdesk.builder.questions import Context
 from frontdesk.runtime.profile import load_profile
 from frontdesk.runtime.settings import DEFAULT_PROFILE
 from tests.support import ROOT
@@ -109,6 +110,7 @@ def electrician_script() -> dict[str, str | list[str]]:
         "Systems to connect": "backend",
         "backend's https URL": PUBLIC_BACKEND,
         "Number to put callers through": "+1 303 555 0100",
+        "On-call number for emergencies": "+1 303 555 0199",
         "Twilio numbers callers dial": "+1 720 555 0100, +17205550101",
     }
 
@@ -187,6 +189,8 @@ async def test_the_assistant_reads_the_description_and_the_profile_passes_check(
     assert tried.returncode == 0, tried.stdout + tried.stderr
     assert "Report card: Volt Brothers Electric" in tried.stdout
     assert "PASS  emergency_electrical" in tried.stdout
+    assert "put through to On call (+13035550199)" in tried.stdout  # the on-call number
+    assert "PASS  asks_for_a_person" in tried.stdout
     assert "passed: ready for a live call" in tried.stdout
 
 
@@ -483,6 +487,35 @@ def test_new_runs_from_the_command_line_with_answers_on_stdin(profiles: Path) ->
     assert (profiles.parent / ".env.acme.missing").is_file()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("env_file", [None, "settings/world.env"], ids=["dotenv", "env_file"])
+async def test_new_reads_the_openai_key_and_address_from_the_env_file(
+    emulator: OpenAIEmulator, profiles: Path, env_file: str | None
+) -> None:
+    settings = profiles.parent / (env_file or ".env")
+    settings.parent.mkdir(exist_ok=True)
+    settings.write_text(f"OPENAI_API_KEY=sk-test\nOPENAI_BASE_URL={emulator.url}/v1\n")
+    answers = "\n".join([ELECTRICIAN, "y"] + [""] * 60) + "\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    flags = ["--env-file", env_file] if env_file else []
+
+    def new() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "main.py"), "new", "--profile", "volt",
+             "--profiles-dir", str(profiles), "--no-try", *flags],
+            input=answers, cwd=profiles.parent, env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+
+    done = await anyio.to_thread.run_sync(new)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert emulator.requests, "the assistant was never asked"
+    assert emulator.requests[-1]["messages"][-1]["content"] == ELECTRICIAN
+    assert "I understood:" in done.stdout
+    assert load_profile(profiles / "volt.yaml").business_name == "Volt Brothers Electric"
+
+
 def test_end_of_input_saves_progress_like_ctrl_c(profiles: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "new", "--profile", "acme",
@@ -518,3 +551,36 @@ async def test_a_confirmed_description_wins_over_the_edited_profiles_values(
     assert profile.business_name == "Bayside Plumbing & Heating"
     assert profile.hours.timezone == "America/Los_Angeles"
     assert [s.id for s in profile.services] == ["plumbing", "hvac", "electrical"]
+
+
+def test_the_missing_settings_name_a_profile_in_the_repository_as_the_image_does(tmp_path):
+    # The server runs from the repository root (/app in the image): a relative path there.
+    ctx = Context(
+        profile_folder=ROOT / "profiles", answers={"calls_per_day": "50", "call_minutes": "3"}
+    )
+    target = tmp_path / ".env.volt.missing"
+
+    output.write_missing_settings(ctx, ROOT / "profiles" / "volt.yaml", target)
+    output.write_missing_settings(ctx, tmp_path / "elsewhere" / "volt.yaml", tmp_path / "b")
+
+    assert "\nAGENT_PROFILE=profiles/volt.yaml\n" in target.read_text()
+    assert (
+        f"\nAGENT_PROFILE={tmp_path / 'elsewhere' / 'volt.yaml'}\n" in (tmp_path / "b").read_text()
+    )
+
+
+def test_a_second_language_brings_the_trades_emergency_words_in_it(profiles: Path) -> None:
+    console = ScriptedConsole(
+        {"business's name": "Volt Electric", "Trades": "electrical", "ZIP codes": "80202",
+         "Languages callers": "en, es", "Systems to connect": "-"}
+    )  # fmt: skip
+
+    assert interview.run(console, options(profiles, name="volt"), None) == 0
+
+    assert "More words that mean an emergency, in Spanish" in console.text()
+    profile = load_profile(profiles / "volt.yaml")
+    assert profile.emergency.detect("There are sparks coming out of an outlet.") == "sparks"
+    assert profile.emergency.detect("Hay chispas y humo saliendo del enchufe") is not None
+    tried = pre_launch_test(profiles / "volt.yaml", profiles.parent)
+    assert tried.returncode == 0, tried.stdout + tried.stderr
+    assert "PASS  emergency_electrical_in_es" in tried.stdout

@@ -18,6 +18,7 @@ from emulators.openai import OpenAIEmulator
 from emulators.receptionist import service_phrases
 from frontdesk.conversation.prompts import role
 from frontdesk.pretest.run import LiveModel, pretest, report_path
+from frontdesk.pretest.suite import adapt
 from frontdesk.runtime.profile import load_profile
 from tests.support import ROOT, run_main
 
@@ -96,6 +97,44 @@ def test_emergency_keywords_that_miss_the_trades_emergency_fail_with_the_reason(
     card = json.loads(report_path(profile).read_text())
     failed = [s["name"] for s in card["scenarios"] if not s["passed"]]
     assert failed == ["emergency_electrical"]
+
+
+def test_the_emergency_goes_to_whoever_is_on_call_at_the_hour_of_the_calls(tmp_path):
+    # Reachable (always): safety message, then put through; and the office takes requests.
+    handoff = {
+        "targets": [
+            {"name": "Office", "number": "+13035550100", "hours": "business",
+             "use_for": ["request"]},
+            {"name": "On call", "number": "+13035550199", "hours": "always",
+             "use_for": ["emergency"]},
+        ]
+    }  # fmt: skip
+    profile = copy_profile(ELECTRICIAN, tmp_path, handoff=handoff)
+    code, out, _ = run_main("try", str(profile), env=env(tmp_path))
+    assert code == 0, out
+    assert "PASS  emergency_electrical         handed_off" in out
+    assert "PASS  asks_for_a_person            handed_off" in out
+    assert "put through to On call (+13035550199)" in out
+
+    # Nights only (the calls are placed an hour after opening): the urgent callback; and
+    # nobody for requests at that hour: the caller is offered a callback instead.
+    night = {d: "20:00-06:00" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    handoff = {
+        "targets": [
+            {"name": "Office", "number": "+13035550100", "hours": night, "use_for": ["request"]},
+            {"name": "On call", "number": "+13035550199", "hours": night,
+             "use_for": ["emergency"]},
+        ]
+    }  # fmt: skip
+    (tmp_path / "night").mkdir()
+    profile = copy_profile(ELECTRICIAN, tmp_path / "night", handoff=handoff)
+    code, out, _ = run_main("try", str(profile), env=env(tmp_path))
+    assert code == 0, out
+    assert "PASS  emergency_electrical         emergency" in out
+    assert "PASS  asks_for_a_person            callback" in out
+
+    # The default profile has nobody to put through: no such scenario.
+    assert "asks_for_a_person" not in {s.name for s in adapt(load_profile(ELECTRICIAN))}
 
 
 def test_a_greeting_without_the_business_name_fails_the_greeting(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -151,15 +152,19 @@ class Assistant:
     timeout: float = TIMEOUT_SECONDS
 
     @classmethod
-    def from_environment(cls) -> Assistant | None:
-        """The assistant ``OPENAI_API_KEY`` (and ``OPENAI_BASE_URL``, ``OPENAI_MODEL``) allow."""
-        key = os.environ.get("OPENAI_API_KEY", "").strip()
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> Assistant | None:
+        """The assistant ``OPENAI_API_KEY`` (and ``OPENAI_BASE_URL``, ``OPENAI_MODEL``) allow.
+
+        ``env``: the settings in use (the environment over ``.env``); default the environment.
+        """
+        env = os.environ if env is None else env
+        key = env.get("OPENAI_API_KEY", "").strip()
         if not key:
             return None
         return cls(
             api_key=key,
-            base_url=os.environ.get("OPENAI_BASE_URL") or None,
-            model=os.environ.get("OPENAI_MODEL") or DEFAULT_MODEL,
+            base_url=env.get("OPENAI_BASE_URL") or None,
+            model=env.get("OPENAI_MODEL") or DEFAULT_MODEL,
         )
 
     def extract(self, description: str) -> BusinessFacts:

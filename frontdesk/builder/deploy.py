@@ -95,9 +95,30 @@ def timing(env: Mapping[str, str]) -> Timing:
     )
 
 
+def image_profile(env: Mapping[str, str]) -> tuple[str | None, str]:
+    """``AGENT_PROFILE`` as the container sees it, and why it is left out (if it is).
+
+    A profile inside the repository is in the image (``COPY . .`` into ``/app``), named
+    relative to the repository root; one elsewhere is not, so it is not passed.
+    """
+    raw = env.get("AGENT_PROFILE", "").strip()
+    if not raw:
+        return None, ""
+    path = Path(raw).expanduser().resolve()
+    if not path.is_relative_to(ROOT.resolve()) and not Path(raw).is_absolute():
+        path = (ROOT / raw).resolve()  # relative to where the server runs
+    if not path.is_relative_to(ROOT.resolve()):
+        return None, (
+            f"AGENT_PROFILE {raw} is outside the repository, so the image does not hold it: "
+            "move it (and its knowledge folder) under profiles/ and deploy again"
+        )
+    return path.relative_to(ROOT.resolve()).as_posix(), ""
+
+
 def plan(target: str, out: Path, env: Mapping[str, str], *, app: str = "frontdesk") -> Plan:
     """The files and commands for ``target``, with ``out`` as the output folder."""
     calls = timing(env)
+    profile, _ = image_profile(env)
     context = _relative(ROOT, out)
     dockerfile_path = _relative(out / "Dockerfile", ROOT)
     dockerfile = (ROOT / "Dockerfile").read_text()
@@ -109,17 +130,20 @@ def plan(target: str, out: Path, env: Mapping[str, str], *, app: str = "frontdes
             tool = "docker"
             then = (
                 "Run it: docker run -d --env-file .env -p 8080:8080 "
-                f"-v frontdesk-data:{OUTBOX_DIR} "
+                + (f"-e AGENT_PROFILE={profile} " if profile else "")
+                + f"-v frontdesk-data:{OUTBOX_DIR} "
                 f"--stop-timeout {calls.drain_seconds + STOP_MARGIN_SECONDS} {IMAGE}"
             )
         case "compose":
-            files["compose.yaml"] = _compose(calls, context, dockerfile_path)
+            files["compose.yaml"] = _compose(calls, context, dockerfile_path, profile)
             commands = [
                 ["docker", "compose", "-f", str(out / "compose.yaml"), "up", "-d", "--build"]
             ]
             tool = "docker"
         case "fly":
-            files["fly.toml"] = _fly(calls, dockerfile_path, app)
+            # flyctl resolves build.dockerfile against the fly.toml's folder; the build
+            # context is the working directory it is given: the repository root.
+            files["fly.toml"] = _fly(calls, "Dockerfile", app, profile)
             commands = [["fly", "deploy", "--config", str(out / "fly.toml"), str(ROOT)]]
             tool = "fly"
         case _:
@@ -135,9 +159,10 @@ def _relative(path: Path, start: Path) -> str:
     return str(path.resolve())
 
 
-def _compose(calls: Timing, context: str, dockerfile: str) -> str:
+def _compose(calls: Timing, context: str, dockerfile: str, profile: str | None) -> str:
     # Paths are relative to this file's folder; the Dockerfile's to the build context.
     env_file = f"{context}/.env"
+    agent_profile = f'\n      AGENT_PROFILE: "{profile}"' if profile else ""
     return f"""\
 # Frontdesk in one container; written by `python main.py deploy --target compose`.
 # The outbox lives on the volume, so queued dashboard records survive a rebuild.
@@ -150,7 +175,7 @@ services:
     image: {IMAGE}
     env_file: {env_file}
     environment:
-      PORT: "8080"
+      PORT: "8080"{agent_profile}
       OUTBOX_PATH: {OUTBOX_DIR}/outbox.sqlite3
       MAX_CONCURRENT_CALLS: "{calls.max_concurrent_calls}"
       MAX_CALL_SECONDS: "{calls.max_call_seconds}"
@@ -178,7 +203,8 @@ volumes:
 """
 
 
-def _fly(calls: Timing, dockerfile: str, app: str) -> str:
+def _fly(calls: Timing, dockerfile: str, app: str, profile: str | None) -> str:
+    agent_profile = f'\n  AGENT_PROFILE = "{profile}"' if profile else ""
     if calls.drain_seconds > FLY_SHARED_KILL_TIMEOUT_MAX:
         vm = (
             f"# A kill_timeout over {FLY_SHARED_KILL_TIMEOUT_MAX} s needs a dedicated-CPU machine "
@@ -200,11 +226,12 @@ kill_timeout = {calls.drain_seconds}
   {vm}
 
 [build]
-  # Relative to the repository root, the folder `fly deploy` is given.
+  # Relative to this file's folder (where fly resolves it); the build context is the
+  # repository root, the working directory `fly deploy` is given.
   dockerfile = "{dockerfile}"
 
 [env]
-  PORT = "8080"
+  PORT = "8080"{agent_profile}
   OUTBOX_PATH = "{OUTBOX_DIR}/outbox.sqlite3"
   MAX_CONCURRENT_CALLS = "{calls.max_concurrent_calls}"
   MAX_CALL_SECONDS = "{calls.max_call_seconds}"
@@ -319,6 +346,9 @@ def deploy(
 ) -> int:
     """Write the files for ``target`` into ``out`` and run its tool; the exit code."""
     chosen = plan(target, out, env, app=app)
+    _, left_out = image_profile(env)
+    if left_out:
+        say(left_out)
     public_url = env.get("PUBLIC_URL") or (f"https://{app}.fly.dev" if target == "fly" else None)
     if dry_run:
         for name, content in chosen.files.items():

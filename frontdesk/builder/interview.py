@@ -72,7 +72,9 @@ class Options:
     resume: bool = False
     profiles_dir: Path = ROOT / "profiles"
     env_dir: Path = Path(".")
-    """Where ``.env`` is read and ``.env.<name>.missing`` written (the current folder)."""
+    """Where ``.env.<name>.missing`` is written, and ``.env`` read (the current folder)."""
+    env_file: Path | None = None
+    """The settings file read for defaults, when not ``env_dir``'s ``.env``."""
     offer_try: bool = True
 
 
@@ -81,7 +83,7 @@ def run(console: Console, options: Options, assistant: Assistant | None) -> int:
     drafts = options.profiles_dir / ".drafts"
     ctx = Context(
         profile_folder=options.profiles_dir,
-        env=output.settings_in_use(options.env_dir / ".env"),
+        env=output.settings_in_use(options.env_file or options.env_dir / ".env"),
     )
     name = options.name
     if options.resume:

@@ -30,6 +30,8 @@ from frontdesk.builder.trades import LANGUAGE_NAMES
 from frontdesk.runtime.profile import AgentProfile, load_profile
 from frontdesk.runtime.settings import REQUIRED
 
+REPOSITORY = Path(__file__).resolve().parents[2]
+"""The repository root: the folder the server runs in, here and in the image."""
 PROFILE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 
 
@@ -119,7 +121,7 @@ def profile_data(ctx: Context, name: str) -> dict[str, Any]:
             "service_area": {"zips": ctx.value("zips") or [], "cities": ctx.value("cities") or []},
             "hours": {"timezone": ctx.value("timezone"), "weekly": weekly},
             "emergency": {
-                "keywords": ctx.value("emergency_keywords"),
+                "keywords": emergency_keywords(ctx),
                 "safety_message": ctx.value("safety_message"),
             },
             "callback_promise": ctx.value("callback_promise"),
@@ -152,6 +154,14 @@ def profile_data(ctx: Context, name: str) -> dict[str, Any]:
         recording["announce"] = ctx.value("recording_announce")
     data["recording"] = recording
     return data
+
+
+def emergency_keywords(ctx: Context) -> list[str]:
+    """The emergency words: the answered ones, then each other language's, once each."""
+    words = list(ctx.value("emergency_keywords") or [])
+    for code in ctx.languages()[1:]:
+        words += ctx.value(f"{code}_emergency_keywords") or []
+    return list(dict.fromkeys(words))
 
 
 def _title(path: Path) -> str:
@@ -239,6 +249,18 @@ def write(ctx: Context, name: str, data: dict[str, Any], env_dir: Path) -> Writt
     )
 
 
+def profile_setting(profile_path: Path) -> str:
+    """``AGENT_PROFILE`` for a profile: relative to the repository root when inside it.
+
+    The server runs from the repository root (``/app`` in the image, which copies
+    ``profiles/``), so ``profiles/<name>.yaml`` names the same file on this machine and in
+    the container; a profile kept elsewhere keeps its absolute path.
+    """
+    path = profile_path.resolve()
+    root = REPOSITORY.resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
 def write_missing_settings(
     ctx: Context, profile_path: Path, target: Path
 ) -> tuple[Path, list[str]]:
@@ -246,7 +268,7 @@ def write_missing_settings(
     known = urls(ctx)
     chosen = integrations(ctx)
     wanted: list[tuple[str, str, str]] = [
-        ("AGENT_PROFILE", str(profile_path), "the profile the interview wrote"),
+        ("AGENT_PROFILE", profile_setting(profile_path), "the profile the interview wrote"),
         ("PUBLIC_URL", "", "the https address Twilio reaches this server at"),
     ]
     wanted += [(name, known.get(name, ""), "required") for name in REQUIRED]

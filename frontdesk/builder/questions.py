@@ -309,10 +309,32 @@ def _extra_language(code: str) -> Callable[[Context], bool]:
     return lambda ctx: code in ctx.languages()[1:]
 
 
+def _language_keywords(code: str) -> Callable[[Context], str]:
+    def default(ctx: Context) -> str:
+        spoken = [language.get("code") for language in ctx.old("languages") or []]
+        if ctx.old("emergency", "keywords") and code in spoken:
+            return ""  # an edited profile's words in this language are in the list above
+        words = [w for trade in ctx.trades() for w in trade.keywords(code)]
+        return ", ".join(dict.fromkeys(words))
+
+    return default
+
+
 def _language_questions() -> list[Question]:
     names = {"en": "English", "es": "Spanish"}
     made = []
     for code in SUPPORTED_LANGUAGES:
+        made.append(
+            Question(
+                id=f"{code}_emergency_keywords",
+                label=f"{names[code]} emergency words",
+                prompt=f"More words that mean an emergency, in {names[code]} (comma-separated)",
+                default=_language_keywords(code),
+                read=lambda raw, ctx: [clean_text(word) for word in answers.items(raw)],
+                when=_extra_language(code),
+                optional=True,
+            )
+        )
         for text, label, limit in (
             ("greeting", "greeting", MAX_GREETING_CHARS),
             ("safety_message", "emergency message", 1000),

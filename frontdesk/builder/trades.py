@@ -18,7 +18,13 @@ class Trade:
     services: tuple[tuple[str, str], ...]
     """(name, what it covers) of the services a business of this trade usually offers."""
     emergency_keywords: tuple[str, ...]
+    spanish_keywords: tuple[str, ...]
+    """The same emergencies as a Spanish-speaking caller says them."""
     safety_message: str
+
+    def keywords(self, code: str) -> tuple[str, ...]:
+        """The emergency words in the language ``code`` (``en`` or ``es``)."""
+        return self.spanish_keywords if code == "es" else self.emergency_keywords
 
 
 TRADES: dict[str, Trade] = {
@@ -32,6 +38,17 @@ TRADES: dict[str, Trade] = {
                 ("Water heaters", "water heater repair and replacement"),
             ),
             emergency_keywords=("flooding", "flooded", "burst pipe", "sewage", "gas", "smell gas"),
+            spanish_keywords=(
+                "inundación",
+                "inundado",
+                "inundando",
+                "se inunda",
+                "tubo roto",
+                "tubería rota",
+                "aguas negras",
+                "fuga de gas",
+                "huele a gas",
+            ),
             safety_message=(
                 "If water is flooding, turn off the main water valve if you can do it safely. "
                 "If you smell gas, leave the house now and call 911 and your gas company "
@@ -45,6 +62,14 @@ TRADES: dict[str, Trade] = {
                 ("Heating and cooling", "furnaces, boilers, heat pumps and air conditioning"),
             ),
             emergency_keywords=("gas", "smell gas", "carbon monoxide", "no heat", "smoke"),
+            spanish_keywords=(
+                "fuga de gas",
+                "huele a gas",
+                "olor a gas",
+                "monóxido de carbono",
+                "sin calefacción",
+                "humo",
+            ),
             safety_message=(
                 "If you smell gas or your carbon monoxide alarm is sounding, leave the house "
                 "now, do not use light switches, and call 911 once you are outside."
@@ -58,6 +83,15 @@ TRADES: dict[str, Trade] = {
                 ("Panels and EV chargers", "panel upgrades and EV charger installation"),
             ),
             emergency_keywords=("sparks", "sparking", "smoke", "burning smell", "fire", "shock"),
+            spanish_keywords=(
+                "chispas",
+                "echando chispas",
+                "humo",
+                "olor a quemado",
+                "incendio",
+                "fuego",
+                "descarga",
+            ),
             safety_message=(
                 "If you see sparks or smoke or smell burning, stay away from it, switch off "
                 "the main breaker only if you can do it safely, and call 911 if there is fire."
@@ -68,6 +102,7 @@ TRADES: dict[str, Trade] = {
             name="Home services",
             services=(("General repairs", "general home repairs"),),
             emergency_keywords=("fire", "smoke", "flooding", "gas"),
+            spanish_keywords=("incendio", "fuego", "humo", "inundación", "fuga de gas"),
             safety_message=(
                 "If anyone is in danger, leave the house now and call 911 once you are outside."
             ),

@@ -177,7 +177,8 @@ async def pretest(
         SettingsError: The profile (or its knowledge) is invalid, naming every problem.
     """
     profile = load_profile(profile_path)
-    scenarios = suite.adapt(profile)
+    clock = business_clock(profile, datetime.now().astimezone())
+    scenarios = suite.adapt(profile, clock)
     if only:
         unknown = sorted(set(only) - {s.name for s in scenarios})
         if unknown:
@@ -185,7 +186,6 @@ async def pretest(
             raise PretestError(f"no scenario {', '.join(unknown)} in this suite (it has {names})")
         scenarios = [s for s in scenarios if s.name in only]
     knowledge = KnowledgeIndex.build(profile.knowledge) if profile.knowledge else None
-    clock = business_clock(profile, datetime.now().astimezone())
     receptionist = Receptionist(profile, knowledge=knowledge is not None)
     async with _Rig(live) as rig:
         reports = []

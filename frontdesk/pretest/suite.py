@@ -3,15 +3,19 @@
 :func:`adapt` writes the shipped scenarios' calls again for the business a profile
 describes: its greeting, each of its services, a ZIP inside and one outside its service
 area, its opening hours (the booked window must fall inside them), the emergencies of
-its trades, its knowledge files (a question they answer, one they do not), and each of
-its languages. Each :class:`TextScenario` carries expectations
-of the same kinds as ``scenarios/*.yaml`` — states reached in order, the outcome, a tool
-called with given arguments, phrases the bot said or never said, who ended the call —
-and :func:`judge` checks a finished call against them, giving a reason for each miss.
+its trades (and one said in each other language), its knowledge files (a question they
+answer, one they do not), each of its languages, and — when it has someone to put
+callers through to — a caller asking for a person. Each :class:`TextScenario` carries
+expectations of the same kinds as ``scenarios/*.yaml`` — states reached in order, the
+outcome, a tool called with given arguments, phrases the bot said or never said, who
+ended the call — and :func:`judge` checks a finished call against them, giving a reason
+for each miss.
 
 Emergency lines are written per trade (what a caller of a plumber, an electrician or a
 heating company says in an emergency), not from the profile's keyword list, so a list
-that misses a trade's emergencies fails here, before a caller finds out.
+that misses a trade's emergencies fails here, before a caller finds out. Where the
+profile has someone on call for emergencies at the hour the calls are placed, the caller
+hears the safety message and is then put through to them, as the receptionist does.
 """
 
 from __future__ import annotations
@@ -50,6 +54,15 @@ TRADE_EMERGENCIES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
 }
 """Per trade: words in a service that say the business does it, and a caller's emergency."""
+TRADE_EMERGENCIES_SPOKEN: dict[str, dict[str, str]] = {
+    "es": {
+        "plumbing": "Se reventó un tubo y el sótano se está inundando.",
+        "electrical": "Hay chispas y humo saliendo del enchufe.",
+        "gas heating": "Huele a gas cerca de la caldera.",
+    }
+}
+"""The same emergencies as a caller says them in each other language the suite speaks."""
+ASKS_FOR_A_PERSON = "Can I talk to a real person please?"
 UNANSWERABLE = "Do you sell solar panels?"
 """A question no home-services business's knowledge answers."""
 _NAME_FILLER = frozenset({"and", "the", "inc", "llc", "co", "company", "of"})
@@ -112,8 +125,12 @@ def trades(profile: AgentProfile) -> list[str]:
     ]
 
 
-def adapt(profile: AgentProfile) -> list[TextScenario]:
-    """The suite written for ``profile`` (see the module docstring)."""
+def adapt(profile: AgentProfile, at: datetime | None = None) -> list[TextScenario]:
+    """The suite written for ``profile`` (see the module docstring).
+
+    ``at`` is when the calls are placed: whether someone takes a hand-off then decides what
+    the emergency and "asks for a person" calls expect (without it, nobody does).
+    """
     inside = profile.service_area.zips[0] if profile.service_area.zips else "00000"
     outside = outside_zip(profile)
     booking_lines = ("My name is Jordan Lee.", f"It's {STREET}, {inside}.", "This week is fine.")
@@ -187,22 +204,57 @@ def adapt(profile: AgentProfile) -> list[TextScenario]:
             ),
         )
     )
-    for trade in trades(profile):
-        line = TRADE_EMERGENCIES[trade][1]
+    on_call = profile.handoff.choose("emergency", at, profile.hours).target if at else None
+    spoken = {language.code: language for language in profile.spoken()}
+    emergencies = [
+        (trade, TRADE_EMERGENCIES[trade][1], profile.spoken()[0].code, "")
+        for trade in trades(profile)
+    ]
+    for code in list(spoken)[1:]:
+        # One emergency per other language: the first trade's, as its callers say it.
+        lines = TRADE_EMERGENCIES_SPOKEN.get(code, {})
+        said = next(((t, lines[t]) for t in trades(profile) if t in lines), None)
+        if said is not None:
+            emergencies.append((said[0], said[1], code, f"_in_{code}"))
+    for trade, line, code, suffix in emergencies:
+        safety = _first_sentence(spoken[code].safety_message or profile.emergency.safety_message)
+        in_language = f" in {spoken[code].name}" if suffix else ""
+        if on_call is not None:
+            about = (
+                f"Emergency ({trade}){in_language}: the safety message first, then the caller "
+                f"is put through to {on_call.name} ({on_call.number})."
+            )
+            expect = Expect(
+                outcome="handed_off",
+                states=("greeting", "emergency", "handoff"),
+                bot_said=(safety,),
+                callback=True,
+                ended_by="handoff",
+                language=code if suffix else None,
+            )
+        else:
+            about = (
+                f"Emergency ({trade}){in_language}: the safety message first, then an urgent "
+                "callback."
+            )
+            expect = Expect(
+                outcome="emergency",
+                states=("greeting", "emergency"),
+                bot_said=(safety,),
+                callback=True,
+                ended_by="bot",
+                language=code if suffix else None,
+            )
         suite.append(
             TextScenario(
-                name=f"emergency_{trade.replace(' ', '_')}",
-                about=f"Emergency ({trade}): the safety message first, then an urgent callback.",
+                name=f"emergency_{trade.replace(' ', '_')}{suffix}",
+                about=about,
                 lines=(line,),
-                expect=Expect(
-                    outcome="emergency",
-                    states=("greeting", "emergency"),
-                    bot_said=(_first_sentence(profile.emergency.safety_message),),
-                    callback=True,
-                    ended_by="bot",
-                ),
+                expect=expect,
             )
         )
+    if any("request" in target.use_for for target in profile.handoff.targets):
+        suite.append(_asks_for_a_person(profile, at))
     for source in profile.knowledge[:1]:
         heading = _first_heading(source.path)
         if heading is not None:
@@ -235,6 +287,35 @@ def adapt(profile: AgentProfile) -> list[TextScenario]:
             )
         )
     return suite
+
+
+def _asks_for_a_person(profile: AgentProfile, at: datetime | None) -> TextScenario:
+    """A caller asks for a person: put through if someone takes calls at ``at``, else a callback."""
+    person = profile.handoff.choose("request", at, profile.hours).target if at else None
+    if person is not None:
+        return TextScenario(
+            name="asks_for_a_person",
+            about=f"A caller who asks for a person is put through to {person.name} "
+            f"({person.number}).",
+            lines=(ASKS_FOR_A_PERSON,),
+            expect=Expect(
+                outcome="handed_off",
+                states=("greeting", "handoff"),
+                bot_said=("put you through",),
+                ended_by="handoff",
+            ),
+        )
+    return TextScenario(
+        name="asks_for_a_person",
+        about="A caller who asks for a person when nobody takes calls is offered a callback.",
+        lines=(ASKS_FOR_A_PERSON, "Yes please, call me back."),
+        expect=Expect(
+            outcome="callback",
+            bot_said=("nobody I can put you through to",),
+            callback=True,
+            ended_by="bot",
+        ),
+    )
 
 
 def judge(scenario: TextScenario, result: CallResult, profile: AgentProfile) -> list[str]:
