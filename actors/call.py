@@ -669,20 +669,7 @@ class CallActor:
                 self.pipeline.turn_timer.waited_on_backend(time.monotonic() - started)
 
     async def _find_answer(self, call_id: str, question: str) -> None:
-        found: Sequence[FoundPassage] = ()
-        knowledge = self._knowledge
-        if knowledge is not None:
-            # Off the loop that paces every call's audio; a search that fails or hangs
-            # answers "nothing found", and the caller is offered a callback.
-            with anyio.move_on_after(KNOWLEDGE_WAIT_SECONDS):
-                try:
-                    found = await anyio.to_thread.run_sync(knowledge.search, question)
-                except Exception:
-                    logger.exception("knowledge search failed for %r", question)
-        passages = tuple(
-            conversation.Passage(source=p.source, heading=p.heading, text=p.text) for p in found
-        )
-        event = conversation.AnswerFound(call_id=call_id, question=question, passages=passages)
+        event = await find_answer(self._knowledge, call_id, question)
         await self._tell(_Answered(event=event))
 
     async def _hand_off(self, intent: HandOff) -> None:
@@ -1007,3 +994,24 @@ def _unwrap(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+async def find_answer(
+    knowledge: Knowledge | None, call_id: str, question: str
+) -> conversation.AnswerFound:
+    """What the business's knowledge says to ``question``, as the receptionist's event.
+
+    The search runs off the loop that paces every call's audio; one that fails or hangs
+    answers "nothing found", and the caller is offered a callback.
+    """
+    found: Sequence[FoundPassage] = ()
+    if knowledge is not None:
+        with anyio.move_on_after(KNOWLEDGE_WAIT_SECONDS):
+            try:
+                found = await anyio.to_thread.run_sync(knowledge.search, question)
+            except Exception:
+                logger.exception("knowledge search failed for %r", question)
+    passages = tuple(
+        conversation.Passage(source=p.source, heading=p.heading, text=p.text) for p in found
+    )
+    return conversation.AnswerFound(call_id=call_id, question=question, passages=passages)

@@ -95,6 +95,19 @@ def layout(
     def y_of(lane: str) -> float:
         return 24 + LANES.index(lane) * LANE_HEIGHT
 
+    def marker(lane: str, x: float, *, css: str, label: str, tooltip: str) -> Shape:
+        """A moment on ``lane``: a tick with its label."""
+        return Shape(
+            lane=lane,
+            x=round(x, 1),
+            y=y_of(lane) + 4,
+            w=0,
+            h=16,
+            css=css,
+            label=label,
+            tooltip=tooltip,
+        )
+
     shapes: list[Shape] = []
     entered = [
         (e.get("state", "?"), _time(e.get("at"))) for e in record.get("states_entered") or []
@@ -165,12 +178,9 @@ def layout(
         result = tool.get("result") or {}
         outcome = result.get("status") or ("ok" if tool.get("ok") else "failed")
         shapes.append(
-            Shape(
-                lane="tools",
-                x=round(x_of(at), 1),
-                y=y_of("tools") + 4,
-                w=0,
-                h=16,
+            marker(
+                "tools",
+                x_of(at),
                 css="tool tool-ok" if tool.get("ok") else "tool tool-failed",
                 label=str(tool.get("name")),
                 tooltip=f"{tool.get('name')} -> {outcome}"
@@ -180,12 +190,9 @@ def layout(
     for failover in record.get("failovers") or []:
         at = _time(failover.get("at"))
         shapes.append(
-            Shape(
-                lane="events",
-                x=round(x_of(at), 1),
-                y=y_of("events") + 4,
-                w=0,
-                h=16,
+            marker(
+                "events",
+                x_of(at),
                 css="event event-failover",
                 label="failover",
                 tooltip=f"voice {failover.get('from_provider')} -> {failover.get('to_provider')}",
@@ -195,12 +202,9 @@ def layout(
     if handoff:
         at = _time(handoff.get("at"))
         shapes.append(
-            Shape(
-                lane="events",
-                x=round(x_of(at), 1),
-                y=y_of("events") + 4,
-                w=0,
-                h=16,
+            marker(
+                "events",
+                x_of(at),
                 css="event event-handoff",
                 label=f"hand-off: {handoff.get('result')}",
                 tooltip=f"hand-off to {handoff.get('target')} ({handoff.get('trigger')}): "
@@ -209,12 +213,9 @@ def layout(
         )
     for epoch, purpose, status in texts:
         shapes.append(
-            Shape(
-                lane="events",
-                x=round(x_of(epoch - start.timestamp()), 1),
-                y=y_of("events") + 4,
-                w=0,
-                h=16,
+            marker(
+                "events",
+                x_of(epoch - start.timestamp()),
                 css=f"event event-sms event-sms-{status}",
                 label=f"SMS {status}",
                 tooltip=f"text ({purpose}): {status}",

@@ -29,7 +29,7 @@ import anyio
 import openai
 from openai import AsyncOpenAI
 
-from actors.call import KNOWLEDGE_WAIT_SECONDS, LOOKUP_WAIT_SECONDS, Backend, Knowledge
+from actors.call import LOOKUP_WAIT_SECONDS, Backend, Knowledge, find_answer
 from frontdesk.backend.contract import LookupResult
 from frontdesk.conversation import events as ev
 from frontdesk.conversation.intents import (
@@ -317,12 +317,7 @@ class TextCall:
                     self._ended = self._ended or "bot"
 
     async def _find_answer(self, call_id: str, question: str) -> None:
-        found: Sequence[Any] = ()
-        if self.knowledge is not None:
-            with anyio.move_on_after(KNOWLEDGE_WAIT_SECONDS):
-                found = await anyio.to_thread.run_sync(self.knowledge.search, question)
-        passages = tuple(ev.Passage(source=p.source, heading=p.heading, text=p.text) for p in found)
-        await self._step(ev.AnswerFound(call_id=call_id, question=question, passages=passages))
+        await self._step(await find_answer(self.knowledge, call_id, question))
 
     def _bot_said(self, text: str) -> None:
         self.transcript.append(("bot", text))
